@@ -1,0 +1,309 @@
+/*
+ * call.cpp — see call.h. The slot protocol is described in shmem.h.
+ */
+#include "call.h"
+#include "guc.h"
+#include "shmem.h"
+#include "worker.h"
+
+#include "pg_headers.h"
+
+namespace bgw {
+
+namespace {
+
+/* The call this backend has in flight, for the error and exit paths. */
+struct ActiveCall {
+    int slot = -1;
+    shm_mq_handle *request = nullptr;
+    shm_mq_handle *response = nullptr;
+};
+ActiveCall active;
+bool exit_hook_registered = false;
+
+/* StringInfo with the append() the wire writer wants. */
+struct StringInfoBuf {
+    StringInfoData si;
+    void append(const char *p, size_t n) { appendBinaryStringInfo(&si, p, int(n)); }
+};
+
+int my_slot_index(void)
+{
+#if PG_VERSION_NUM >= 170000
+    int idx = MyProcNumber;
+#else
+    int idx = MyBackendId - 1;
+#endif
+    if (idx < 0 || idx >= proxy_shared->nslots)
+        ereport(ERROR, (errcode(ERRCODE_INTERNAL_ERROR),
+                        errmsg("bgw_proxy: no request slot for this process")));
+    return idx;
+}
+
+void wake_worker(int w)
+{
+    WorkerState *ws = worker_state(w);
+    if (pg_atomic_read_u32(&ws->pid) != 0) {
+        pg_read_barrier();
+        PGPROC *p = ws->proc;
+        if (p)
+            SetLatch(&p->procLatch);
+    }
+}
+
+/* Wait on our latch, for at most `ms`; interrupts are served. */
+void wait_a_little(long ms)
+{
+    (void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, ms, PG_WAIT_EXTENSION);
+    ResetLatch(MyLatch);
+    CHECK_FOR_INTERRUPTS();
+}
+
+/* Leave the call whatever state it is in; must not raise an error. */
+void abandon_active_call(void)
+{
+    if (active.slot < 0)
+        return;
+    RequestSlot *s = request_slot(active.slot);
+    if (active.request)
+        shm_mq_detach(active.request);
+    if (active.response)
+        shm_mq_detach(active.response);
+    active.request = active.response = nullptr;
+
+    uint32 expected = SLOT_SUBMITTED;
+    if (!pg_atomic_compare_exchange_u32(&s->state, &expected, SLOT_FREE) && expected == SLOT_RUNNING) {
+        /* the worker owns it: ask it to cancel and let go */
+        pg_atomic_write_u32(&s->cancel, 1);
+        wake_worker(s->worker);
+    }
+    active.slot = -1;
+}
+
+void exit_hook(int code, Datum arg)
+{
+    (void) code;
+    (void) arg;
+    if (proxy_shared)
+        abandon_active_call();
+}
+
+/* Our slot is reusable once the worker released the previous call. */
+RequestSlot *acquire_slot(int idx)
+{
+    RequestSlot *s = request_slot(idx);
+    TimestampTz start = GetCurrentTimestamp();
+    for (;;) {
+        uint32 st = pg_atomic_read_u32(&s->state);
+        if (st == SLOT_FREE)
+            return s;
+        if (st == SLOT_DONE) {
+            pg_atomic_write_u32(&s->state, SLOT_FREE);
+            return s;
+        }
+        if (TimestampDifferenceExceeds(start, GetCurrentTimestamp(), guc_worker_wait_timeout_ms))
+            ereport(ERROR, (errcode(ERRCODE_OBJECT_IN_USE),
+                            errmsg("bgw_proxy: the previous call of this session is still being cancelled"),
+                            errhint("Try again; if it persists, check the bgw_proxy workers with "
+                                    "pg_stat_bgw_proxy_workers.")));
+        wait_a_little(10);
+    }
+}
+
+void raise_remote(const CallRequest *req, int target, char kind, wire::Reader &r)
+{
+    wire::ErrorFields f;
+    if (!wire::read_error_fields(r, f))
+        ereport(ERROR, (errcode(ERRCODE_PROTOCOL_VIOLATION),
+                        errmsg("bgw_proxy: malformed error message from worker")));
+    auto dup = [](const wire::Span &s) -> char * {
+        return s.len ? pnstrdup(s.data, s.len) : nullptr;
+    };
+    char *message = dup(f.message);
+    char *detail = dup(f.detail);
+    char *hint = dup(f.hint);
+    char *context = dup(f.context);
+    char *severity = dup(f.severity);
+    uint32 partition = (target >= 0 && target < req->ntargets) ? req->targets[target].partition : 0;
+
+    int level = ERROR;
+    if (kind == wire::kNotice) {
+        level = NOTICE;
+        if (severity && strcmp(severity, "WARNING") == 0)
+            level = WARNING;
+        else if (severity && (strcmp(severity, "INFO") == 0))
+            level = INFO;
+        else if (severity && (strcmp(severity, "DEBUG") == 0 || strcmp(severity, "LOG") == 0))
+            level = DEBUG1;
+    }
+    ereport(level,
+            (errcode(MAKE_SQLSTATE(f.sqlstate[0], f.sqlstate[1], f.sqlstate[2], f.sqlstate[3], f.sqlstate[4])),
+             errmsg_internal("%s", message ? message : "remote error without message"),
+             detail ? errdetail_internal("%s", detail) : 0,
+             hint ? errhint("%s", hint) : 0,
+             context ? errcontext("remote: %s", context) : 0,
+             errcontext("bgw_proxy function %s, partition %u", req->function_name, partition)));
+}
+
+void encode_request(const CallRequest *req, StringInfoBuf &buf)
+{
+    wire::Writer<StringInfoBuf> w(buf);
+    w.u32(wire::kRequestMagic);
+    w.u32(0);
+    w.u32(uint32(guc_connect_timeout_ms));
+    w.u32(uint32(guc_query_timeout_ms));
+    w.str(req->function_name);
+    w.str(req->query);
+    w.u32(uint32(req->ntargets));
+    const char *encoding = GetDatabaseEncodingName();
+    for (int t = 0; t < req->ntargets; t++) {
+        const CallTarget &tg = req->targets[t];
+        w.u32(tg.partition);
+        w.str(tg.connstr);
+        w.str(encoding);
+        w.u32(uint32(tg.nparams));
+        for (int i = 0; i < tg.nparams; i++) {
+            if (tg.values[i])
+                w.blob(tg.values[i], strlen(tg.values[i]));
+            else
+                w.null_blob();
+        }
+    }
+}
+
+/* The body of call_run, between PG_TRY and the clean-up. */
+void run_call(const CallRequest *req, RowCallback on_row, void *arg)
+{
+    int idx = my_slot_index();
+    RequestSlot *s = acquire_slot(idx);
+    int worker = worker_for_key(req->route_key, strlen(req->route_key));
+
+    StringInfoBuf buf;
+    initStringInfo(&buf.si);
+    encode_request(req, buf);
+
+    /* fill the slot while it is FREE: only we touch it */
+    s->generation++;
+    s->worker = worker;
+    s->owner = MyProc;
+    s->roleid = GetUserId();
+    s->dbid = MyDatabaseId;
+    pg_atomic_write_u32(&s->cancel, 0);
+    auto *req_mq = shm_mq_create(slot_request_ring(idx), proxy_shared->request_ring_size);
+    auto *resp_mq = shm_mq_create(slot_response_ring(idx), proxy_shared->response_ring_size);
+    shm_mq_set_sender(req_mq, MyProc);
+    shm_mq_set_receiver(resp_mq, MyProc);
+    active.slot = idx;
+    active.request = shm_mq_attach(req_mq, nullptr, nullptr);
+    active.response = shm_mq_attach(resp_mq, nullptr, nullptr);
+
+    /* most requests fit the ring: write before waking the worker */
+    shm_mq_result sent = shm_mq_send(active.request, buf.si.len, buf.si.data, true, true);
+    if (sent == SHM_MQ_DETACHED)
+        ereport(ERROR, (errcode(ERRCODE_INTERNAL_ERROR), errmsg("bgw_proxy: request ring detached")));
+
+    pg_atomic_write_u32(&s->state, SLOT_SUBMITTED); /* full barrier */
+    pg_atomic_fetch_add_u64(&proxy_shared->submitted, 1);
+    Ticket ticket{uint32(idx), s->generation};
+    while (!worker_queue(worker)->push(ticket)) {
+        pg_atomic_fetch_add_u64(&proxy_shared->queue_full_waits, 1);
+        wake_worker(worker);
+        wait_a_little(1);
+    }
+    wake_worker(worker);
+
+    TimestampTz submitted_at = GetCurrentTimestamp();
+    bool saw_done = false;
+    for (;;) {
+        if (sent == SHM_MQ_WOULD_BLOCK)
+            sent = shm_mq_send(active.request, buf.si.len, buf.si.data, true, true);
+
+        Size len;
+        void *data;
+        shm_mq_result r = shm_mq_receive(active.response, &len, &data, true);
+        if (r == SHM_MQ_SUCCESS) {
+            wire::Reader rd(data, len);
+            uint8 kind;
+            uint16 target = 0;
+            if (!rd.u8(kind) || (kind != wire::kCallDone && !rd.u16(target)))
+                ereport(ERROR, (errcode(ERRCODE_PROTOCOL_VIOLATION),
+                                errmsg("bgw_proxy: malformed message from worker")));
+            if (kind == wire::kCallDone)
+                break;
+            if (kind == wire::kRow) {
+                uint16 nfields;
+                if (!rd.u16(nfields))
+                    ereport(ERROR, (errcode(ERRCODE_PROTOCOL_VIOLATION),
+                                    errmsg("bgw_proxy: malformed row from worker")));
+                wire::Span *fields = static_cast<wire::Span *>(palloc(sizeof(wire::Span) * (nfields + 1)));
+                for (int i = 0; i < nfields; i++)
+                    if (!rd.blob(fields[i]))
+                        ereport(ERROR, (errcode(ERRCODE_PROTOCOL_VIOLATION),
+                                        errmsg("bgw_proxy: malformed row from worker")));
+                on_row(arg, target, nfields, fields);
+                pfree(fields);
+            } else if (kind == wire::kError || kind == wire::kNotice) {
+                raise_remote(req, target, char(kind), rd);
+            }
+            /* kTargetDone: nothing to do yet */
+            continue;
+        }
+        if (r == SHM_MQ_DETACHED || saw_done)
+            ereport(ERROR, (errcode(ERRCODE_CONNECTION_FAILURE),
+                            errmsg("bgw_proxy worker %d exited during the call", worker),
+                            errhint("The call was not completed; it may or may not have run remotely.")));
+
+        uint32 st = pg_atomic_read_u32(&s->state);
+        if (st == SLOT_DONE) {
+            /* released without a final message: drain once more, then fail */
+            saw_done = true;
+            continue;
+        }
+        if (st == SLOT_SUBMITTED && pg_atomic_read_u32(&worker_state(worker)->pid) == 0 &&
+            TimestampDifferenceExceeds(submitted_at, GetCurrentTimestamp(), guc_worker_wait_timeout_ms))
+            ereport(ERROR, (errcode(ERRCODE_CONNECTION_FAILURE),
+                            errmsg("bgw_proxy worker %d is not running", worker),
+                            errhint("Check the server log; workers are restarted by the postmaster.")));
+        wait_a_little(1000);
+    }
+
+    /* finished: the worker releases the slot right after the final message */
+    shm_mq_detach(active.request);
+    shm_mq_detach(active.response);
+    active.request = active.response = nullptr;
+    active.slot = -1;
+    pfree(buf.si.data);
+}
+
+} // namespace
+
+void call_register_exit_hook(void)
+{
+    if (!exit_hook_registered) {
+        before_shmem_exit(exit_hook, 0);
+        exit_hook_registered = true;
+    }
+}
+
+void call_run(const CallRequest *req, RowCallback on_row, void *arg)
+{
+    require_preloaded();
+    if (active.slot >= 0)
+        ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+                        errmsg("bgw_proxy: a proxy function cannot be called while another one of "
+                               "this session is running")));
+    call_register_exit_hook();
+
+    PG_TRY();
+    {
+        run_call(req, on_row, arg);
+    }
+    PG_CATCH();
+    {
+        abandon_active_call();
+        PG_RE_THROW();
+    }
+    PG_END_TRY();
+}
+
+} // namespace bgw

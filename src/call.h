@@ -1,0 +1,43 @@
+/*
+ * call.h — the backend's side of a call: hand it to a worker through this
+ * backend's request slot and receive what comes back.
+ *
+ * Backend code in the PostgreSQL style: palloc'd data, ereport for errors,
+ * no C++ object with a destructor in any frame (see cxx_boundary.h).
+ */
+#pragma once
+
+#include "wire.hpp"
+
+#include "pg_headers.h"
+
+namespace bgw {
+
+struct CallTarget {
+    uint32 partition;
+    const char *connstr;   /* final: includes user= */
+    int nparams;
+    const char **values;   /* text form; NULL entry = SQL NULL */
+};
+
+struct CallRequest {
+    const char *function_name;   /* for error context */
+    const char *query;
+    int ntargets;
+    CallTarget *targets;
+    const char *route_key;       /* which worker: same key, same worker */
+};
+
+/* Called once per row with its fields (valid until the callback returns). */
+typedef void (*RowCallback)(void *arg, int target, int nfields, const wire::Span *fields);
+
+/* Runs the call to completion; every row goes to on_row. Remote errors are
+ * re-raised here with their fields; any error (including one raised by
+ * on_row, or a cancel) abandons the call so the worker cancels the remote
+ * statement and frees the slot. */
+void call_run(const CallRequest *req, RowCallback on_row, void *arg);
+
+/* Registered once per backend: an exiting backend abandons its call. */
+void call_register_exit_hook(void);
+
+} // namespace bgw

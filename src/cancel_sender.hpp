@@ -1,0 +1,27 @@
+/*
+ * cancel_sender.hpp — sends remote cancel requests without blocking a worker.
+ *
+ * libpq 15 only has the blocking PQcancel() (a new TCP connection to the
+ * remote, a packet, a wait for close). A worker must never block, so cancels
+ * are handed to one helper thread per worker. The thread runs nothing but
+ * PQcancel/PQfreeCancel — libpq documents both as thread-safe — and touches
+ * no PostgreSQL state, no palloc, no latch; all signals are blocked in it so
+ * the worker's signal handling is unchanged. It is created on first use,
+ * detached, and dies with the process.
+ *
+ * Pure C++ + libpq.
+ */
+#pragma once
+
+#include "pure_cxx.h"
+
+#include <libpq-fe.h>
+
+namespace bgw {
+
+/* Queue a cancel request for the statement running on `conn` now.
+ * Returns false if libpq could not build the request (the caller then
+ * closes the connection instead). */
+bool send_cancel_async(PGconn *conn);
+
+} // namespace bgw

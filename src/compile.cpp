@@ -1,0 +1,391 @@
+/*
+ * compile.cpp — see compile.h.
+ *
+ * The catalog side (pg_proc, types, names) is plain PostgreSQL code. The
+ * body is parsed by the pure C++ parser inside cxx_entry(); everything the
+ * C++ side needs from PostgreSQL is gathered before it runs, and everything
+ * it produces is copied out through pg_call(), so no PostgreSQL error can
+ * unwind through the parser's std:: objects.
+ */
+#include <climits>
+#include <string>
+
+#include "body_parser.hpp"
+#include "compile.h"
+
+#include "pg_headers.h"
+#include "cxx_boundary.h"
+
+extern "C" {
+#include "libpq-fe.h"
+#include "parser/parse_type.h"
+#include "parser/parser.h"
+#include "utils/elog.h"
+#include "utils/regproc.h"
+}
+
+namespace bgw {
+
+namespace {
+
+/* What the catalog says about the function, gathered before parsing. */
+struct FunctionInfo {
+    const char *body;
+    const char *qualified_name;   /* quoted schema.name for the remote query */
+    const char *display_name;
+    int n_in;                     /* input arguments (IN, INOUT, VARIADIC) */
+    int *in_arg;                  /* fcinfo index of each input argument */
+    const char **in_names;        /* NULL when unnamed */
+    const char **in_type_names;   /* for casts */
+    Oid *in_types;
+    bool last_is_variadic;
+    bool retset, is_void;
+    TypeFuncClass result_class;
+    Oid result_type;
+    TupleDesc result_desc;
+    const char *result_type_name;
+};
+
+/* A compile error found on the C++ side, raised once we are back in C. */
+struct Problem {
+    bool found = false;
+    int sqlstate = 0;
+    size_t position = SIZE_MAX;   /* byte offset in the body */
+    char message[512] = {0};
+    char hint[256] = {0};
+};
+
+void set_problem(Problem &p, int sqlstate, size_t pos, const std::string &msg, const char *hint = "")
+{
+    p.found = true;
+    p.sqlstate = sqlstate;
+    p.position = pos;
+    strlcpy(p.message, msg.c_str(), sizeof(p.message));
+    strlcpy(p.hint, hint, sizeof(p.hint));
+}
+
+char *pg_copy(const std::string &s)
+{
+    return pg_call([&] { return pnstrdup(s.data(), s.size()); });
+}
+
+/* Replace argument references in a SQL fragment with $k::type; records
+ * which proxy argument each remote parameter is. */
+bool substitute_args(const FunctionInfo &fi, const SqlFragment &frag, std::string &out,
+                     std::vector<int> &params, Problem &p)
+{
+    size_t done = 0;
+    for (const ArgRef &ref : frag.args) {
+        int arg = -1;
+        if (ref.number > 0) {
+            if (ref.number > fi.n_in) {
+                set_problem(p, ERRCODE_UNDEFINED_PARAMETER, ref.body_pos,
+                            "there is no parameter $" + std::to_string(ref.number));
+                return false;
+            }
+            arg = ref.number - 1;
+        } else {
+            for (int i = 0; i < fi.n_in; i++)
+                if (fi.in_names[i] && ref.name == fi.in_names[i]) {
+                    arg = i;
+                    break;
+                }
+            if (arg < 0)
+                continue; /* a column, table or other SQL name: leave it */
+        }
+        size_t k = 0;
+        while (k < params.size() && params[k] != arg)
+            k++;
+        if (k == params.size())
+            params.push_back(arg);
+        out.append(frag.text, done, ref.offset - done);
+        out += "$" + std::to_string(k + 1) + "::" + fi.in_type_names[arg];
+        done = ref.offset + ref.length;
+    }
+    out.append(frag.text, done, std::string::npos);
+    return true;
+}
+
+/* The query bgw_proxy generates when the body has no SELECT. */
+std::string generated_query(const FunctionInfo &fi, std::vector<int> &params)
+{
+    std::string args;
+    for (int i = 0; i < fi.n_in; i++) {
+        if (i > 0)
+            args += ", ";
+        if (i == fi.n_in - 1 && fi.last_is_variadic)
+            args += "VARIADIC ";
+        args += "$" + std::to_string(i + 1) + "::" + fi.in_type_names[i];
+        params.push_back(i);
+    }
+    std::string from = std::string(fi.qualified_name) + "(" + args + ") AS r";
+    if (fi.is_void)
+        return "SELECT NULL FROM " + from;
+    if (fi.result_class == TYPEFUNC_SCALAR)
+        return std::string("SELECT r::") + fi.result_type_name + " FROM " + from;
+
+    std::string cols;
+    TupleDesc d = fi.result_desc;
+    for (int i = 0; i < d->natts; i++) {
+        Form_pg_attribute a = TupleDescAttr(d, i);
+        if (a->attisdropped)
+            continue;
+        if (!cols.empty())
+            cols += ", ";
+        const char *col = pg_call([&] { return quote_identifier(NameStr(a->attname)); });
+        const char *type = pg_call([&] {
+            return format_type_extended(a->atttypid, a->atttypmod,
+                                        FORMAT_TYPE_TYPEMOD_GIVEN | FORMAT_TYPE_FORCE_QUALIFY);
+        });
+        cols += std::string("r.") + col + "::" + type;
+    }
+    return "SELECT " + cols + " FROM " + from;
+}
+
+/* Parse and check the body; fill pf's query/connect fields. C++ side. */
+void compile_body(const FunctionInfo &fi, ProxyFunction *pf, Problem &p)
+{
+    ParsedBody body;
+    ParseError perr;
+    if (!parse_body(fi.body, body, perr, standard_conforming_strings)) {
+        set_problem(p, ERRCODE_SYNTAX_ERROR, perr.position, perr.message);
+        return;
+    }
+
+    auto unsupported = [&](bool present, size_t pos, const char *what) {
+        if (present && !p.found)
+            set_problem(p, ERRCODE_FEATURE_NOT_SUPPORTED, pos,
+                        std::string(what) + " statements are not supported by this version of bgw_proxy",
+                        "This version runs CONNECT 'connection string' with an optional SELECT.");
+    };
+    unsupported(body.has_cluster, body.cluster_pos, "CLUSTER");
+    unsupported(body.has_run, body.run_pos, "RUN ON");
+    unsupported(body.has_split, body.split_pos, "SPLIT");
+    unsupported(body.has_target, body.target_pos, "TARGET");
+    if (p.found)
+        return;
+    if (!body.has_connect) {
+        set_problem(p, ERRCODE_INVALID_FUNCTION_DEFINITION, SIZE_MAX,
+                    "bgw_proxy function has neither CONNECT nor CLUSTER",
+                    "Add CONNECT 'connection string'; to the body.");
+        return;
+    }
+    if (body.connect.kind != ValueKind::Literal) {
+        set_problem(p, ERRCODE_FEATURE_NOT_SUPPORTED, body.connect.body_pos,
+                    "only CONNECT with a string literal is supported by this version of bgw_proxy");
+        return;
+    }
+
+    /* the connection string must parse; whether it names a user decides
+     * if the calling role is appended at call time */
+    char *err = nullptr;
+    PQconninfoOption *opts = PQconninfoParse(body.connect.literal.c_str(), &err);
+    if (!opts) {
+        std::string m = err ? err : "out of memory";
+        if (err)
+            PQfreemem(err);
+        while (!m.empty() && m.back() == '\n')
+            m.pop_back();
+        set_problem(p, ERRCODE_SYNTAX_ERROR, body.connect.body_pos, "invalid connection string: " + m);
+        return;
+    }
+    bool has_user = false;
+    for (PQconninfoOption *o = opts; o->keyword; o++)
+        if (strcmp(o->keyword, "user") == 0 && o->val && o->val[0])
+            has_user = true;
+    PQconninfoFree(opts);
+
+    std::vector<int> params;
+    std::string query;
+    if (body.has_select) {
+        if (!substitute_args(fi, body.select, query, params, p))
+            return;
+    } else {
+        query = generated_query(fi, params);
+    }
+
+    pf->connstr = pg_copy(body.connect.literal);
+    pf->connstr_has_user = has_user;
+    pf->query = pg_copy(query);
+    pf->nparams = int(params.size());
+    pf->param_arg = pg_call([&] { return static_cast<int *>(palloc0(sizeof(int) * (params.size() + 1))); });
+    for (size_t i = 0; i < params.size(); i++)
+        pf->param_arg[i] = fi.in_arg[params[i]];
+}
+
+void error_position_callback(void *arg)
+{
+    /* turn the position in the body into one in CREATE FUNCTION */
+    (void) function_parse_error_transpose(static_cast<const char *>(arg));
+}
+
+void gather_info(HeapTuple tup, Oid fn_oid, FunctionCallInfo fcinfo, FunctionInfo &fi)
+{
+    Form_pg_proc proc = (Form_pg_proc) GETSTRUCT(tup);
+    bool isnull;
+    Datum src = SysCacheGetAttr(PROCOID, tup, Anum_pg_proc_prosrc, &isnull);
+    fi.body = isnull ? "" : TextDatumGetCString(src);
+    char *nsp = get_namespace_name(proc->pronamespace);
+    fi.qualified_name = quote_qualified_identifier(nsp, NameStr(proc->proname));
+    fi.display_name = psprintf("%s.%s", nsp, NameStr(proc->proname));
+
+    Oid *types;
+    char **names;
+    char *modes;
+    int nargs = get_func_arg_info(tup, &types, &names, &modes);
+    fi.in_arg = (int *) palloc0(sizeof(int) * (nargs + 1));
+    fi.in_names = (const char **) palloc0(sizeof(char *) * (nargs + 1));
+    fi.in_type_names = (const char **) palloc0(sizeof(char *) * (nargs + 1));
+    fi.in_types = (Oid *) palloc0(sizeof(Oid) * (nargs + 1));
+    fi.n_in = 0;
+    fi.last_is_variadic = false;
+    for (int i = 0; i < nargs; i++) {
+        char mode = modes ? modes[i] : PROARGMODE_IN;
+        if (mode == PROARGMODE_OUT || mode == PROARGMODE_TABLE)
+            continue;
+        int k = fi.n_in++;
+        fi.in_arg[k] = k;
+        fi.in_names[k] = (names && names[i] && names[i][0]) ? names[i] : nullptr;
+        fi.in_types[k] = types[i];
+        fi.in_type_names[k] = format_type_extended(types[i], -1, FORMAT_TYPE_FORCE_QUALIFY);
+        fi.last_is_variadic = (mode == PROARGMODE_VARIADIC);
+    }
+
+    fi.retset = proc->proretset;
+    TupleDesc desc = nullptr;
+    Oid rettype;
+    fi.result_class = fcinfo ? get_call_result_type(fcinfo, &rettype, &desc)
+                             : get_func_result_type(fn_oid, &rettype, &desc);
+    fi.result_type = rettype;
+    fi.result_desc = desc;
+    fi.is_void = (rettype == VOIDOID);
+    if (fi.result_class == TYPEFUNC_RECORD)
+        ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+                        errmsg("bgw_proxy functions returning record without OUT parameters are not "
+                               "supported by this version"),
+                        errhint("Declare OUT parameters or return a named composite type.")));
+    if (fi.result_class != TYPEFUNC_SCALAR && fi.result_class != TYPEFUNC_COMPOSITE &&
+        fi.result_class != TYPEFUNC_COMPOSITE_DOMAIN)
+        ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+                        errmsg("bgw_proxy functions cannot return type %s", format_type_be(rettype))));
+    if (fi.result_class == TYPEFUNC_COMPOSITE_DOMAIN)
+        fi.result_class = TYPEFUNC_COMPOSITE;
+    fi.result_type_name = format_type_extended(rettype, -1, FORMAT_TYPE_FORCE_QUALIFY);
+}
+
+/* Compile into a new memory context under the current one. */
+ProxyFunction *compile(HeapTuple tup, Oid fn_oid, FunctionCallInfo fcinfo)
+{
+    MemoryContext cxt = AllocSetContextCreate(CurrentMemoryContext, "bgw_proxy function",
+                                              ALLOCSET_SMALL_SIZES);
+    MemoryContext old = MemoryContextSwitchTo(cxt);
+
+    FunctionInfo fi;
+    gather_info(tup, fn_oid, fcinfo, fi);
+
+    auto *pf = static_cast<ProxyFunction *>(palloc0(sizeof(ProxyFunction)));
+    pf->fn_oid = fn_oid;
+    pf->fn_xmin = HeapTupleHeaderGetRawXmin(tup->t_data);
+    pf->fn_tid = tup->t_self;
+    pf->cxt = cxt;
+    pf->name = pstrdup(fi.display_name);
+    pf->retset = fi.retset;
+    pf->is_void = fi.is_void;
+    pf->result_class = fi.result_class;
+    pf->result_type = fi.result_type;
+    pf->result_desc = fi.result_desc ? CreateTupleDescCopy(fi.result_desc) : nullptr;
+    pf->ncolumns = 1;
+    if (pf->result_class == TYPEFUNC_COMPOSITE) {
+        pf->ncolumns = 0;
+        for (int i = 0; i < pf->result_desc->natts; i++)
+            if (!TupleDescAttr(pf->result_desc, i)->attisdropped)
+                pf->ncolumns++;
+    }
+
+    Problem problem;
+    cxx_entry([&] { compile_body(fi, pf, problem); });
+    if (problem.found) {
+        int pos = 0;
+        if (problem.position != SIZE_MAX)
+            pos = pg_mbstrlen_with_len(fi.body, int(Min(problem.position, strlen(fi.body)))) + 1;
+        ereport(ERROR, (errcode(problem.sqlstate), errmsg("%s", problem.message),
+                        problem.hint[0] ? errhint("%s", problem.hint) : 0,
+                        pos ? internalerrposition(pos) : 0, pos ? internalerrquery(fi.body) : 0));
+    }
+
+    pf->param_out = (FmgrInfo *) palloc0(sizeof(FmgrInfo) * (pf->nparams + 1));
+    for (int k = 0; k < pf->nparams; k++) {
+        Oid outfn;
+        bool varlena;
+        getTypeOutputInfo(fi.in_types[pf->param_arg[k]], &outfn, &varlena);
+        fmgr_info_cxt(outfn, &pf->param_out[k], cxt);
+    }
+    MemoryContextSwitchTo(old);
+    return pf;
+}
+
+struct CacheEntry {
+    Oid fn_oid;
+    ProxyFunction *pf;
+};
+HTAB *cache = nullptr;
+
+} // namespace
+
+ProxyFunction *compile_for_call(FunctionCallInfo fcinfo)
+{
+    Oid fn_oid = fcinfo->flinfo->fn_oid;
+    if (!cache) {
+        HASHCTL ctl;
+        memset(&ctl, 0, sizeof(ctl));
+        ctl.keysize = sizeof(Oid);
+        ctl.entrysize = sizeof(CacheEntry);
+        ctl.hcxt = CacheMemoryContext;
+        cache = hash_create("bgw_proxy functions", 64, &ctl, HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+    }
+    HeapTuple tup = SearchSysCache1(PROCOID, ObjectIdGetDatum(fn_oid));
+    if (!HeapTupleIsValid(tup))
+        elog(ERROR, "cache lookup failed for function %u", fn_oid);
+
+    bool found;
+    auto *e = static_cast<CacheEntry *>(hash_search(cache, &fn_oid, HASH_FIND, &found));
+    if (found && e->pf->fn_xmin == HeapTupleHeaderGetRawXmin(tup->t_data) &&
+        ItemPointerEquals(&e->pf->fn_tid, &tup->t_self)) {
+        ReleaseSysCache(tup);
+        return e->pf;
+    }
+
+    ProxyFunction *pf = compile(tup, fn_oid, fcinfo);
+    ReleaseSysCache(tup);
+    MemoryContextSetParent(pf->cxt, CacheMemoryContext);
+
+    e = static_cast<CacheEntry *>(hash_search(cache, &fn_oid, HASH_ENTER, &found));
+    if (found)
+        MemoryContextDelete(e->pf->cxt);
+    e->pf = pf;
+    return pf;
+}
+
+void compile_validate(Oid fn_oid)
+{
+    HeapTuple tup = SearchSysCache1(PROCOID, ObjectIdGetDatum(fn_oid));
+    if (!HeapTupleIsValid(tup))
+        elog(ERROR, "cache lookup failed for function %u", fn_oid);
+    bool isnull;
+    Datum src = SysCacheGetAttr(PROCOID, tup, Anum_pg_proc_prosrc, &isnull);
+    char *body = isnull ? pstrdup("") : TextDatumGetCString(src);
+
+    ErrorContextCallback cb;
+    cb.callback = error_position_callback;
+    cb.arg = body;
+    cb.previous = error_context_stack;
+    error_context_stack = &cb;
+
+    ProxyFunction *pf = compile(tup, fn_oid, nullptr);
+    MemoryContextDelete(pf->cxt);
+
+    error_context_stack = cb.previous;
+    ReleaseSysCache(tup);
+}
+
+} // namespace bgw

@@ -1,0 +1,519 @@
+/*
+ * conn_pool.cpp — see conn_pool.hpp for the state machine.
+ */
+#include "conn_pool.hpp"
+#include "cancel_sender.hpp"
+
+#include <algorithm>
+#include <cstring>
+
+namespace bgw {
+
+namespace {
+
+Clock::time_point after_ms(int ms)
+{
+    return ms > 0 ? Clock::now() + std::chrono::milliseconds(ms) : Clock::time_point::max();
+}
+
+std::string trimmed_error(PGconn *pg)
+{
+    std::string m = pg ? PQerrorMessage(pg) : "out of memory";
+    while (!m.empty() && (m.back() == '\n' || m.back() == ' '))
+        m.pop_back();
+    return m;
+}
+
+} // namespace
+
+class Connection {
+public:
+    Connection(Pool &pool, const std::string &key) : pool_(pool), key_(key) {}
+    ~Connection()
+    {
+        if (pg_)
+            PQfinish(pg_); /* sends Terminate: the remote logs a clean disconnect */
+    }
+
+    bool start_connect(const JobSpec &spec, std::string &err);
+    void run(Job *job);
+    void on_io(bool readable, bool writable);
+    void abandon();
+    void resume() { if (job_) process_input(); }
+
+    int socket() const { return pg_ ? PQsocket(pg_) : -1; }
+    int events() const;
+    ConnState state() const { return state_; }
+    const std::string &key() const { return key_; }
+    Clock::time_point deadline() const { return deadline_; }
+    Clock::time_point last_used() const { return last_used_; }
+    Job *job() const { return job_; }
+
+    /* a deadline passed: fail the job (if any); the pool closes us */
+    void expire();
+
+private:
+    static void notice_receiver(void *arg, const PGresult *res);
+    void flush();
+    void process_input();
+    void fail_job(const PGresult *res, const char *sqlstate, const std::string &msg);
+    void finish_statement();
+
+    Pool &pool_;
+    std::string key_;
+    PGconn *pg_ = nullptr;
+    ConnState state_ = ConnState::Connecting;
+    bool want_write_ = true;     /* Connecting: poll direction; Busy: flush pending */
+    bool dead_ = false;          /* set when the pool must close us */
+    const char *dead_reason_ = nullptr;
+    Job *job_ = nullptr;         /* the job whose results we deliver */
+    Job *pending_ = nullptr;     /* a job waiting for this connection to finish connecting */
+    bool job_failed_ = false;    /* error delivered, draining the rest */
+    uint64_t rows_ = 0;
+    int query_timeout_ms_ = 0;
+    Clock::time_point deadline_ = Clock::time_point::max();
+    Clock::time_point last_used_ = Clock::now();
+
+    friend class Pool;
+};
+
+bool Connection::start_connect(const JobSpec &spec, std::string &err)
+{
+    /* dbname carries the whole connection string (expand_dbname); what
+     * follows overrides it, so the encoding always matches the caller's. */
+    const char *keywords[] = {"dbname", "client_encoding", "fallback_application_name", nullptr};
+    const char *values[] = {spec.connstr.c_str(), spec.encoding.c_str(), "bgw_proxy", nullptr};
+    pg_ = PQconnectStartParams(keywords, values, 1);
+    if (!pg_ || PQstatus(pg_) == CONNECTION_BAD) {
+        err = trimmed_error(pg_);
+        return false;
+    }
+    PQsetnonblocking(pg_, 1);
+    PQsetNoticeReceiver(pg_, notice_receiver, this);
+    state_ = ConnState::Connecting;
+    want_write_ = true;
+    deadline_ = after_ms(spec.connect_timeout_ms);
+    return true;
+}
+
+int Connection::events() const
+{
+    switch (state_) {
+    case ConnState::Connecting:
+        return want_write_ ? 2 : 1;
+    case ConnState::Idle:
+    case ConnState::Cancelling:
+        return 1;
+    case ConnState::Busy:
+        if (want_write_)
+            return 3;
+        /* a paused job does not read: its socket must not wake us */
+        return (job_ && !job_failed_ && !job_->sink->can_accept()) ? 0 : 1;
+    }
+    return 0;
+}
+
+void Connection::notice_receiver(void *arg, const PGresult *res)
+{
+    auto *self = static_cast<Connection *>(arg);
+    if (self->job_ && !self->job_failed_)
+        self->job_->sink->on_notice(res);
+}
+
+void Connection::run(Job *job)
+{
+    job_ = job;
+    job->conn = this;
+    job_failed_ = false;
+    rows_ = 0;
+    const JobSpec &s = job->spec;
+    std::vector<const char *> values(s.params.size());
+    std::vector<int> lengths(s.params.size());
+    for (size_t i = 0; i < s.params.size(); i++) {
+        values[i] = s.param_null[i] ? nullptr : s.params[i].c_str();
+        lengths[i] = int(s.params[i].size());
+    }
+    state_ = ConnState::Busy;
+    deadline_ = after_ms(s.query_timeout_ms);
+    if (!PQsendQueryParams(pg_, s.query.c_str(), int(values.size()), nullptr, values.data(),
+                           lengths.data(), nullptr, 0) ||
+        !PQsetSingleRowMode(pg_)) {
+        fail_job(nullptr, "08006", trimmed_error(pg_));
+        dead_ = true;
+        dead_reason_ = "could not send query";
+        return;
+    }
+    flush();
+}
+
+void Connection::flush()
+{
+    int r = PQflush(pg_);
+    if (r < 0) {
+        fail_job(nullptr, "08006", trimmed_error(pg_));
+        dead_ = true;
+        dead_reason_ = "could not send data";
+        return;
+    }
+    want_write_ = (r == 1);
+}
+
+void Connection::fail_job(const PGresult *res, const char *sqlstate, const std::string &msg)
+{
+    if (job_ && !job_failed_) {
+        job_failed_ = true;
+        Job *j = job_;
+        j->sink->on_error(res, sqlstate, msg);
+    }
+}
+
+void Connection::on_io(bool readable, bool writable)
+{
+    if (state_ == ConnState::Connecting) {
+        PostgresPollingStatusType st = PQconnectPoll(pg_);
+        if (st == PGRES_POLLING_OK) {
+            pool_.connects_++;
+            state_ = ConnState::Idle;
+            deadline_ = Clock::time_point::max();
+            last_used_ = Clock::now();
+            pool_.connection_idle(this);
+        } else if (st == PGRES_POLLING_FAILED) {
+            std::string msg = trimmed_error(pg_);
+            if (pending_) {
+                Job *j = pending_;
+                pending_ = nullptr;
+                pool_.connection_failed(this, j, msg);
+            }
+            dead_ = true;
+            dead_reason_ = "connection failed";
+        } else {
+            want_write_ = (st == PGRES_POLLING_WRITING);
+        }
+        return;
+    }
+
+    if (state_ == ConnState::Busy && want_write_ && writable) {
+        flush();
+        if (dead_)
+            return;
+    }
+    if (readable || state_ == ConnState::Idle) {
+        if (!PQconsumeInput(pg_)) {
+            fail_job(nullptr, "08006", trimmed_error(pg_));
+            dead_ = true;
+            dead_reason_ = "connection lost";
+            return;
+        }
+    }
+    if (state_ == ConnState::Idle) {
+        /* an idle connection has nothing to say; data means trouble */
+        if (PQstatus(pg_) != CONNECTION_OK || !PQisBusy(pg_)) {
+            PGresult *r;
+            while ((r = PQgetResult(pg_)) != nullptr)
+                PQclear(r);
+        }
+        if (PQstatus(pg_) != CONNECTION_OK) {
+            dead_ = true;
+            dead_reason_ = "idle connection closed by remote";
+        }
+        return;
+    }
+    process_input();
+}
+
+void Connection::process_input()
+{
+    while (!dead_ && (state_ == ConnState::Busy || state_ == ConnState::Cancelling)) {
+        bool delivering = state_ == ConnState::Busy && job_ && !job_failed_;
+        if (delivering && !job_->sink->can_accept())
+            return; /* backpressure: resume() will bring us back */
+        if (PQisBusy(pg_))
+            return;
+        PGresult *res = PQgetResult(pg_);
+        if (!res) {
+            finish_statement();
+            return;
+        }
+        ExecStatusType st = PQresultStatus(res);
+        if (delivering) {
+            if (st == PGRES_SINGLE_TUPLE) {
+                rows_++;
+                job_->sink->on_row(res);
+            } else if (st == PGRES_FATAL_ERROR || st == PGRES_NONFATAL_ERROR ||
+                       st == PGRES_BAD_RESPONSE) {
+                const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+                std::string msg = PQresultErrorMessage(res);
+                fail_job(res, state ? state : "XX000", msg);
+            }
+        }
+        PQclear(res);
+    }
+}
+
+void Connection::finish_statement()
+{
+    Job *j = job_;
+    bool ok = j && !job_failed_ && state_ == ConnState::Busy;
+    job_ = nullptr;
+    if (ok)
+        j->sink->on_done(rows_);
+    if (j)
+        pool_.job_finished(j);
+    if (PQtransactionStatus(pg_) != PQTRANS_IDLE || PQstatus(pg_) != CONNECTION_OK) {
+        dead_ = true;
+        dead_reason_ = "connection not idle after statement";
+        return;
+    }
+    state_ = ConnState::Idle;
+    deadline_ = Clock::time_point::max();
+    last_used_ = Clock::now();
+    pool_.connection_idle(this);
+}
+
+void Connection::abandon()
+{
+    Job *j = job_;
+    if (state_ == ConnState::Connecting) {
+        pending_ = nullptr;
+        return;
+    }
+    if (state_ != ConnState::Busy)
+        return;
+    job_ = nullptr;
+    if (j)
+        pool_.job_finished(j);
+    if (!send_cancel_async(pg_)) {
+        dead_ = true;
+        dead_reason_ = "cancel could not be sent";
+        return;
+    }
+    state_ = ConnState::Cancelling;
+    deadline_ = after_ms(pool_.limits_.cancel_wait_ms);
+    process_input();
+}
+
+void Connection::expire()
+{
+    const char *reason = state_ == ConnState::Connecting ? "connect_timeout expired"
+                         : state_ == ConnState::Busy     ? "query_timeout expired"
+                                                         : "cancel did not finish in time";
+    if (state_ == ConnState::Connecting && pending_) {
+        Job *j = pending_;
+        pending_ = nullptr;
+        pool_.connection_failed(this, j, std::string("could not connect: ") + reason);
+    } else if (state_ == ConnState::Busy && job_) {
+        fail_job(nullptr, "57014", std::string("canceling statement due to ") + reason);
+        Job *j = job_;
+        job_ = nullptr;
+        pool_.job_finished(j);
+    }
+    dead_ = true;
+    dead_reason_ = reason;
+}
+
+/* ---------------------------------------------------------------- Pool */
+
+Pool::~Pool() { close_all(); }
+
+Job *Pool::submit(JobSpec spec, QuerySink *sink)
+{
+    auto *job = new Job{std::move(spec), sink, nullptr};
+    KeyPool &kp = keys_[job->spec.key];
+    kp.waiting.push_back(job);
+    dispatch(kp);
+    reap();
+    return job;
+}
+
+/* Give waiting jobs idle connections, open new ones within the limit. */
+void Pool::dispatch(KeyPool &kp)
+{
+    while (!kp.waiting.empty()) {
+        Connection *idle = nullptr;
+        size_t connecting_free = 0;
+        for (Connection *c : kp.conns) {
+            if (c->dead_)
+                continue;
+            if (c->state_ == ConnState::Idle && !idle)
+                idle = c;
+            if (c->state_ == ConnState::Connecting && !c->pending_)
+                connecting_free++;
+        }
+        Job *job = kp.waiting.front();
+        if (idle) {
+            kp.waiting.pop_front();
+            idle->run(job);
+            continue;
+        }
+        /* connections being opened for earlier jobs will serve them */
+        if (connecting_free > 0)
+            return;
+        if (int(kp.conns.size()) >= limits_.max_per_key)
+            return; /* wait for a connection of this key to become idle */
+        kp.waiting.pop_front();
+        auto *c = new Connection(*this, job->spec.key);
+        kp.conns.push_back(c);
+        std::string err;
+        if (!c->start_connect(job->spec, err)) {
+            c->dead_ = true;
+            c->dead_reason_ = "connection failed";
+            job->sink->on_error(nullptr, "08001", "could not connect: " + err);
+            delete job;
+            continue;
+        }
+        c->pending_ = job;
+    }
+}
+
+void Pool::connection_idle(Connection *c)
+{
+    if (c->pending_) {
+        Job *j = c->pending_;
+        c->pending_ = nullptr;
+        c->run(j);
+        return;
+    }
+    KeyPool &kp = keys_[c->key_];
+    dispatch(kp);
+}
+
+void Pool::connection_failed(Connection *c, Job *job, const std::string &msg)
+{
+    (void) c;
+    job->sink->on_error(nullptr, "08001", msg);
+    delete job;
+}
+
+void Pool::job_finished(Job *job) { delete job; }
+
+void Pool::abandon(Job *job)
+{
+    if (job->conn) {
+        job->conn->abandon(); /* deletes the job */
+    } else {
+        for (auto &[key, kp] : keys_) {
+            for (Connection *c : kp.conns)
+                if (c->pending_ == job)
+                    c->pending_ = nullptr; /* it keeps connecting, for the next job */
+            auto it = std::find(kp.waiting.begin(), kp.waiting.end(), job);
+            if (it != kp.waiting.end())
+                kp.waiting.erase(it);
+        }
+        delete job;
+    }
+    reap();
+}
+
+void Pool::resume(Job *job)
+{
+    if (job->conn)
+        job->conn->resume();
+    reap();
+}
+
+void Pool::for_each_socket(const std::function<void(int, int, Connection *)> &fn) const
+{
+    for (const auto &[key, kp] : keys_)
+        for (Connection *c : kp.conns)
+            if (!c->dead_ && c->socket() >= 0)
+                fn(c->socket(), c->events(), c);
+}
+
+void Pool::on_socket(Connection *c, bool readable, bool writable)
+{
+    if (!c->dead_)
+        c->on_io(readable, writable);
+    reap();
+}
+
+void Pool::on_timer(Clock::time_point now)
+{
+    for (auto &[key, kp] : keys_)
+        for (Connection *c : kp.conns) {
+            if (c->dead_)
+                continue;
+            if (c->deadline_ <= now)
+                c->expire();
+            else if (c->state_ == ConnState::Idle && limits_.idle_timeout_s > 0 &&
+                     now - c->last_used_ >= std::chrono::seconds(limits_.idle_timeout_s)) {
+                c->dead_ = true;
+                c->dead_reason_ = "idle_timeout";
+            }
+        }
+    reap();
+}
+
+Clock::time_point Pool::next_deadline() const
+{
+    Clock::time_point t = Clock::time_point::max();
+    for (const auto &[key, kp] : keys_)
+        for (Connection *c : kp.conns) {
+            t = std::min(t, c->deadline_);
+            if (c->state_ == ConnState::Idle && limits_.idle_timeout_s > 0)
+                t = std::min(t, c->last_used_ + std::chrono::seconds(limits_.idle_timeout_s));
+        }
+    return t;
+}
+
+/* Close connections marked dead; let their keys' waiting jobs move on. */
+void Pool::reap()
+{
+    for (auto it = keys_.begin(); it != keys_.end();) {
+        KeyPool &kp = it->second;
+        bool closed = false;
+        for (auto c = kp.conns.begin(); c != kp.conns.end();) {
+            if ((*c)->dead_) {
+                Connection *dead = *c;
+                c = kp.conns.erase(c);
+                if (dead->pending_) {
+                    kp.waiting.push_front(dead->pending_);
+                    dead->pending_ = nullptr;
+                }
+                if (dead->job_) {
+                    dead->fail_job(nullptr, "08006", dead->dead_reason_ ? dead->dead_reason_ : "connection closed");
+                    job_finished(dead->job_);
+                    dead->job_ = nullptr;
+                }
+                delete dead;
+                closed = true;
+            } else {
+                ++c;
+            }
+        }
+        if (closed)
+            dispatch(kp);
+        if (kp.conns.empty() && kp.waiting.empty())
+            it = keys_.erase(it);
+        else
+            ++it;
+    }
+}
+
+void Pool::close_all()
+{
+    for (auto &[key, kp] : keys_) {
+        for (Connection *c : kp.conns)
+            delete c;
+        for (Job *j : kp.waiting)
+            delete j;
+    }
+    keys_.clear();
+}
+
+PoolCounts Pool::counts() const
+{
+    PoolCounts n;
+    for (const auto &[key, kp] : keys_)
+        for (Connection *c : kp.conns) {
+            n.open++;
+            switch (c->state_) {
+            case ConnState::Connecting: n.connecting++; break;
+            case ConnState::Idle: n.idle++; break;
+            case ConnState::Busy: n.active++; break;
+            case ConnState::Cancelling: n.cancelling++; break;
+            }
+        }
+    return n;
+}
+
+} // namespace bgw

@@ -1,0 +1,139 @@
+/*
+ * conn_pool.hpp — a worker's remote connections and the jobs run on them.
+ *
+ * The pool is a set of connections grouped by key (final connection string,
+ * client encoding, role), each driven as an explicit state machine with
+ * non-blocking libpq:
+ *
+ *   Connecting --PQconnectPoll ok--> Idle <--------------------+
+ *   Idle --job assigned--> Busy --last result read, tx idle--> |
+ *   Busy --job abandoned--> Cancelling --results drained-----> +
+ *   any --error / timeout / EOF / lifetime--> closed (PQfinish, gone)
+ *
+ * A job is one statement for one target of a call. It runs on an idle
+ * connection of its key, or a new one while the key has fewer than
+ * max_per_key connections, or waits in the key's FIFO until one is idle.
+ * What the statement produces goes to the job's QuerySink; the sink can
+ * refuse more rows for now (backpressure), and the connection then stops
+ * reading its socket until resume() is called.
+ *
+ * Nothing here blocks: the owner (the worker's event loop) waits for the
+ * sockets given by for_each_socket() and the deadline next_deadline(), then
+ * calls on_socket() / on_timer().
+ *
+ * Pure C++ + libpq: no PostgreSQL server header; callbacks must not throw.
+ */
+#pragma once
+
+#include "pure_cxx.h"
+
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <list>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <libpq-fe.h>
+
+namespace bgw {
+
+using Clock = std::chrono::steady_clock;
+
+/* Receives what one job produces. Exactly one of on_done/on_error ends it. */
+class QuerySink {
+public:
+    virtual ~QuerySink() = default;
+    virtual bool can_accept() = 0;                 /* false: pause reading */
+    virtual void on_row(const PGresult *row) = 0;  /* PGRES_SINGLE_TUPLE, text format */
+    virtual void on_notice(const PGresult *notice) = 0;
+    /* res may be null (connection-level failure): then sqlstate/message say it */
+    virtual void on_error(const PGresult *res, const char *sqlstate, const std::string &message) = 0;
+    virtual void on_done(uint64_t rows) = 0;
+};
+
+struct JobSpec {
+    std::string key;                 /* pool key: connstr + encoding + role */
+    std::string connstr;
+    std::string encoding;            /* client_encoding for a new connection */
+    int connect_timeout_ms = 0;      /* 0: none */
+    int query_timeout_ms = 0;        /* 0: none */
+    std::string query;
+    std::vector<std::string> params;
+    std::vector<bool> param_null;
+};
+
+class Connection;
+
+struct Job {
+    JobSpec spec;
+    QuerySink *sink = nullptr;
+    Connection *conn = nullptr;      /* set while running */
+};
+
+enum class ConnState { Connecting, Idle, Busy, Cancelling };
+
+struct PoolLimits {
+    int max_per_key = 32;
+    int idle_timeout_s = 300;        /* 0: never */
+    int cancel_wait_ms = 5000;       /* a cancel that does not end the statement by then closes it */
+};
+
+struct PoolCounts {
+    uint32_t open = 0, idle = 0, active = 0, connecting = 0, cancelling = 0;
+};
+
+class Pool {
+public:
+    Pool() = default;
+    ~Pool();
+    Pool(const Pool &) = delete;
+    Pool &operator=(const Pool &) = delete;
+
+    void set_limits(const PoolLimits &l) { limits_ = l; }
+
+    /* Start (or queue) a job. The pool owns it until its sink hears
+     * on_done/on_error, or until abandon(). */
+    Job *submit(JobSpec spec, QuerySink *sink);
+
+    /* The caller no longer wants this job's results: a running statement is
+     * cancelled, a waiting job is dropped. The Job* is invalid afterwards. */
+    void abandon(Job *job);
+
+    /* The job's sink can accept rows again: continue reading. */
+    void resume(Job *job);
+
+    /* Event loop interface. events: 1 = readable, 2 = writable. */
+    void for_each_socket(const std::function<void(int sock, int events, Connection *c)> &fn) const;
+    void on_socket(Connection *c, bool readable, bool writable);
+    void on_timer(Clock::time_point now);
+    Clock::time_point next_deadline() const;   /* time_point::max() if none */
+
+    /* Close everything politely (Terminate message), e.g. at worker exit. */
+    void close_all();
+
+    PoolCounts counts() const;
+    uint64_t connects() const { return connects_; }
+
+private:
+    friend class Connection;
+    struct KeyPool {
+        std::list<Connection *> conns;
+        std::deque<Job *> waiting;
+    };
+
+    void dispatch(KeyPool &kp);
+    void reap();
+    void connection_idle(Connection *c);
+    void connection_failed(Connection *c, Job *job, const std::string &msg);
+    void job_finished(Job *job);
+
+    std::map<std::string, KeyPool> keys_;
+    PoolLimits limits_;
+    uint64_t connects_ = 0;
+};
+
+} // namespace bgw

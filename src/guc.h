@@ -1,0 +1,23 @@
+/*
+ * guc.h — bgw_proxy's configuration parameters. Defined in guc.cpp, where
+ * each one is documented; README.md lists them for users.
+ */
+#pragma once
+
+namespace bgw {
+
+/* postmaster context: they size shared memory or the worker pool */
+extern int guc_workers;
+extern int guc_request_buffer_kb;
+extern int guc_response_buffer_kb;
+
+/* sighup context */
+extern int guc_connect_timeout_ms;
+extern int guc_query_timeout_ms;
+extern int guc_worker_wait_timeout_ms;
+extern int guc_idle_timeout_s;
+extern int guc_max_pool_connections;
+
+void define_gucs(void);
+
+} // namespace bgw

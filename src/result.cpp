@@ -1,0 +1,129 @@
+/*
+ * result.cpp — see result.h.
+ */
+#include "result.h"
+
+#include "pg_headers.h"
+
+namespace bgw {
+
+void result_begin(ResultBuilder *rb, ProxyFunction *pf, FunctionCallInfo fcinfo)
+{
+    memset(rb, 0, sizeof(*rb));
+    rb->pf = pf;
+    rb->fcinfo = fcinfo;
+    rb->call_cxt = CurrentMemoryContext;
+    rb->isnull = true;
+
+    MemoryContext result_cxt = CurrentMemoryContext;
+    if (pf->retset) {
+        auto *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+        if (!rsinfo || !IsA(rsinfo, ReturnSetInfo) || !(rsinfo->allowedModes & SFRM_Materialize))
+            ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+                            errmsg("set-valued function called in context that cannot accept a set")));
+        result_cxt = rsinfo->econtext->ecxt_per_query_memory;
+    }
+    MemoryContext old = MemoryContextSwitchTo(result_cxt);
+
+    if (pf->result_class == TYPEFUNC_COMPOSITE) {
+        Oid rettype;
+        TupleDesc d;
+        if (get_call_result_type(fcinfo, &rettype, &d) != TYPEFUNC_COMPOSITE &&
+            get_call_result_type(fcinfo, &rettype, &d) != TYPEFUNC_COMPOSITE_DOMAIN)
+            elog(ERROR, "bgw_proxy: composite result expected");
+        rb->desc = CreateTupleDescCopy(d);
+        rb->attin = TupleDescGetAttInMetadata(rb->desc);
+        rb->cstrings = (char **) palloc0(sizeof(char *) * (rb->desc->natts + 1));
+    } else if (!pf->is_void) {
+        Oid infn;
+        getTypeInputInfo(pf->result_type, &infn, &rb->scalar_ioparam);
+        fmgr_info(infn, &rb->scalar_in);
+        if (pf->retset) {
+            rb->desc = CreateTemplateTupleDesc(1);
+            TupleDescInitEntry(rb->desc, (AttrNumber) 1, "result", pf->result_type, -1, 0);
+        }
+    }
+    if (pf->retset) {
+        auto *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+        bool random = (rsinfo->allowedModes & SFRM_Materialize_Random) != 0;
+        rb->store = tuplestore_begin_heap(random, false, work_mem);
+        rsinfo->returnMode = SFRM_Materialize;
+        rsinfo->setResult = rb->store;
+        rsinfo->setDesc = rb->desc;
+    }
+    MemoryContextSwitchTo(old);
+
+    rb->row_cxt = AllocSetContextCreate(CurrentMemoryContext, "bgw_proxy row", ALLOCSET_DEFAULT_SIZES);
+}
+
+void result_on_row(void *arg, int target, int nfields, const wire::Span *fields)
+{
+    auto *rb = static_cast<ResultBuilder *>(arg);
+    ProxyFunction *pf = rb->pf;
+    (void) target;
+
+    if (pf->is_void) {
+        rb->rows++;
+        return;
+    }
+    if (nfields != pf->ncolumns)
+        ereport(ERROR, (errcode(ERRCODE_DATATYPE_MISMATCH),
+                        errmsg("bgw_proxy function %s: remote query returned %d columns, expected %d",
+                               pf->name, nfields, pf->ncolumns)));
+    if (!pf->retset && rb->rows > 0)
+        ereport(ERROR, (errcode(ERRCODE_CARDINALITY_VIOLATION),
+                        errmsg("bgw_proxy function %s: remote query returned more than one row", pf->name),
+                        errhint("Declare the function RETURNS SETOF to return several rows.")));
+
+    MemoryContext old = MemoryContextSwitchTo(rb->row_cxt);
+    auto cstr = [](const wire::Span &s) -> char * { return s.is_null ? nullptr : pnstrdup(s.data, s.len); };
+
+    if (pf->result_class == TYPEFUNC_COMPOSITE) {
+        int f = 0;
+        for (int i = 0; i < rb->desc->natts; i++)
+            rb->cstrings[i] = TupleDescAttr(rb->desc, i)->attisdropped ? nullptr : cstr(fields[f++]);
+        HeapTuple tup = BuildTupleFromCStrings(rb->attin, rb->cstrings);
+        if (rb->store) {
+            tuplestore_puttuple(rb->store, tup);
+        } else {
+            MemoryContextSwitchTo(rb->call_cxt);
+            rb->value = HeapTupleGetDatum(heap_copytuple(tup));
+            rb->isnull = false;
+        }
+    } else {
+        char *s = cstr(fields[0]);
+        if (rb->store) {
+            Datum v = InputFunctionCall(&rb->scalar_in, s, rb->scalar_ioparam, -1);
+            bool isnull = (s == nullptr);
+            tuplestore_putvalues(rb->store, rb->desc, &v, &isnull);
+        } else {
+            MemoryContextSwitchTo(rb->call_cxt);
+            rb->value = InputFunctionCall(&rb->scalar_in, s, rb->scalar_ioparam, -1);
+            rb->isnull = (s == nullptr);
+        }
+    }
+    MemoryContextSwitchTo(old);
+    MemoryContextReset(rb->row_cxt);
+    rb->rows++;
+}
+
+Datum result_finish(ResultBuilder *rb)
+{
+    ProxyFunction *pf = rb->pf;
+    MemoryContextDelete(rb->row_cxt);
+    if (pf->retset) {
+        rb->fcinfo->isnull = true;
+        return (Datum) 0;
+    }
+    if (pf->is_void) {
+        rb->fcinfo->isnull = true;
+        return (Datum) 0;
+    }
+    if (rb->rows == 0)
+        ereport(ERROR, (errcode(ERRCODE_NO_DATA_FOUND),
+                        errmsg("bgw_proxy function %s: remote query returned no rows", pf->name)));
+    rb->fcinfo->isnull = rb->isnull;
+    return rb->value;
+}
+
+} // namespace bgw

@@ -1,0 +1,35 @@
+/*
+ * result.h — turning rows received from a worker into the proxy function's
+ * result: a scalar, a composite, or a SETOF streamed into a tuplestore (which
+ * spills to disk past work_mem, so memory stays bounded whatever the size).
+ */
+#pragma once
+
+#include "call.h"
+#include "compile.h"
+
+#include "pg_headers.h"
+
+namespace bgw {
+
+struct ResultBuilder {
+    ProxyFunction *pf;
+    FunctionCallInfo fcinfo;
+    MemoryContext call_cxt;     /* where the returned value must live */
+    MemoryContext row_cxt;      /* reset after every row */
+    TupleDesc desc;             /* composite, or SETOF's tuple shape */
+    AttInMetadata *attin;       /* composite */
+    FmgrInfo scalar_in;         /* scalar */
+    Oid scalar_ioparam;
+    char **cstrings;            /* per attribute of desc (dropped: NULL) */
+    Tuplestorestate *store;     /* SETOF */
+    int64 rows;
+    Datum value;
+    bool isnull;
+};
+
+void result_begin(ResultBuilder *rb, ProxyFunction *pf, FunctionCallInfo fcinfo);
+void result_on_row(void *arg, int target, int nfields, const wire::Span *fields);
+Datum result_finish(ResultBuilder *rb);
+
+} // namespace bgw

@@ -1,0 +1,582 @@
+/*
+ * worker.cpp — a bgw_proxy background worker: the PostgreSQL side of the
+ * event loop.
+ *
+ * Each worker owns one submission queue and one connection Pool. Its loop:
+ * reset latch, take tickets from its queue (SUBMITTED -> RUNNING), read the
+ * request from the slot's request ring, hand one job per target to the pool,
+ * stream what the jobs produce into the slot's response ring, and release
+ * the slot (-> DONE) when the call is over or abandoned; then wait on one
+ * WaitEventSet of its latch, postmaster death and every pooled socket.
+ *
+ * Nothing in the loop blocks: rings are used with nowait, libpq is
+ * non-blocking, cancels go to cancel_sender's thread. PostgreSQL calls that
+ * could raise an error are made through pg_call(), so C++ frames unwind; an
+ * error that escapes the loop ends the process (exit code 1, restarted by
+ * the postmaster after 1 s) and the exit callback hands every call in flight
+ * back to its backend as failed.
+ */
+#include <cstring>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "conn_pool.hpp"
+#include "guc.h"
+#include "shmem.h"
+#include "wire.hpp"
+#include "worker.h"
+
+#include "pg_headers.h"
+#include "cxx_boundary.h"
+
+extern "C" {
+#include "postmaster/interrupt.h"
+PGDLLEXPORT void bgw_proxy_worker_main(Datum main_arg);
+}
+
+namespace bgw {
+
+namespace {
+
+struct Call;
+
+/* One target of a call: receives its job's output and encodes it. */
+struct Task final : QuerySink {
+    Call *call = nullptr;
+    uint16 index = 0;
+    Job *job = nullptr;
+    bool finished = false;
+
+    bool can_accept() override;
+    void on_row(const PGresult *row) override;
+    void on_notice(const PGresult *notice) override;
+    void on_error(const PGresult *res, const char *sqlstate, const std::string &message) override;
+    void on_done(uint64_t rows) override;
+};
+
+enum class Phase { Receiving, Running, Finishing };
+
+struct Call {
+    int slot = -1;
+    shm_mq_handle *request = nullptr;
+    shm_mq_handle *response = nullptr;
+    Phase phase = Phase::Receiving;
+    bool abandoned = false;          /* backend gone: drop without reply */
+    std::deque<std::string> outbox;  /* encoded messages not yet in the ring */
+    std::vector<std::unique_ptr<Task>> tasks;
+};
+
+struct Worker {
+    int index = -1;
+    uint32 incarnation = 0;
+    WorkerState *state = nullptr;
+    Pool pool;
+    std::vector<std::unique_ptr<Call>> calls;
+    WaitEventSet *wes = nullptr;
+    std::vector<std::pair<int, int>> wes_sockets; /* what wes was built for */
+};
+
+/* Never destroyed: the exit callback uses it after the loop is gone. */
+Worker *self = nullptr;
+
+using Buf = std::string;
+
+void put_error_fields(wire::Writer<Buf> &w, const PGresult *res, const char *sqlstate,
+                      const std::string &message)
+{
+    auto field = [res](int code) -> const char * {
+        return res ? PQresultErrorField(res, code) : nullptr;
+    };
+    char state[5];
+    memcpy(state, sqlstate && strlen(sqlstate) == 5 ? sqlstate : "XX000", 5);
+    w.raw(state, 5);
+    const char *sev = field(PG_DIAG_SEVERITY_NONLOCALIZED);
+    w.str(sev ? sev : "ERROR");
+    const char *primary = field(PG_DIAG_MESSAGE_PRIMARY);
+    if (primary)
+        w.str(primary);
+    else {
+        std::string m = message;
+        while (!m.empty() && (m.back() == '\n' || m.back() == ' '))
+            m.pop_back();
+        w.str(m.c_str(), m.size());
+    }
+    w.str(field(PG_DIAG_MESSAGE_DETAIL));
+    w.str(field(PG_DIAG_MESSAGE_HINT));
+    w.str(field(PG_DIAG_CONTEXT));
+}
+
+bool Task::can_accept() { return call->outbox.empty(); }
+
+void Task::on_row(const PGresult *row)
+{
+    Buf b;
+    wire::Writer<Buf> w(b);
+    int n = PQnfields(row);
+    w.u8(wire::kRow);
+    w.u16(index);
+    w.u16(uint16(n));
+    for (int i = 0; i < n; i++) {
+        if (PQgetisnull(row, 0, i))
+            w.null_blob();
+        else
+            w.blob(PQgetvalue(row, 0, i), size_t(PQgetlength(row, 0, i)));
+    }
+    call->outbox.push_back(std::move(b));
+}
+
+void Task::on_notice(const PGresult *notice)
+{
+    Buf b;
+    wire::Writer<Buf> w(b);
+    w.u8(wire::kNotice);
+    w.u16(index);
+    const char *st = PQresultErrorField(notice, PG_DIAG_SQLSTATE);
+    put_error_fields(w, notice, st ? st : "00000", PQresultErrorMessage(notice));
+    call->outbox.push_back(std::move(b));
+}
+
+void Task::on_error(const PGresult *res, const char *sqlstate, const std::string &message)
+{
+    Buf b;
+    wire::Writer<Buf> w(b);
+    w.u8(wire::kError);
+    w.u16(index);
+    put_error_fields(w, res, sqlstate, message);
+    call->outbox.push_back(std::move(b));
+    finished = true;
+    job = nullptr;
+}
+
+void Task::on_done(uint64_t rows)
+{
+    Buf b;
+    wire::Writer<Buf> w(b);
+    w.u8(wire::kTargetDone);
+    w.u16(index);
+    w.u64(rows);
+    call->outbox.push_back(std::move(b));
+    finished = true;
+    job = nullptr;
+}
+
+/* ------------------------------------------------------------ slots */
+
+void wake_owner(RequestSlot *s)
+{
+    if (s->owner)
+        SetLatch(&s->owner->procLatch);
+}
+
+/* Give the slot back: the worker never touches it again after DONE. */
+void release_slot(Call &c)
+{
+    RequestSlot *s = request_slot(c.slot);
+    if (c.request)
+        shm_mq_detach(c.request);
+    if (c.response)
+        shm_mq_detach(c.response);
+    c.request = c.response = nullptr;
+    pg_write_barrier();
+    pg_atomic_write_u32(&s->state, SLOT_DONE);
+    pg_atomic_fetch_add_u64(&proxy_shared->completed, 1);
+    pg_atomic_fetch_add_u64(&self->state->served, 1);
+    wake_owner(s);
+}
+
+void abandon_jobs(Call &c)
+{
+    for (auto &t : c.tasks)
+        if (t->job) {
+            Job *j = t->job;
+            t->job = nullptr;
+            t->finished = true;
+            self->pool.abandon(j);
+        }
+}
+
+void pick_up(Ticket t)
+{
+    if (t.slot >= uint32(proxy_shared->nslots))
+        return;
+    RequestSlot *s = request_slot(int(t.slot));
+    uint32 expected = SLOT_SUBMITTED;
+    if (!pg_atomic_compare_exchange_u32(&s->state, &expected, SLOT_RUNNING))
+        return; /* stale ticket, or the backend gave up first */
+    s->worker_incarnation = self->incarnation;
+
+    auto call = std::make_unique<Call>();
+    call->slot = int(t.slot);
+    pg_call([&] {
+        MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+        auto *req = static_cast<shm_mq *>(slot_request_ring(call->slot));
+        auto *resp = static_cast<shm_mq *>(slot_response_ring(call->slot));
+        shm_mq_set_receiver(req, MyProc);
+        shm_mq_set_sender(resp, MyProc);
+        call->request = shm_mq_attach(req, nullptr, nullptr);
+        call->response = shm_mq_attach(resp, nullptr, nullptr);
+        MemoryContextSwitchTo(old);
+    });
+    self->calls.push_back(std::move(call));
+}
+
+/* A request that cannot be decoded is a bug, but only this call pays. */
+void fail_call(Call &c, const char *message)
+{
+    Buf b;
+    wire::Writer<Buf> w(b);
+    w.u8(wire::kError);
+    w.u16(0);
+    put_error_fields(w, nullptr, "XX000", message);
+    c.outbox.push_back(std::move(b));
+    c.phase = Phase::Finishing;
+}
+
+void start_call(Call &c, const char *data, Size len)
+{
+    wire::Reader r(data, len);
+    uint32 magic, flags, connect_ms, query_ms, ntargets;
+    wire::Span function, query;
+    if (!r.u32(magic) || magic != wire::kRequestMagic || !r.u32(flags) || !r.u32(connect_ms) ||
+        !r.u32(query_ms) || !r.str(function) || !r.str(query) || !r.u32(ntargets) ||
+        ntargets == 0 || ntargets > 65535) {
+        fail_call(c, "bgw_proxy: malformed request");
+        return;
+    }
+    RequestSlot *s = request_slot(c.slot);
+    std::vector<JobSpec> specs(ntargets);
+    for (auto &spec : specs) {
+        uint32 partition, nparams;
+        wire::Span connstr, encoding;
+        if (!r.u32(partition) || !r.str(connstr) || !r.str(encoding) || !r.u32(nparams)) {
+            fail_call(c, "bgw_proxy: malformed request");
+            return;
+        }
+        spec.connstr.assign(connstr.data, connstr.len);
+        spec.encoding.assign(encoding.data, encoding.len);
+        spec.key = spec.connstr + '\x1f' + spec.encoding + '\x1f' + std::to_string(s->roleid);
+        spec.connect_timeout_ms = int(connect_ms);
+        spec.query_timeout_ms = int(query_ms);
+        spec.query.assign(query.data, query.len);
+        spec.params.resize(nparams);
+        spec.param_null.resize(nparams);
+        for (uint32 i = 0; i < nparams; i++) {
+            wire::Span p;
+            if (!r.blob(p)) {
+                fail_call(c, "bgw_proxy: malformed request");
+                return;
+            }
+            spec.param_null[i] = p.is_null;
+            if (!p.is_null)
+                spec.params[i].assign(p.data, p.len);
+        }
+    }
+    c.phase = Phase::Running;
+    for (uint32 i = 0; i < ntargets; i++) {
+        auto t = std::make_unique<Task>();
+        t->call = &c;
+        t->index = uint16(i);
+        c.tasks.push_back(std::move(t));
+    }
+    /* tasks are all in place before any job can report to them */
+    for (uint32 i = 0; i < ntargets; i++) {
+        Task *t = c.tasks[i].get();
+        Job *j = self->pool.submit(std::move(specs[i]), t);
+        if (!t->finished)
+            t->job = j;
+    }
+}
+
+/* Move encoded messages into the response ring until it is full. */
+void flush_outbox(Call &c)
+{
+    while (!c.outbox.empty() && !c.abandoned) {
+        const std::string &m = c.outbox.front();
+        shm_mq_result r = pg_call([&] {
+            bool last = c.outbox.size() == 1;
+            return shm_mq_send(c.response, m.size(), m.data(), true, last);
+        });
+        if (r == SHM_MQ_WOULD_BLOCK)
+            return;
+        if (r == SHM_MQ_DETACHED) {
+            c.abandoned = true;
+            return;
+        }
+        c.outbox.pop_front();
+    }
+}
+
+/* Advance one call as far as it can go without waiting. True when done. */
+bool step_call(Call &c)
+{
+    RequestSlot *s = request_slot(c.slot);
+    if (pg_atomic_read_u32(&s->cancel) != 0)
+        c.abandoned = true;
+
+    if (!c.abandoned && c.phase == Phase::Receiving) {
+        Size len;
+        void *data;
+        shm_mq_result r = pg_call([&] { return shm_mq_receive(c.request, &len, &data, true); });
+        if (r == SHM_MQ_SUCCESS)
+            start_call(c, static_cast<const char *>(data), len);
+        else if (r == SHM_MQ_DETACHED)
+            c.abandoned = true;
+    }
+
+    if (c.abandoned) {
+        abandon_jobs(c);
+        c.outbox.clear();
+        release_slot(c);
+        return true;
+    }
+
+    bool had_backlog = !c.outbox.empty();
+    flush_outbox(c);
+    if (had_backlog && c.outbox.empty())
+        for (auto &t : c.tasks)
+            if (t->job)
+                self->pool.resume(t->job);
+
+    if (c.phase == Phase::Running) {
+        bool all_done = true;
+        for (auto &t : c.tasks)
+            all_done = all_done && t->finished;
+        if (all_done) {
+            Buf b;
+            wire::Writer<Buf> w(b);
+            w.u8(wire::kCallDone);
+            c.outbox.push_back(std::move(b));
+            c.phase = Phase::Finishing;
+            flush_outbox(c);
+        }
+    }
+    if (c.phase == Phase::Finishing && c.outbox.empty() && !c.abandoned) {
+        release_slot(c);
+        return true;
+    }
+    return false;
+}
+
+void step_all_calls()
+{
+    auto &calls = self->calls;
+    for (size_t i = 0; i < calls.size();) {
+        if (step_call(*calls[i]))
+            calls.erase(calls.begin() + long(i));
+        else
+            i++;
+    }
+}
+
+void publish_gauges()
+{
+    PoolCounts n = self->pool.counts();
+    WorkerState *w = self->state;
+    pg_atomic_write_u32(&w->conns_open, n.open);
+    pg_atomic_write_u32(&w->conns_idle, n.idle);
+    pg_atomic_write_u32(&w->conns_active, n.active + n.cancelling);
+    pg_atomic_write_u32(&w->conns_connecting, n.connecting);
+    pg_atomic_write_u32(&w->in_flight, uint32(self->calls.size()));
+    pg_atomic_write_u64(&w->connects, self->pool.connects());
+    pg_atomic_write_u32(&w->run_state, self->calls.empty() ? WORKER_IDLE : WORKER_BUSY);
+}
+
+/* Rebuild the wait set when the sockets or their interests changed. */
+void prepare_wait_set()
+{
+    std::vector<std::pair<int, int>> want;
+    std::vector<Connection *> conns;
+    self->pool.for_each_socket([&](int sock, int events, Connection *c) {
+        if (events) {
+            want.emplace_back(sock, events);
+            conns.push_back(c);
+        }
+    });
+    if (self->wes && want == self->wes_sockets)
+        return;
+    pg_call([&] {
+        if (self->wes)
+            FreeWaitEventSet(self->wes);
+        self->wes = CreateWaitEventSet(TopMemoryContext, int(want.size()) + 2);
+        AddWaitEventToSet(self->wes, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, nullptr);
+        AddWaitEventToSet(self->wes, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, nullptr, nullptr);
+        for (size_t i = 0; i < want.size(); i++) {
+            uint32 ev = ((want[i].second & 1) ? WL_SOCKET_READABLE : 0) |
+                        ((want[i].second & 2) ? WL_SOCKET_WRITEABLE : 0);
+            AddWaitEventToSet(self->wes, ev, want[i].first, nullptr, conns[i]);
+        }
+    });
+    self->wes_sockets = std::move(want);
+}
+
+void apply_limits()
+{
+    PoolLimits l;
+    l.max_per_key = guc_max_pool_connections;
+    l.idle_timeout_s = guc_idle_timeout_s;
+    self->pool.set_limits(l);
+}
+
+void run_loop()
+{
+    constexpr int kMaxEvents = 64;
+    WaitEvent events[kMaxEvents];
+
+    for (;;) {
+        ResetLatch(MyLatch);
+        if (ShutdownRequestPending)
+            return;
+        if (ConfigReloadPending) {
+            ConfigReloadPending = false;
+            pg_call([] { ProcessConfigFile(PGC_SIGHUP); });
+            apply_limits();
+        }
+
+        Ticket t;
+        while (worker_queue(self->index)->pop(t))
+            pick_up(t);
+        step_all_calls();
+        self->pool.on_timer(Clock::now());
+        step_all_calls();
+        publish_gauges();
+
+        prepare_wait_set();
+        long timeout = 1000;
+        Clock::time_point deadline = self->pool.next_deadline();
+        if (deadline != Clock::time_point::max()) {
+            auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
+            timeout = std::max<long>(0, std::min<long>(timeout, long(ms) + 1));
+        }
+        int n = pg_call([&] {
+            return WaitEventSetWait(self->wes, timeout, events, kMaxEvents, PG_WAIT_EXTENSION);
+        });
+        for (int i = 0; i < n; i++) {
+            if (!(events[i].events & WL_SOCKET_MASK))
+                continue;
+            auto *c = static_cast<Connection *>(events[i].user_data);
+            /* a socket event of a connection closed earlier in this batch
+             * cannot arrive: the pool only deletes in reap(), and the set
+             * is rebuilt before the next wait */
+            self->pool.on_socket(c, events[i].events & WL_SOCKET_READABLE,
+                                 events[i].events & WL_SOCKET_WRITEABLE);
+        }
+    }
+}
+
+/* Runs on every exit path (normal, error, SIGTERM): give back every slot. */
+void worker_exit(int code, Datum arg)
+{
+    (void) code;
+    (void) arg;
+    if (!self)
+        return;
+    for (auto &c : self->calls) {
+        c->abandoned = true;
+        RequestSlot *s = request_slot(c->slot);
+        if (c->request)
+            shm_mq_detach(c->request);
+        if (c->response)
+            shm_mq_detach(c->response);
+        c->request = c->response = nullptr;
+        pg_write_barrier();
+        pg_atomic_write_u32(&s->state, SLOT_DONE);
+        wake_owner(s);
+    }
+    self->calls.clear();
+    self->pool.close_all(); /* Terminate messages: clean disconnects remotely */
+
+    WorkerState *w = self->state;
+    LWLockAcquire(proxy_shared->lock, LW_EXCLUSIVE);
+    w->proc = nullptr;
+    pg_atomic_write_u32(&w->pid, 0);
+    pg_atomic_write_u32(&w->run_state, WORKER_STOPPED);
+    pg_atomic_write_u32(&w->conns_open, 0);
+    pg_atomic_write_u32(&w->conns_idle, 0);
+    pg_atomic_write_u32(&w->conns_active, 0);
+    pg_atomic_write_u32(&w->conns_connecting, 0);
+    pg_atomic_write_u32(&w->in_flight, 0);
+    LWLockRelease(proxy_shared->lock);
+}
+
+/* Slots a previous incarnation of this worker held when it died without
+ * its exit callback: their backends are told the call failed. */
+void reclaim_orphaned_slots()
+{
+    for (int i = 0; i < proxy_shared->nslots; i++) {
+        RequestSlot *s = request_slot(i);
+        if (s->worker == self->index && pg_atomic_read_u32(&s->state) == SLOT_RUNNING &&
+            s->worker_incarnation != self->incarnation) {
+            pg_atomic_write_u32(&s->state, SLOT_DONE);
+            wake_owner(s);
+        }
+    }
+}
+
+} // namespace
+
+void register_workers(void)
+{
+    for (int i = 0; i < guc_workers; i++) {
+        BackgroundWorker w;
+        memset(&w, 0, sizeof(w));
+        w.bgw_flags = BGWORKER_SHMEM_ACCESS;
+        w.bgw_start_time = BgWorkerStart_PostmasterStart;
+        w.bgw_restart_time = 1;
+        strlcpy(w.bgw_library_name, "bgw_proxy", sizeof(w.bgw_library_name));
+        strlcpy(w.bgw_function_name, "bgw_proxy_worker_main", sizeof(w.bgw_function_name));
+        snprintf(w.bgw_name, sizeof(w.bgw_name), "bgw_proxy worker %d", i);
+        strlcpy(w.bgw_type, "bgw_proxy worker", sizeof(w.bgw_type));
+        w.bgw_main_arg = Int32GetDatum(i);
+        RegisterBackgroundWorker(&w);
+    }
+}
+
+int worker_for_key(const char *key, size_t len)
+{
+    uint32 h = hash_bytes(reinterpret_cast<const unsigned char *>(key), int(len));
+    return int(h % uint32(proxy_shared->nworkers));
+}
+
+} // namespace bgw
+
+using namespace bgw;
+
+void bgw_proxy_worker_main(Datum main_arg)
+{
+    pqsignal(SIGHUP, SignalHandlerForConfigReload);
+    pqsignal(SIGTERM, SignalHandlerForShutdownRequest);
+    BackgroundWorkerUnblockSignals();
+
+    int index = DatumGetInt32(main_arg);
+    if (!proxy_shared || index < 0 || index >= proxy_shared->nworkers || !MyProc)
+        ereport(FATAL, (errmsg("bgw_proxy worker %d: shared state not available", index)));
+
+    cxx_entry([&] {
+        self = new Worker();
+        self->index = index;
+        self->state = worker_state(index);
+    });
+    apply_limits();
+
+    WorkerState *w = self->state;
+    LWLockAcquire(proxy_shared->lock, LW_EXCLUSIVE);
+    self->incarnation = pg_atomic_add_fetch_u32(&w->incarnation, 1);
+    w->proc = MyProc;
+    w->started_at = GetCurrentTimestamp();
+    pg_write_barrier();
+    pg_atomic_write_u32(&w->pid, uint32(MyProcPid));
+    pg_atomic_write_u32(&w->run_state, WORKER_IDLE);
+    LWLockRelease(proxy_shared->lock);
+    before_shmem_exit(worker_exit, 0);
+
+    reclaim_orphaned_slots();
+    ereport(LOG, (errmsg("bgw_proxy worker %d started", index)));
+
+    cxx_entry([] { run_loop(); });
+
+    /* SIGTERM: exit 1 so the postmaster starts us again (unless it is
+     * shutting down); the exit callback has failed our calls. */
+    ereport(LOG, (errmsg("bgw_proxy worker %d shutting down", index)));
+    proc_exit(1);
+}
