@@ -15,7 +15,7 @@ CXX_SRCS = $(wildcard src/*.cpp)
 OBJS     = $(CXX_SRCS:.cpp=.o)
 
 REGRESS      = $(basename $(notdir $(wildcard sql/*.sql)))
-REGRESS_OPTS = --inputdir=. --load-extension=bgw_proxy
+REGRESS_OPTS = --inputdir=.
 
 PG_CONFIG ?= pg_config
 PG_CPPFLAGS = -I$(shell $(PG_CONFIG) --includedir) -Isrc

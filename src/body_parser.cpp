@@ -162,7 +162,7 @@ private:
             number(b);
             return true;
         }
-        p_ += (c == ':' && at(p_ + 1) == ':') ? 2 : 1;
+        p_ += (c == ':' && at(p_ + 1) == ':') ? 2u : 1u;
         push(TK::Punct, b, s_.substr(b, p_ - b));
         return true;
     }

@@ -21,6 +21,16 @@ struct ActiveCall {
 ActiveCall active;
 bool exit_hook_registered = false;
 
+/* True while a remote error or notice is being re-raised: it carries its
+ * own context line (with the partition), so the call's callback is quiet. */
+bool relaying_remote = false;
+
+void call_error_context(void *arg)
+{
+    if (!relaying_remote)
+        errcontext("bgw_proxy function %s", static_cast<const CallRequest *>(arg)->function_name);
+}
+
 /* StringInfo with the append() the wire writer wants. */
 struct StringInfoBuf {
     StringInfoData si;
@@ -136,6 +146,7 @@ void raise_remote(const CallRequest *req, int target, char kind, wire::Reader &r
         else if (severity && (strcmp(severity, "DEBUG") == 0 || strcmp(severity, "LOG") == 0))
             level = DEBUG1;
     }
+    relaying_remote = true;
     ereport(level,
             (errcode(MAKE_SQLSTATE(f.sqlstate[0], f.sqlstate[1], f.sqlstate[2], f.sqlstate[3], f.sqlstate[4])),
              errmsg_internal("%s", message ? message : "remote error without message"),
@@ -143,6 +154,7 @@ void raise_remote(const CallRequest *req, int target, char kind, wire::Reader &r
              hint ? errhint("%s", hint) : 0,
              context ? errcontext("remote: %s", context) : 0,
              errcontext("bgw_proxy function %s, partition %u", req->function_name, partition)));
+    relaying_remote = false;
 }
 
 void encode_request(const CallRequest *req, StringInfoBuf &buf)
@@ -294,16 +306,25 @@ void call_run(const CallRequest *req, RowCallback on_row, void *arg)
                                "this session is running")));
     call_register_exit_hook();
 
+    ErrorContextCallback cb;
+    cb.callback = call_error_context;
+    cb.arg = const_cast<CallRequest *>(req);
+    cb.previous = error_context_stack;
+    error_context_stack = &cb;
+    relaying_remote = false;
+
     PG_TRY();
     {
         run_call(req, on_row, arg);
     }
     PG_CATCH();
     {
+        relaying_remote = false;
         abandon_active_call();
         PG_RE_THROW();
     }
     PG_END_TRY();
+    error_context_stack = cb.previous;
 }
 
 } // namespace bgw

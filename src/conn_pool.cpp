@@ -16,13 +16,26 @@ Clock::time_point after_ms(int ms)
     return ms > 0 ? Clock::now() + std::chrono::milliseconds(ms) : Clock::time_point::max();
 }
 
+/* libpq's message on one line: it ends in a newline and may wrap with tabs */
 std::string trimmed_error(PGconn *pg)
 {
     std::string m = pg ? PQerrorMessage(pg) : "out of memory";
     while (!m.empty() && (m.back() == '\n' || m.back() == ' '))
         m.pop_back();
-    return m;
+    std::string out;
+    for (char ch : m) {
+        if (ch == '\n' || ch == '\t') {
+            if (!out.empty() && out.back() != ' ')
+                out += ' ';
+        } else {
+            out += ch;
+        }
+    }
+    return out;
 }
+
+const char *const kConnectFailed = "could not connect to the remote server";
+const char *const kConnectionLost = "lost connection to the remote server";
 
 } // namespace
 
@@ -56,7 +69,8 @@ private:
     static void notice_receiver(void *arg, const PGresult *res);
     void flush();
     void process_input();
-    void fail_job(const PGresult *res, const char *sqlstate, const std::string &msg);
+    void fail_job(const PGresult *res, const char *sqlstate, const std::string &msg,
+                  const std::string &detail = std::string());
     void finish_statement();
 
     Pool &pool_;
@@ -138,7 +152,7 @@ void Connection::run(Job *job)
     if (!PQsendQueryParams(pg_, s.query.c_str(), int(values.size()), nullptr, values.data(),
                            lengths.data(), nullptr, 0) ||
         !PQsetSingleRowMode(pg_)) {
-        fail_job(nullptr, "08006", trimmed_error(pg_));
+        fail_job(nullptr, "08006", kConnectionLost, trimmed_error(pg_));
         dead_ = true;
         dead_reason_ = "could not send query";
         return;
@@ -150,7 +164,7 @@ void Connection::flush()
 {
     int r = PQflush(pg_);
     if (r < 0) {
-        fail_job(nullptr, "08006", trimmed_error(pg_));
+        fail_job(nullptr, "08006", kConnectionLost, trimmed_error(pg_));
         dead_ = true;
         dead_reason_ = "could not send data";
         return;
@@ -158,12 +172,12 @@ void Connection::flush()
     want_write_ = (r == 1);
 }
 
-void Connection::fail_job(const PGresult *res, const char *sqlstate, const std::string &msg)
+void Connection::fail_job(const PGresult *res, const char *sqlstate, const std::string &msg,
+                          const std::string &detail)
 {
     if (job_ && !job_failed_) {
         job_failed_ = true;
-        Job *j = job_;
-        j->sink->on_error(res, sqlstate, msg);
+        job_->sink->on_error(res, sqlstate, msg, detail);
     }
 }
 
@@ -199,7 +213,7 @@ void Connection::on_io(bool readable, bool writable)
     }
     if (readable || state_ == ConnState::Idle) {
         if (!PQconsumeInput(pg_)) {
-            fail_job(nullptr, "08006", trimmed_error(pg_));
+            fail_job(nullptr, "08006", kConnectionLost, trimmed_error(pg_));
             dead_ = true;
             dead_reason_ = "connection lost";
             return;
@@ -242,8 +256,7 @@ void Connection::process_input()
             } else if (st == PGRES_FATAL_ERROR || st == PGRES_NONFATAL_ERROR ||
                        st == PGRES_BAD_RESPONSE) {
                 const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
-                std::string msg = PQresultErrorMessage(res);
-                fail_job(res, state ? state : "XX000", msg);
+                fail_job(res, state ? state : "XX000", PQresultErrorMessage(res));
             }
         }
         PQclear(res);
@@ -300,9 +313,10 @@ void Connection::expire()
     if (state_ == ConnState::Connecting && pending_) {
         Job *j = pending_;
         pending_ = nullptr;
-        pool_.connection_failed(this, j, std::string("could not connect: ") + reason);
+        pool_.connection_failed(this, j, std::string("connect_timeout expired"));
     } else if (state_ == ConnState::Busy && job_) {
-        fail_job(nullptr, "57014", std::string("canceling statement due to ") + reason);
+        fail_job(nullptr, "57014", std::string("canceling statement due to ") + reason,
+                 "bgw_proxy closed the remote connection.");
         Job *j = job_;
         job_ = nullptr;
         pool_.job_finished(j);
@@ -357,7 +371,7 @@ void Pool::dispatch(KeyPool &kp)
         if (!c->start_connect(job->spec, err)) {
             c->dead_ = true;
             c->dead_reason_ = "connection failed";
-            job->sink->on_error(nullptr, "08001", "could not connect: " + err);
+            job->sink->on_error(nullptr, "08001", kConnectFailed, err);
             delete job;
             continue;
         }
@@ -380,7 +394,7 @@ void Pool::connection_idle(Connection *c)
 void Pool::connection_failed(Connection *c, Job *job, const std::string &msg)
 {
     (void) c;
-    job->sink->on_error(nullptr, "08001", msg);
+    job->sink->on_error(nullptr, "08001", kConnectFailed, msg);
     delete job;
 }
 
@@ -470,7 +484,8 @@ void Pool::reap()
                     dead->pending_ = nullptr;
                 }
                 if (dead->job_) {
-                    dead->fail_job(nullptr, "08006", dead->dead_reason_ ? dead->dead_reason_ : "connection closed");
+                    dead->fail_job(nullptr, "08006", kConnectionLost,
+                                   dead->dead_reason_ ? dead->dead_reason_ : "");
                     job_finished(dead->job_);
                     dead->job_ = nullptr;
                 }

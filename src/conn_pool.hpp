@@ -50,8 +50,10 @@ public:
     virtual bool can_accept() = 0;                 /* false: pause reading */
     virtual void on_row(const PGresult *row) = 0;  /* PGRES_SINGLE_TUPLE, text format */
     virtual void on_notice(const PGresult *notice) = 0;
-    /* res may be null (connection-level failure): then sqlstate/message say it */
-    virtual void on_error(const PGresult *res, const char *sqlstate, const std::string &message) = 0;
+    /* res is null for a connection-level failure: then sqlstate, message and
+     * detail (libpq's own text) say what happened */
+    virtual void on_error(const PGresult *res, const char *sqlstate, const std::string &message,
+                          const std::string &detail) = 0;
     virtual void on_done(uint64_t rows) = 0;
 };
 

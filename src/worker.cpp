@@ -51,7 +51,8 @@ struct Task final : QuerySink {
     bool can_accept() override;
     void on_row(const PGresult *row) override;
     void on_notice(const PGresult *notice) override;
-    void on_error(const PGresult *res, const char *sqlstate, const std::string &message) override;
+    void on_error(const PGresult *res, const char *sqlstate, const std::string &message,
+                  const std::string &detail) override;
     void on_done(uint64_t rows) override;
 };
 
@@ -83,7 +84,7 @@ Worker *self = nullptr;
 using Buf = std::string;
 
 void put_error_fields(wire::Writer<Buf> &w, const PGresult *res, const char *sqlstate,
-                      const std::string &message)
+                      const std::string &message, const std::string &detail = std::string())
 {
     auto field = [res](int code) -> const char * {
         return res ? PQresultErrorField(res, code) : nullptr;
@@ -102,7 +103,8 @@ void put_error_fields(wire::Writer<Buf> &w, const PGresult *res, const char *sql
             m.pop_back();
         w.str(m.c_str(), m.size());
     }
-    w.str(field(PG_DIAG_MESSAGE_DETAIL));
+    const char *remote_detail = field(PG_DIAG_MESSAGE_DETAIL);
+    w.str(remote_detail ? remote_detail : detail.c_str());
     w.str(field(PG_DIAG_MESSAGE_HINT));
     w.str(field(PG_DIAG_CONTEXT));
 }
@@ -137,13 +139,14 @@ void Task::on_notice(const PGresult *notice)
     call->outbox.push_back(std::move(b));
 }
 
-void Task::on_error(const PGresult *res, const char *sqlstate, const std::string &message)
+void Task::on_error(const PGresult *res, const char *sqlstate, const std::string &message,
+                    const std::string &detail)
 {
     Buf b;
     wire::Writer<Buf> w(b);
     w.u8(wire::kError);
     w.u16(index);
-    put_error_fields(w, res, sqlstate, message);
+    put_error_fields(w, res, sqlstate, message, detail);
     call->outbox.push_back(std::move(b));
     finished = true;
     job = nullptr;

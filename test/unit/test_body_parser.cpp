@@ -177,6 +177,7 @@ TEST(cluster_function)
     CHECK_EQ(b.cluster.body_pos, 8u);
     CHECK_NAMES(b.cluster.call.args, "i_user", "$2");
     CHECK_REFS(s, b.cluster.call);
+    REQUIRE(b.cluster.call.args.size() == 2);
     CHECK_EQ(b.cluster.call.args[0].offset, 12u);
     CHECK_EQ(b.cluster.call.args[0].length, 6u);
     CHECK_EQ(b.cluster.call.args[1].number, 2);
@@ -283,6 +284,7 @@ TEST(run_on_hash_function)
     CHECK_EQ(b.run.name, "hashtext");
     CHECK_EQ(b.run.call.text, "hashtext(lower(i_UserName) || '-x' || \"Other\")");
     CHECK_NAMES(b.run.call.args, "i_username", "Other");
+    REQUIRE(b.run.call.args.size() == 2);
     CHECK(!b.run.call.args[0].quoted);
     CHECK(b.run.call.args[1].quoted);
     CHECK_EQ(b.run.call.args[1].length, 7u);
@@ -331,7 +333,7 @@ TEST(call_argument_candidates)
     ParsedBody b = OK(s);
     CHECK_NAMES(b.run.call.args, "a", "w", "x", "r", "y", "k", "Q\"x");
     CHECK_REFS(s, b.run.call);
-    CHECK_EQ(b.run.call.text.back(), ')');
+    CHECK(!b.run.call.text.empty() && b.run.call.text.back() == ')');
 }
 
 TEST(call_text_keeps_comments_and_nesting)
@@ -362,7 +364,7 @@ TEST(split_list)
     CHECK(b.has_split);
     CHECK(!b.split_all);
     CHECK_NAMES(b.split_args, "a", "B c", "$3", "dd");
-    CHECK_EQ(b.split_args.size(), 4u);
+    REQUIRE(b.split_args.size() == 4);
     CHECK_EQ(b.split_args[1].body_pos, pos(s, "\"B c\""));
     CHECK_EQ(b.split_args[1].length, 5u);
     CHECK(b.split_args[1].quoted);
@@ -402,13 +404,13 @@ TEST(target_forms)
     ParsedBody b = OK("TARGET Remote_Fn;");
     CHECK(b.has_target);
     CHECK_EQ(b.target, "Remote_Fn");
-    CHECK_EQ(b.target_parts.size(), 1u);
+    REQUIRE(b.target_parts.size() == 1);
     CHECK_EQ(b.target_parts[0], "remote_fn");
     CHECK_EQ(b.target_pos, 7u);
 
     b = OK("TARGET  Sch . \"Fn\"\"1\";");
     CHECK_EQ(b.target, "Sch.\"Fn\"\"1\"");
-    CHECK_EQ(b.target_parts.size(), 2u);
+    REQUIRE(b.target_parts.size() == 2);
     CHECK_EQ(b.target_parts[0], "sch");
     CHECK_EQ(b.target_parts[1], "Fn\"1");
     CHECK_EQ(b.target_pos, 8u);
@@ -436,6 +438,7 @@ TEST(select_text_and_candidates)
     /* every bare identifier is a candidate; the caller keeps the real arguments */
     CHECK_NAMES(b.select.args, "a", "$2", "from", "tab", "t", "where", "i_id", "and", "x");
     CHECK_REFS(s, b.select);
+    REQUIRE(b.select.args.size() == 9);
     CHECK_EQ(b.select.args[0].offset, 7u);
     CHECK_EQ(b.select.args[1].number, 2);
     CHECK_EQ(b.select.args[1].name, "");
@@ -462,6 +465,7 @@ TEST(select_quoted_identifiers)
     std::string s = "SELECT \"My\"\"Arg\", \"lower\";";
     ParsedBody b = OK(s);
     CHECK_NAMES(b.select.args, "My\"Arg", "lower");
+    REQUIRE(b.select.args.size() == 2);
     CHECK(b.select.args[0].quoted);
     CHECK_EQ(b.select.args[0].length, 9u);
     CHECK_REFS(s, b.select);
@@ -522,6 +526,8 @@ TEST(select_errors)
     ERR("SELECT a", 8u, "syntax error at end of input");
     ERR("SELECT f(a;", 8u, "unterminated parenthesis");
     ERR("SELECT (a, (b);", 7u, "unterminated parenthesis");
+    /* several unclosed: the innermost is reported */
+    ERR("SELECT f(a, g(b;", 13u, "unterminated parenthesis");
     ERR("SELECT a);", 8u, "syntax error at or near \")\"");
     ERR("SELECT 'a;", 7u, "unterminated quoted string");
     ERR("SELECT $1, $0;", 11u, "there is no parameter $0");

@@ -1,14 +1,15 @@
 /*
  * unit_test.hpp — a minimal unit-test harness for the pure C++ modules.
  *
- *   TEST(name) { CHECK(cond); CHECK_EQ(actual, expected); }
+ *   TEST(name) { CHECK(cond); CHECK_EQ(actual, expected); REQUIRE(cond); }
  *
  * Each test binary is one .cpp including this header; it provides main()
  * (define UNIT_TEST_NO_MAIN to suppress it). main() runs every test, or only
  * those whose name contains argv[1], prints each failed check, and ends with
  * exactly one line "N passed, M failed" (counting tests). Exit status is 0
  * only when nothing failed. A check that fails does not stop its test, so one
- * run shows every broken expectation.
+ * run shows every broken expectation; REQUIRE also returns from the test, to
+ * guard what follows (e.g. indexing a vector whose size was wrong).
  */
 #pragma once
 
@@ -148,6 +149,14 @@ inline int run_all(const char *filter)
     do {                                                                        \
         if (!(cond))                                                            \
             unit::fail(__FILE__, __LINE__, "CHECK(" #cond ")");                 \
+    } while (0)
+
+#define REQUIRE(cond)                                                           \
+    do {                                                                        \
+        if (!(cond)) {                                                          \
+            unit::fail(__FILE__, __LINE__, "REQUIRE(" #cond ")");               \
+            return;                                                             \
+        }                                                                       \
     } while (0)
 
 #define CHECK_EQ(actual, expected)                                              \
