@@ -313,6 +313,12 @@ ProxyFunction *compile(HeapTuple tup, Oid fn_oid, FunctionCallInfo fcinfo)
                         pos ? internalerrposition(pos) : 0, pos ? internalerrquery(fi.body) : 0));
     }
 
+    if (pf->result_class == TYPEFUNC_SCALAR && !pf->is_void) {
+        Oid infn;
+        getTypeInputInfo(pf->result_type, &infn, &pf->result_ioparam);
+        fmgr_info_cxt(infn, &pf->result_in, cxt);
+    }
+
     pf->param_out = (FmgrInfo *) palloc0(sizeof(FmgrInfo) * (pf->nparams + 1));
     for (int k = 0; k < pf->nparams; k++) {
         Oid outfn;

@@ -36,6 +36,8 @@ struct ProxyFunction {
     Oid result_type;
     TupleDesc result_desc;      /* composite: the row type, in cxt */
     int ncolumns;               /* columns the remote query returns */
+    FmgrInfo result_in;         /* scalar: input function of the result type */
+    Oid result_ioparam;
 
     /* call-time cache: the final connection string for the last role */
     Oid cached_role;

@@ -507,8 +507,19 @@ void Pool::reap()
 void Pool::close_all()
 {
     for (auto &[key, kp] : keys_) {
-        for (Connection *c : kp.conns)
+        for (Connection *c : kp.conns) {
+            /* Terminate alone would let a running statement finish first.
+             * This is the exit path, so a short synchronous cancel to a
+             * server we are connected to is acceptable here. */
+            if (c->state_ == ConnState::Busy && c->pg_) {
+                if (PGcancel *cancel = PQgetCancel(c->pg_)) {
+                    char errbuf[256];
+                    (void) PQcancel(cancel, errbuf, sizeof(errbuf));
+                    PQfreeCancel(cancel);
+                }
+            }
             delete c;
+        }
         for (Job *j : kp.waiting)
             delete j;
     }

@@ -114,7 +114,8 @@ public:
     void on_timer(Clock::time_point now);
     Clock::time_point next_deadline() const;   /* time_point::max() if none */
 
-    /* Close everything politely (Terminate message), e.g. at worker exit. */
+    /* Close everything politely (Terminate message; running statements are
+     * cancelled first), e.g. at worker exit. May block briefly. */
     void close_all();
 
     PoolCounts counts() const;

@@ -35,9 +35,6 @@ void result_begin(ResultBuilder *rb, ProxyFunction *pf, FunctionCallInfo fcinfo)
         rb->attin = TupleDescGetAttInMetadata(rb->desc);
         rb->cstrings = (char **) palloc0(sizeof(char *) * (rb->desc->natts + 1));
     } else if (!pf->is_void) {
-        Oid infn;
-        getTypeInputInfo(pf->result_type, &infn, &rb->scalar_ioparam);
-        fmgr_info(infn, &rb->scalar_in);
         if (pf->retset) {
             rb->desc = CreateTemplateTupleDesc(1);
             TupleDescInitEntry(rb->desc, (AttrNumber) 1, "result", pf->result_type, -1, 0);
@@ -93,12 +90,12 @@ void result_on_row(void *arg, int target, int nfields, const wire::Span *fields)
     } else {
         char *s = cstr(fields[0]);
         if (rb->store) {
-            Datum v = InputFunctionCall(&rb->scalar_in, s, rb->scalar_ioparam, -1);
+            Datum v = InputFunctionCall(&pf->result_in, s, pf->result_ioparam, -1);
             bool isnull = (s == nullptr);
             tuplestore_putvalues(rb->store, rb->desc, &v, &isnull);
         } else {
             MemoryContextSwitchTo(rb->call_cxt);
-            rb->value = InputFunctionCall(&rb->scalar_in, s, rb->scalar_ioparam, -1);
+            rb->value = InputFunctionCall(&pf->result_in, s, pf->result_ioparam, -1);
             rb->isnull = (s == nullptr);
         }
     }

@@ -19,8 +19,6 @@ struct ResultBuilder {
     MemoryContext row_cxt;      /* reset after every row */
     TupleDesc desc;             /* composite, or SETOF's tuple shape */
     AttInMetadata *attin;       /* composite */
-    FmgrInfo scalar_in;         /* scalar */
-    Oid scalar_ioparam;
     char **cstrings;            /* per attribute of desc (dropped: NULL) */
     Tuplestorestate *store;     /* SETOF */
     int64 rows;

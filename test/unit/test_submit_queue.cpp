@@ -69,8 +69,6 @@ private:
     SubmitQueue *q_;
 };
 
-bool same(Ticket a, Ticket b) { return a.slot == b.slot && a.generation == b.generation; }
-
 /* Number of tickets pushed before push() first fails (bounded by a guard). */
 size_t fill(SubmitQueue &q, uint32_t generation = 7)
 {
@@ -325,7 +323,7 @@ TEST(across_fork_children_push_parent_pops)
     for (int p = 0; p < kProducers; p++) {
         pid_t pid = fork();
         if (pid == 0) {
-            auto deadline = Clock::now() + std::chrono::seconds(10);
+            auto deadline = Clock::now() + std::chrono::seconds(4);
             while (go->load() == 0)
                 if (Clock::now() > deadline)
                     _exit(2);
@@ -346,7 +344,7 @@ TEST(across_fork_children_push_parent_pops)
     Tally tally(kProducers, kPerProducer);
     const size_t total = kids.size() * kPerProducer;
     go->store(1);
-    auto deadline = Clock::now() + std::chrono::seconds(10);
+    auto deadline = Clock::now() + std::chrono::seconds(4);
     Ticket t{};
     while (tally.received < total && Clock::now() < deadline) {
         if (q->pop(t))
@@ -378,7 +376,7 @@ TEST(threads_producers_and_consumer)
         producers.emplace_back([&, p] {
             while (!go.load())
                 std::this_thread::yield();
-            auto deadline = Clock::now() + std::chrono::seconds(10);
+            auto deadline = Clock::now() + std::chrono::seconds(4);
             for (uint32_t g = 0; g < kPerProducer; g++)
                 while (!q.push(Ticket{uint32_t(p), g})) {
                     if (Clock::now() > deadline) {
@@ -392,7 +390,7 @@ TEST(threads_producers_and_consumer)
     Tally tally(kProducers, kPerProducer);
     const size_t total = size_t(kProducers) * kPerProducer;
     std::thread consumer([&] {
-        auto deadline = Clock::now() + std::chrono::seconds(10);
+        auto deadline = Clock::now() + std::chrono::seconds(4);
         Ticket t{};
         while (tally.received < total && Clock::now() < deadline) {
             if (q.pop(t))
