@@ -214,7 +214,9 @@ void run_call(const CallRequest *req, RowCallback on_row, void *arg)
     if (sent == SHM_MQ_DETACHED)
         ereport(ERROR, (errcode(ERRCODE_INTERNAL_ERROR), errmsg("bgw_proxy: request ring detached")));
 
-    pg_atomic_write_u32(&s->state, SLOT_SUBMITTED); /* full barrier */
+    /* publish: exchange is a full barrier, so the worker that wins the
+     * SUBMITTED->RUNNING CAS sees every field written above */
+    (void) pg_atomic_exchange_u32(&s->state, SLOT_SUBMITTED);
     pg_atomic_fetch_add_u64(&proxy_shared->submitted, 1);
     Ticket ticket{uint32(idx), s->generation};
     while (!worker_queue(worker)->push(ticket)) {

@@ -204,6 +204,14 @@ void pick_up(Ticket t)
     if (t.slot >= uint32(proxy_shared->nslots))
         return;
     RequestSlot *s = request_slot(int(t.slot));
+    /* A ticket left behind by a call its backend abandoned before pickup
+     * must not take the slot's next call, which may be meant for another
+     * worker. generation/worker are only rewritten while the slot is FREE,
+     * so a mismatch seen here is final; a match followed by a lost CAS
+     * race only means the call ends up served here, which is still correct. */
+    pg_read_barrier();
+    if (s->generation != t.generation || s->worker != self->index)
+        return;
     uint32 expected = SLOT_SUBMITTED;
     if (!pg_atomic_compare_exchange_u32(&s->state, &expected, SLOT_RUNNING))
         return; /* stale ticket, or the backend gave up first */
