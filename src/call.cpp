@@ -82,7 +82,10 @@ void abandon_active_call(void)
     active.request = active.response = nullptr;
 
     uint32 expected = SLOT_SUBMITTED;
-    if (!pg_atomic_compare_exchange_u32(&s->state, &expected, SLOT_FREE) && expected == SLOT_RUNNING) {
+    if (pg_atomic_compare_exchange_u32(&s->state, &expected, SLOT_FREE)) {
+        /* no worker saw it: the call ends here */
+        pg_atomic_fetch_add_u64(&proxy_shared->completed, 1);
+    } else if (expected == SLOT_RUNNING) {
         /* the worker owns it: ask it to cancel and let go */
         pg_atomic_write_u32(&s->cancel, 1);
         wake_worker(s->worker);
@@ -135,6 +138,18 @@ void raise_remote(const CallRequest *req, int target, char kind, wire::Reader &r
     char *context = dup(f.context);
     char *severity = dup(f.severity);
     uint32 partition = (target >= 0 && target < req->ntargets) ? req->targets[target].partition : 0;
+
+    if (kind == wire::kError && severity &&
+        (strcmp(severity, "FATAL") == 0 || strcmp(severity, "PANIC") == 0)) {
+        /* the remote session ended: re-raising its SQLSTATE (57P01, ...)
+         * would read as if this session were being terminated */
+        relaying_remote = true;
+        ereport(ERROR, (errcode(ERRCODE_CONNECTION_FAILURE),
+                        errmsg("lost connection to the remote server"),
+                        errdetail_internal("remote %s: %s (SQLSTATE %.5s)", severity,
+                                           message ? message : "", f.sqlstate),
+                        errcontext("bgw_proxy function %s, partition %u", req->function_name, partition)));
+    }
 
     int level = ERROR;
     if (kind == wire::kNotice) {

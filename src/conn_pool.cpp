@@ -316,11 +316,15 @@ void Connection::expire()
         pool_.connection_failed(this, j, std::string("connect_timeout expired"));
     } else if (state_ == ConnState::Busy && job_) {
         fail_job(nullptr, "57014", std::string("canceling statement due to ") + reason,
-                 "bgw_proxy closed the remote connection.");
+                 "bgw_proxy cancelled the remote statement and closed its connection.");
         Job *j = job_;
         job_ = nullptr;
         pool_.job_finished(j);
     }
+    /* closing alone would let the remote statement run on until it next
+     * talks to the client: cancel it first */
+    if (state_ == ConnState::Busy || state_ == ConnState::Cancelling)
+        (void) send_cancel_async(pg_);
     dead_ = true;
     dead_reason_ = reason;
 }

@@ -83,11 +83,13 @@ struct WorkerState {
     PGPROC *proc;                  /* for SetLatch by backends */
     TimestampTz started_at;        /* under lock, like pid */
 
-    /* gauges (single writer: this worker) */
+    /* gauges (single writer: this worker, once per loop iteration) */
     pg_atomic_uint32 conns_open;
     pg_atomic_uint32 conns_idle;
     pg_atomic_uint32 conns_active;
     pg_atomic_uint32 conns_connecting;
+    /* single writer: this worker, at pickup (+1) and when the call ends (-1),
+     * before the final message goes out; reset to 0 at worker start */
     pg_atomic_uint32 in_flight;
     /* counters (single writer: this worker) */
     pg_atomic_uint64 served;
@@ -105,7 +107,10 @@ struct ProxyShared {
     /* offsets from the start of this struct */
     Size workers_off, queues_off, slots_off, rings_off;
 
-    /* queue counters: any process adds */
+    /* queue counters: any process adds. submitted: a backend, per call
+     * handed to a worker; completed: whoever ends the call (the worker when
+     * it releases the slot, also on exit; a backend that takes back a call
+     * no worker picked up) — so submitted - completed is calls in flight. */
     pg_atomic_uint64 submitted;
     pg_atomic_uint64 completed;
     pg_atomic_uint64 queue_full_waits;

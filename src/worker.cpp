@@ -64,6 +64,7 @@ struct Call {
     shm_mq_handle *response = nullptr;
     Phase phase = Phase::Receiving;
     bool abandoned = false;          /* backend gone: drop without reply */
+    bool accounted = false;          /* counted as ended (account_end) */
     std::deque<std::string> outbox;  /* encoded messages not yet in the ring */
     std::vector<std::unique_ptr<Task>> tasks;
 };
@@ -172,9 +173,22 @@ void wake_owner(RequestSlot *s)
         SetLatch(&s->owner->procLatch);
 }
 
+/* Count the call as ended, once. Done before its final message is sent, so
+ * a backend that has seen the end of its call also sees the counters. */
+void account_end(Call &c)
+{
+    if (c.accounted)
+        return;
+    c.accounted = true;
+    pg_atomic_fetch_sub_u32(&self->state->in_flight, 1);
+    pg_atomic_fetch_add_u64(&self->state->served, 1);
+    pg_atomic_fetch_add_u64(&proxy_shared->completed, 1);
+}
+
 /* Give the slot back: the worker never touches it again after DONE. */
 void release_slot(Call &c)
 {
+    account_end(c);
     RequestSlot *s = request_slot(c.slot);
     if (c.request)
         shm_mq_detach(c.request);
@@ -183,8 +197,6 @@ void release_slot(Call &c)
     c.request = c.response = nullptr;
     pg_write_barrier();
     pg_atomic_write_u32(&s->state, SLOT_DONE);
-    pg_atomic_fetch_add_u64(&proxy_shared->completed, 1);
-    pg_atomic_fetch_add_u64(&self->state->served, 1);
     wake_owner(s);
 }
 
@@ -230,6 +242,7 @@ void pick_up(Ticket t)
         MemoryContextSwitchTo(old);
     });
     self->calls.push_back(std::move(call));
+    pg_atomic_fetch_add_u32(&self->state->in_flight, 1);
 }
 
 /* A request that cannot be decoded is a bug, but only this call pays. */
@@ -354,6 +367,7 @@ bool step_call(Call &c)
         for (auto &t : c.tasks)
             all_done = all_done && t->finished;
         if (all_done) {
+            account_end(c);
             Buf b;
             wire::Writer<Buf> w(b);
             w.u8(wire::kCallDone);
@@ -388,7 +402,6 @@ void publish_gauges()
     pg_atomic_write_u32(&w->conns_idle, n.idle);
     pg_atomic_write_u32(&w->conns_active, n.active + n.cancelling);
     pg_atomic_write_u32(&w->conns_connecting, n.connecting);
-    pg_atomic_write_u32(&w->in_flight, uint32(self->calls.size()));
     pg_atomic_write_u64(&w->connects, self->pool.connects());
     pg_atomic_write_u32(&w->run_state, self->calls.empty() ? WORKER_IDLE : WORKER_BUSY);
 }
@@ -484,6 +497,7 @@ void worker_exit(int code, Datum arg)
         return;
     for (auto &c : self->calls) {
         c->abandoned = true;
+        account_end(*c);
         RequestSlot *s = request_slot(c->slot);
         if (c->request)
             shm_mq_detach(c->request);
@@ -506,7 +520,6 @@ void worker_exit(int code, Datum arg)
     pg_atomic_write_u32(&w->conns_idle, 0);
     pg_atomic_write_u32(&w->conns_active, 0);
     pg_atomic_write_u32(&w->conns_connecting, 0);
-    pg_atomic_write_u32(&w->in_flight, 0);
     LWLockRelease(proxy_shared->lock);
 }
 
@@ -519,6 +532,7 @@ void reclaim_orphaned_slots()
         if (s->worker == self->index && pg_atomic_read_u32(&s->state) == SLOT_RUNNING &&
             s->worker_incarnation != self->incarnation) {
             pg_atomic_write_u32(&s->state, SLOT_DONE);
+            pg_atomic_fetch_add_u64(&proxy_shared->completed, 1);
             wake_owner(s);
         }
     }
@@ -531,8 +545,10 @@ void register_workers(void)
     for (int i = 0; i < guc_workers; i++) {
         BackgroundWorker w;
         memset(&w, 0, sizeof(w));
-        w.bgw_flags = BGWORKER_SHMEM_ACCESS;
-        w.bgw_start_time = BgWorkerStart_PostmasterStart;
+        /* a "connection" to no database: no catalog access, but a row in
+         * pg_stat_activity with our wait events */
+        w.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+        w.bgw_start_time = BgWorkerStart_ConsistentState;
         w.bgw_restart_time = 1;
         strlcpy(w.bgw_library_name, "bgw_proxy", sizeof(w.bgw_library_name));
         strlcpy(w.bgw_function_name, "bgw_proxy_worker_main", sizeof(w.bgw_function_name));
@@ -559,6 +575,9 @@ void bgw_proxy_worker_main(Datum main_arg)
     pqsignal(SIGTERM, SignalHandlerForShutdownRequest);
     BackgroundWorkerUnblockSignals();
 
+    BackgroundWorkerInitializeConnection(nullptr, nullptr, 0);
+    pgstat_report_appname("bgw_proxy worker");
+
     int index = DatumGetInt32(main_arg);
     if (!proxy_shared || index < 0 || index >= proxy_shared->nworkers || !MyProc)
         ereport(FATAL, (errmsg("bgw_proxy worker %d: shared state not available", index)));
@@ -575,6 +594,7 @@ void bgw_proxy_worker_main(Datum main_arg)
     self->incarnation = pg_atomic_add_fetch_u32(&w->incarnation, 1);
     w->proc = MyProc;
     w->started_at = GetCurrentTimestamp();
+    pg_atomic_write_u32(&w->in_flight, 0);
     pg_write_barrier();
     pg_atomic_write_u32(&w->pid, uint32(MyProcPid));
     pg_atomic_write_u32(&w->run_state, WORKER_IDLE);

@@ -58,14 +58,14 @@ fi
 
 echo "== TAP"
 if ls test/t/*.pl >/dev/null 2>&1; then
-  pgxs=$(dirname "$(pg_config --pgxs)")/..
+  perl_lib=$(dirname "$(dirname "$(pg_config --pgxs)")")/test/perl
   chown -R postgres: "$BGW_TMP"
   tapdir=$BGW_TMP/tap
   mkdir -p "$tapdir" && cp -r test/t test/lib "$tapdir/" && chown -R postgres: "$tapdir"
   tap_out=$(cd "$tapdir" && runuser -u postgres -- env PATH="$(pg_config --bindir):$PATH" \
       PG_REGRESS=/bin/true with_ssl=no \
-      PERL5LIB="$pgxs/src/test/perl" TESTDIR="$tapdir" BGW_SRC="$top" \
-      prove -v t/ 2>&1)
+      PERL5LIB="$perl_lib" TESTDIR="$tapdir" BGW_SRC="$top" \
+      prove -v t/*.pl 2>&1)
   echo "$tap_out" | grep -vE '^ok ' | tail -n 80
   count "$(echo "$tap_out" | grep -cE '^\s*ok [0-9]+')" "$(echo "$tap_out" | grep -cE '^\s*not ok [0-9]+')"
   echo "$tap_out" | grep -qE '^Result: PASS' || { echo "$tap_out" | grep -q '^Result' && count 0 1; }

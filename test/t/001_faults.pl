@@ -22,7 +22,7 @@ use Time::HiRes qw(usleep time);
 
 # How long an asynchronous effect (remote cancel, worker restart, ...) may
 # take before the poll gives up and the assertion fails.
-my $poll_secs = 15;
+my $poll_secs = 10;
 # Upper bound for any single psql run: a hang becomes a failed test, not a
 # stuck suite.
 my $psql_secs = 60;
@@ -50,7 +50,7 @@ log_line_prefix = '%m [%p] %b %a '
 });
 $proxy->start;
 
-my @scenarios = qw(a b c d e f);
+my @scenarios = qw(a b c d e f g);
 
 # remote: one sleeping function per scenario (proxy functions call the
 # same-named remote function)
@@ -424,6 +424,45 @@ sub begin_scenario
 	ok(poll_until($proxy, 'SHOW bgw_proxy.query_timeout', '0'),
 		'f: query_timeout reset');
 	after_checks('f', $base, $logpos);
+}
+
+# ------------------- g. call given up before any worker picked it up (extra)
+# The worker that serves nap_g is stopped (SIGSTOP), so the call stays
+# SUBMITTED; statement_timeout makes the caller give up (slot
+# SUBMITTED -> FREE by the backend). After SIGCONT the worker finds only a
+# stale ticket: the abandoned call must not run, and the counters must
+# balance.
+{
+	my ($base, $logpos) =
+	  begin_scenario('g', 'call abandoned before pickup (worker stopped)');
+	my $served_sql =
+	  "SELECT string_agg(requests_served::text, ',' ORDER BY worker) FROM pg_stat_bgw_proxy_workers";
+	my @before = split /,/, $proxy->safe_psql('postgres', $served_sql);
+	call_works('g', 'warm-up call works');
+	my @after = split /,/, $proxy->safe_psql('postgres', $served_sql);
+	my @w = grep { $after[$_] != $before[$_] } 0 .. $#after;
+	is(scalar @w, 1, 'g: one worker served the warm-up call');
+	my $w = $w[0];
+	my $pid = $proxy->safe_psql('postgres',
+		"SELECT pid FROM pg_stat_bgw_proxy_workers WHERE worker = $w");
+
+	ok(kill('STOP', $pid), "g: stopped worker $w (pid $pid)");
+	my ($rc, $out, $err);
+	eval {
+		($rc, $out, $err) = run_sql($proxy, 'caller_g',
+			[ "SET statement_timeout = '500ms'", "SELECT nap_g($long)" ]);
+	};
+	kill('CONT', $pid);
+	like(
+		$err,
+		qr/ERROR:  57014: canceling statement due to statement timeout/,
+		'g: caller sees "canceling statement" (57014)');
+
+	# FIFO queue: once this call is served, the stale ticket was handled
+	call_works('g', 'next call works after the worker continued');
+	is($remote->safe_psql('postgres', remote_busy_sql('g')),
+		'0', 'g: the abandoned call did not run on the remote');
+	after_checks('g', $base, $logpos);
 }
 
 # ------------------------------------------------------------- whole file
