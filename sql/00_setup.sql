@@ -3,6 +3,10 @@
 CREATE EXTENSION bgw_proxy;
 SELECT lanname, lanpltrusted FROM pg_language WHERE lanname = 'bgw_proxy';
 SELECT count(*) AS workers, count(pid) AS running FROM pg_stat_bgw_proxy_workers;
+-- the settings, with the context that says when a change takes effect
+SELECT name, setting, unit, context FROM pg_settings WHERE name LIKE 'bgw_proxy.%' ORDER BY name;
+-- the workers are visible as processes of their own
+SELECT count(*) AS worker_processes FROM pg_stat_activity WHERE backend_type = 'bgw_proxy worker';
 
 DROP DATABASE IF EXISTS bgw_remote;
 CREATE DATABASE bgw_remote;

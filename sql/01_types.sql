@@ -30,8 +30,9 @@ SELECT count(*) FROM series(0);
 CREATE FUNCTION pairs(n int) RETURNS SETOF pair AS $$ CONNECT 'dbname=bgw_remote'; $$ LANGUAGE bgw_proxy;
 SELECT * FROM pairs(3) ORDER BY id;
 -- a result far larger than the response ring and work_mem streams through
+-- (rows go from the ring straight into a tuplestore that spills to disk)
 SET work_mem = '64kB';
-SELECT count(*), sum(s) FROM series(300000) s;
+SELECT count(*), sum(s) FROM series(1000000) s;
 RESET work_mem;
 
 -- void: the remote side effect happens, nothing comes back

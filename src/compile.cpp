@@ -118,9 +118,14 @@ std::string generated_query(const FunctionInfo &fi, std::vector<int> &params)
         args += "$" + std::to_string(i + 1) + "::" + fi.in_type_names[i];
         params.push_back(i);
     }
-    std::string from = std::string(fi.qualified_name) + "(" + args + ") AS r";
+    std::string call = std::string(fi.qualified_name) + "(" + args + ")";
+    std::string from = call + " AS r";
     if (fi.is_void)
         return "SELECT NULL FROM " + from;
+    /* a scalar call in the target list lets the remote planner inline a SQL
+     * function, which it never does in FROM; for one value it is the same */
+    if (fi.result_class == TYPEFUNC_SCALAR && !fi.retset)
+        return "SELECT " + call + "::" + fi.result_type_name;
     if (fi.result_class == TYPEFUNC_SCALAR)
         return std::string("SELECT r::") + fi.result_type_name + " FROM " + from;
 
