@@ -176,7 +176,7 @@ void encode_request(const CallRequest *req, StringInfoBuf &buf)
 {
     wire::Writer<StringInfoBuf> w(buf);
     w.u32(wire::kRequestMagic);
-    w.u32(0);
+    w.u32(guc_remote_prepare ? wire::kFlagPrepare : 0);
     w.u32(uint32(guc_connect_timeout_ms));
     w.u32(uint32(guc_query_timeout_ms));
     w.str(req->function_name);
@@ -265,10 +265,12 @@ void run_call(const CallRequest *req, RowCallback on_row, void *arg)
                     ereport(ERROR, (errcode(ERRCODE_PROTOCOL_VIOLATION),
                                     errmsg("bgw_proxy: malformed row from worker")));
                 wire::Span *fields = static_cast<wire::Span *>(palloc(sizeof(wire::Span) * (nfields + 1)));
-                for (int i = 0; i < nfields; i++)
-                    if (!rd.blob(fields[i]))
-                        ereport(ERROR, (errcode(ERRCODE_PROTOCOL_VIOLATION),
-                                        errmsg("bgw_proxy: malformed row from worker")));
+                bool ok = true;
+                for (int i = 0; i < nfields && ok; i++)
+                    ok = rd.blob(fields[i]);
+                if (!ok || !rd.at_end())
+                    ereport(ERROR, (errcode(ERRCODE_PROTOCOL_VIOLATION),
+                                    errmsg("bgw_proxy: malformed row from worker")));
                 on_row(arg, target, nfields, fields);
                 pfree(fields);
             } else if (kind == wire::kError || kind == wire::kNotice) {

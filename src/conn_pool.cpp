@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <unordered_map>
 
 namespace bgw {
 
@@ -33,6 +34,9 @@ std::string trimmed_error(PGconn *pg)
     }
     return out;
 }
+
+/* More distinct queries than this on one connection run unprepared. */
+constexpr size_t kMaxPreparedPerConnection = 256;
 
 const char *const kConnectFailed = "could not connect to the remote server";
 const char *const kConnectionLost = "lost connection to the remote server";
@@ -83,6 +87,14 @@ private:
     Job *job_ = nullptr;         /* the job whose results we deliver */
     Job *pending_ = nullptr;     /* a job waiting for this connection to finish connecting */
     bool job_failed_ = false;    /* error delivered, draining the rest */
+
+    /* prepared statements of this connection: query text -> name */
+    std::unordered_map<std::string, std::string> prepared_;
+    bool prepare_disabled_ = false;   /* the remote lost one: a pooler in between */
+    std::string preparing_;           /* name being prepared for job_, or empty */
+    bool prepare_ok_ = false;
+    bool resend_unprepared_ = false;  /* execute found no statement: run it plain */
+    bool send_statement();
     uint64_t rows_ = 0;
     int query_timeout_ms_ = 0;
     Clock::time_point deadline_ = Clock::time_point::max();
@@ -140,24 +152,43 @@ void Connection::run(Job *job)
     job->conn = this;
     job_failed_ = false;
     rows_ = 0;
-    const JobSpec &s = job->spec;
-    std::vector<const char *> values(s.params.size());
-    std::vector<int> lengths(s.params.size());
-    for (size_t i = 0; i < s.params.size(); i++) {
-        values[i] = s.param_null[i] ? nullptr : s.params[i].c_str();
-        lengths[i] = int(s.params[i].size());
-    }
     state_ = ConnState::Busy;
-    deadline_ = after_ms(s.query_timeout_ms);
-    if (!PQsendQueryParams(pg_, s.query.c_str(), int(values.size()), nullptr, values.data(),
-                           lengths.data(), nullptr, 0) ||
-        !PQsetSingleRowMode(pg_)) {
+    deadline_ = after_ms(job->spec.query_timeout_ms);
+    if (!send_statement()) {
         fail_job(nullptr, "08006", kConnectionLost, trimmed_error(pg_));
         dead_ = true;
         dead_reason_ = "could not send query";
         return;
     }
     flush();
+}
+
+/* Send job_'s statement: execute it prepared, prepare it first, or send it
+ * plain. Called again after a successful prepare. */
+bool Connection::send_statement()
+{
+    const JobSpec &s = job_->spec;
+    std::vector<const char *> values(s.params.size());
+    std::vector<int> lengths(s.params.size());
+    for (size_t i = 0; i < s.params.size(); i++) {
+        values[i] = s.param_null[i] ? nullptr : s.params[i].c_str();
+        lengths[i] = int(s.params[i].size());
+    }
+    int n = int(values.size());
+    bool use_prepared = s.prepare && !prepare_disabled_ && !resend_unprepared_;
+    auto it = use_prepared ? prepared_.find(s.query) : prepared_.end();
+
+    if (use_prepared && it == prepared_.end() && prepared_.size() < kMaxPreparedPerConnection) {
+        preparing_ = "bgw_proxy_" + std::to_string(prepared_.size() + 1);
+        prepare_ok_ = false;
+        return PQsendPrepare(pg_, preparing_.c_str(), s.query.c_str(), n, nullptr);
+    }
+    preparing_.clear();
+    int ok = (it != prepared_.end())
+                 ? PQsendQueryPrepared(pg_, it->second.c_str(), n, values.data(), lengths.data(), nullptr, 0)
+                 : PQsendQueryParams(pg_, s.query.c_str(), n, nullptr, values.data(), lengths.data(),
+                                     nullptr, 0);
+    return ok && PQsetSingleRowMode(pg_);
 }
 
 void Connection::flush()
@@ -249,7 +280,22 @@ void Connection::process_input()
             return;
         }
         ExecStatusType st = PQresultStatus(res);
-        if (delivering) {
+        if (delivering && !preparing_.empty()) {
+            /* the answer to PQsendPrepare: ok, or the error for the job */
+            if (st == PGRES_COMMAND_OK)
+                prepare_ok_ = true;
+            else {
+                const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+                fail_job(res, state ? state : "XX000", PQresultErrorMessage(res));
+            }
+        } else if (delivering && st == PGRES_FATAL_ERROR && rows_ == 0 && !prepare_disabled_ &&
+                   prepared_.count(job_->spec.query) &&
+                   strcmp(PQresultErrorField(res, PG_DIAG_SQLSTATE) ?: "", "26000") == 0) {
+            /* our prepared statement is gone: a pooler hands us other sessions */
+            prepare_disabled_ = true;
+            prepared_.clear();
+            resend_unprepared_ = true;
+        } else if (delivering) {
             if (st == PGRES_SINGLE_TUPLE) {
                 rows_++;
                 job_->sink->on_row(res);
@@ -265,6 +311,30 @@ void Connection::process_input()
 
 void Connection::finish_statement()
 {
+    if (job_ && !job_failed_ && state_ == ConnState::Busy && PQtransactionStatus(pg_) == PQTRANS_IDLE) {
+        /* the first half of prepare-then-execute, or a resend */
+        bool next = false;
+        if (!preparing_.empty() && prepare_ok_) {
+            prepared_.emplace(job_->spec.query, preparing_);
+            next = true;
+        } else if (resend_unprepared_) {
+            next = true;
+        }
+        if (next) {
+            bool sent = send_statement();
+            resend_unprepared_ = false;
+            if (!sent) {
+                fail_job(nullptr, "08006", kConnectionLost, trimmed_error(pg_));
+                dead_ = true;
+                dead_reason_ = "could not send query";
+                return;
+            }
+            flush();
+            return;
+        }
+    }
+    preparing_.clear();
+    resend_unprepared_ = false;
     Job *j = job_;
     bool ok = j && !job_failed_ && state_ == ConnState::Busy;
     job_ = nullptr;
@@ -301,6 +371,8 @@ void Connection::abandon()
         return;
     }
     state_ = ConnState::Cancelling;
+    preparing_.clear();
+    resend_unprepared_ = false;
     deadline_ = after_ms(pool_.limits_.cancel_wait_ms);
     process_input();
 }

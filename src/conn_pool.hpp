@@ -10,6 +10,12 @@
  *   Busy --job abandoned--> Cancelling --results drained-----> +
  *   any --error / timeout / EOF / lifetime--> closed (PQfinish, gone)
  *
+ * Statements are prepared once per connection and query text (a generic
+ * plan then spares the remote its parse and plan on every call). If the
+ * remote says a statement it prepared does not exist (a transaction-mode
+ * pooler such as pgbouncer in between), the connection stops preparing and
+ * the call is sent again unprepared: nothing ran remotely, so that is safe.
+ *
  * A job is one statement for one target of a call. It runs on an idle
  * connection of its key, or a new one while the key has fewer than
  * max_per_key connections, or waits in the key's FIFO until one is idle.
@@ -63,6 +69,7 @@ struct JobSpec {
     std::string encoding;            /* client_encoding for a new connection */
     int connect_timeout_ms = 0;      /* 0: none */
     int query_timeout_ms = 0;        /* 0: none */
+    bool prepare = true;             /* run as a prepared statement of the connection */
     std::string query;
     std::vector<std::string> params;
     std::vector<bool> param_null;

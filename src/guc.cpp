@@ -19,6 +19,7 @@ int guc_query_timeout_ms = 0;
 int guc_worker_wait_timeout_ms = 10000;
 int guc_idle_timeout_s = 300;
 int guc_max_pool_connections = 32;
+bool guc_remote_prepare = true;
 
 void define_gucs(void)
 {
@@ -69,6 +70,14 @@ void define_gucs(void)
         "Maximum remote connections per pool (connection string and role).",
         "Calls beyond it wait for a connection of the pool to become idle.",
         &guc_max_pool_connections, 32, 1, 10000, PGC_SIGHUP, 0, nullptr, nullptr, nullptr);
+
+    DefineCustomBoolVariable(
+        "bgw_proxy.remote_prepare",
+        "Runs remote queries as prepared statements of the pooled connection.",
+        "Spares the remote server parsing and planning on every call. A connection through a "
+        "transaction-mode pooler that loses prepared statements is detected and falls back to "
+        "plain queries by itself.",
+        &guc_remote_prepare, true, PGC_SUSET, 0, nullptr, nullptr, nullptr);
 
     MarkGUCPrefixReserved("bgw_proxy");
 }

@@ -36,6 +36,9 @@ namespace bgw::wire {
 constexpr uint32_t kRequestMagic = 0x42475031; /* "BGP1" */
 constexpr uint32_t kNullLength = 0xffffffffu;
 
+/* request flags */
+constexpr uint32_t kFlagPrepare = 1; /* run as a prepared statement of the connection */
+
 enum : char {
     kRow = 'D',
     kError = 'E',

@@ -282,6 +282,7 @@ void start_call(Call &c, const char *data, Size len)
         spec.key = spec.connstr + '\x1f' + spec.encoding + '\x1f' + std::to_string(s->roleid);
         spec.connect_timeout_ms = int(connect_ms);
         spec.query_timeout_ms = int(query_ms);
+        spec.prepare = (flags & wire::kFlagPrepare) != 0;
         spec.query.assign(query.data, query.len);
         spec.params.resize(nparams);
         spec.param_null.resize(nparams);

@@ -8,10 +8,15 @@
 # reported as ratios against (a) measured in the same run, with the number
 # of remote connections the workers held.
 #
-#   BENCH_SECONDS=10 (per run)   BENCH_WORKERS=2   BENCH_CLIENTS="1 16"
+# Each configuration runs BENCH_REPEAT times, direct and proxy interleaved,
+# and the medians are reported: on a small machine single runs (especially
+# with -C, which forks a backend per call) vary by 10-20%.
+#
+#   BENCH_SECONDS=5 (per run)  BENCH_REPEAT=3  BENCH_WORKERS=2  BENCH_CLIENTS="1 16"
 set -euo pipefail
 cd "$(dirname "$0")/.."
-seconds=${BENCH_SECONDS:-10}
+seconds=${BENCH_SECONDS:-5}
+repeat=${BENCH_REPEAT:-3}
 clients_list=${BENCH_CLIENTS:-"1 16"}
 workers=${BENCH_WORKERS:-2}
 
@@ -54,14 +59,21 @@ remote_conns() {
 }
 
 echo
-echo "bgw_proxy benchmark: ${seconds}s per run, $workers workers, $(nproc) cores, PostgreSQL $(pg_config --version | awk '{print $2}')"
+median() { tr ' ' '\n' | grep . | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+
+echo "bgw_proxy benchmark: median of $repeat interleaved runs of ${seconds}s, $workers workers, $(nproc) cores, PostgreSQL $(pg_config --version | awk '{print $2}')"
 printf '%-8s %-11s %12s %12s %7s %13s\n' clients connection direct_tps proxy_tps ratio remote_conns
 for c in $clients_list; do
   for mode in persistent new-per-call; do
     flags=()
     [ "$mode" = new-per-call ] && flags=(-C)
-    d=$(tps bench_remote "$c" "${flags[@]}")
-    p=$(tps bench_proxy "$c" "${flags[@]}")
+    ds=""; ps=""
+    for _ in $(seq "$repeat"); do
+      ds="$ds $(tps bench_remote "$c" "${flags[@]}")"
+      ps="$ps $(tps bench_proxy "$c" "${flags[@]}")"
+    done
+    d=$(echo "$ds" | median)
+    p=$(echo "$ps" | median)
     r=$(awk -v p="$p" -v d="$d" 'BEGIN { if (d > 0) printf "%.2f", p / d; else print "n/a" }')
     printf '%-8s %-11s %12.0f %12.0f %6sx %13s\n' "$c" "$mode" "$d" "$p" "$r" "$(remote_conns)"
   done
