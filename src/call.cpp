@@ -15,6 +15,7 @@ namespace {
 /* The call this backend has in flight, for the error and exit paths. */
 struct ActiveCall {
     int slot = -1;
+    MemoryContext cxt = nullptr;     /* the ring handles live here */
     shm_mq_handle *request = nullptr;
     shm_mq_handle *response = nullptr;
 };
@@ -75,11 +76,14 @@ void abandon_active_call(void)
     if (active.slot < 0)
         return;
     RequestSlot *s = request_slot(active.slot);
+    /* detaching tells the worker we are gone; active.cxt is a child of the
+     * call's context and goes with it */
     if (active.request)
         shm_mq_detach(active.request);
     if (active.response)
         shm_mq_detach(active.response);
     active.request = active.response = nullptr;
+    active.cxt = nullptr;
 
     uint32 expected = SLOT_SUBMITTED;
     if (pg_atomic_compare_exchange_u32(&s->state, &expected, SLOT_FREE)) {
@@ -221,8 +225,11 @@ void run_call(const CallRequest *req, RowCallback on_row, void *arg)
     shm_mq_set_sender(req_mq, MyProc);
     shm_mq_set_receiver(resp_mq, MyProc);
     active.slot = idx;
+    active.cxt = AllocSetContextCreate(CurrentMemoryContext, "bgw_proxy call", ALLOCSET_SMALL_SIZES);
+    MemoryContext old = MemoryContextSwitchTo(active.cxt);
     active.request = shm_mq_attach(req_mq, nullptr, nullptr);
     active.response = shm_mq_attach(resp_mq, nullptr, nullptr);
+    MemoryContextSwitchTo(old);
 
     /* most requests fit the ring: write before waking the worker */
     shm_mq_result sent = shm_mq_send(active.request, buf.si.len, buf.si.data, true, true);
@@ -298,9 +305,10 @@ void run_call(const CallRequest *req, RowCallback on_row, void *arg)
         wait_a_little(1000);
     }
 
-    /* finished: the worker releases the slot right after the final message */
-    shm_mq_detach(active.request);
-    shm_mq_detach(active.response);
+    /* finished: the worker releases the slot right after the final message.
+     * No detach: it would only wake the worker for nothing. */
+    MemoryContextDelete(active.cxt);
+    active.cxt = nullptr;
     active.request = active.response = nullptr;
     active.slot = -1;
     pfree(buf.si.data);

@@ -60,6 +60,7 @@ enum class Phase { Receiving, Running, Finishing };
 
 struct Call {
     int slot = -1;
+    MemoryContext cxt = nullptr;     /* the ring handles live here */
     shm_mq_handle *request = nullptr;
     shm_mq_handle *response = nullptr;
     Phase phase = Phase::Receiving;
@@ -185,15 +186,17 @@ void account_end(Call &c)
     pg_atomic_fetch_add_u64(&proxy_shared->completed, 1);
 }
 
-/* Give the slot back: the worker never touches it again after DONE. */
+/* Give the slot back: the worker never touches it again after DONE.
+ * The rings are not detached: detaching would set the backend's latch for
+ * nothing (it learns the end from the final message, or already left);
+ * deleting the call's context frees the handles. */
 void release_slot(Call &c)
 {
     account_end(c);
     RequestSlot *s = request_slot(c.slot);
-    if (c.request)
-        shm_mq_detach(c.request);
-    if (c.response)
-        shm_mq_detach(c.response);
+    if (c.cxt)
+        MemoryContextDelete(c.cxt);
+    c.cxt = nullptr;
     c.request = c.response = nullptr;
     pg_write_barrier();
     pg_atomic_write_u32(&s->state, SLOT_DONE);
@@ -232,7 +235,8 @@ void pick_up(Ticket t)
     auto call = std::make_unique<Call>();
     call->slot = int(t.slot);
     pg_call([&] {
-        MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+        call->cxt = AllocSetContextCreate(TopMemoryContext, "bgw_proxy call", ALLOCSET_SMALL_SIZES);
+        MemoryContext old = MemoryContextSwitchTo(call->cxt);
         auto *req = static_cast<shm_mq *>(slot_request_ring(call->slot));
         auto *resp = static_cast<shm_mq *>(slot_response_ring(call->slot));
         shm_mq_set_receiver(req, MyProc);
