@@ -5,6 +5,7 @@
 #   make unittest        build and run the pure C++ unit tests (no server)
 #   make installcheck    pg_regress against a running server (see test/run_all.sh)
 #   make bench           the benchmark (test/bench.sh)
+#   make test-all        every suite: unit, pg_regress, TAP (test/run_all.sh; as root)
 
 MODULE_big = bgw_proxy
 EXTENSION  = bgw_proxy
@@ -45,11 +46,14 @@ test/unit/%: test/unit/%.cpp $(UNIT_SRCS) $(wildcard src/*.hpp test/unit/*.hpp)
 		-I$(shell $(PG_CONFIG) --includedir) $< $(UNIT_SRCS) -o $@ \
 		-L$(shell $(PG_CONFIG) --libdir) -lpq -pthread
 
-.PHONY: unittest bench
+.PHONY: unittest bench test-all
 unittest: $(UNIT_TESTS)
 	@for t in $(UNIT_TESTS); do ./$$t || exit 1; done
 
 bench:
 	bash test/bench.sh
+
+test-all:
+	bash test/run_all.sh
 
 EXTRA_CLEAN = $(UNIT_TESTS) results/ regression.diffs regression.out tmp_check/ log/
