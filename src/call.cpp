@@ -181,8 +181,8 @@ void encode_request(const CallRequest *req, StringInfoBuf &buf)
     wire::Writer<StringInfoBuf> w(buf);
     w.u32(wire::kRequestMagic);
     w.u32(guc_remote_prepare ? wire::kFlagPrepare : 0);
-    w.u32(uint32(guc_connect_timeout_ms));
-    w.u32(uint32(guc_query_timeout_ms));
+    w.u32(uint32(req->connect_timeout_ms));
+    w.u32(uint32(req->query_timeout_ms));
     w.str(req->function_name);
     w.str(req->query);
     w.u32(uint32(req->ntargets));

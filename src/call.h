@@ -23,6 +23,8 @@ struct CallTarget {
 struct CallRequest {
     const char *function_name;   /* for error context */
     const char *query;
+    int connect_timeout_ms;      /* 0: none */
+    int query_timeout_ms;        /* 0: none */
     int ntargets;
     CallTarget *targets;
     const char *route_key;       /* which worker: same key, same worker */

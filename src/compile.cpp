@@ -32,12 +32,15 @@ namespace {
 struct FunctionInfo {
     const char *body;
     const char *qualified_name;   /* quoted schema.name for the remote query */
+    const char *schema;
     const char *display_name;
     int n_in;                     /* input arguments (IN, INOUT, VARIADIC) */
     int *in_arg;                  /* fcinfo index of each input argument */
     const char **in_names;        /* NULL when unnamed */
     const char **in_type_names;   /* for casts */
     Oid *in_types;
+    Oid *in_elem_types;           /* InvalidOid unless an array */
+    const char **in_elem_type_names;
     bool last_is_variadic;
     bool retset, is_void;
     TypeFuncClass result_class;
@@ -70,9 +73,10 @@ char *pg_copy(const std::string &s)
 }
 
 /* Replace argument references in a SQL fragment with $k::type; records
- * which proxy argument each remote parameter is. */
-bool substitute_args(const FunctionInfo &fi, const SqlFragment &frag, std::string &out,
-                     std::vector<int> &params, Problem &p)
+ * which proxy argument each parameter is. type_names gives the type each
+ * argument is passed as. */
+bool substitute_args(const FunctionInfo &fi, const SqlFragment &frag, const char *const *type_names,
+                     std::string &out, std::vector<int> &params, Problem &p)
 {
     size_t done = 0;
     for (const ArgRef &ref : frag.args) {
@@ -99,15 +103,26 @@ bool substitute_args(const FunctionInfo &fi, const SqlFragment &frag, std::strin
         if (k == params.size())
             params.push_back(arg);
         out.append(frag.text, done, ref.offset - done);
-        out += "$" + std::to_string(k + 1) + "::" + fi.in_type_names[arg];
+        out += "$" + std::to_string(k + 1) + "::" + type_names[arg];
         done = ref.offset + ref.length;
     }
     out.append(frag.text, done, std::string::npos);
     return true;
 }
 
+/* The remote function: TARGET if given (its schema defaults to ours). */
+std::string remote_function_name(const FunctionInfo &fi, const ParsedBody &body)
+{
+    if (!body.has_target)
+        return fi.qualified_name;
+    const std::vector<std::string> &parts = body.target_parts;
+    std::string schema = parts.size() > 1 ? parts[parts.size() - 2] : fi.schema;
+    const std::string &name = parts.back();
+    return pg_call([&] { return quote_qualified_identifier(schema.c_str(), name.c_str()); });
+}
+
 /* The query bgw_proxy generates when the body has no SELECT. */
-std::string generated_query(const FunctionInfo &fi, std::vector<int> &params)
+std::string generated_query(const FunctionInfo &fi, const std::string &fn, std::vector<int> &params)
 {
     std::string args;
     for (int i = 0; i < fi.n_in; i++) {
@@ -118,7 +133,7 @@ std::string generated_query(const FunctionInfo &fi, std::vector<int> &params)
         args += "$" + std::to_string(i + 1) + "::" + fi.in_type_names[i];
         params.push_back(i);
     }
-    std::string call = std::string(fi.qualified_name) + "(" + args + ")";
+    std::string call = fn + "(" + args + ")";
     std::string from = call + " AS r";
     if (fi.is_void)
         return "SELECT NULL FROM " + from;
@@ -147,7 +162,85 @@ std::string generated_query(const FunctionInfo &fi, std::vector<int> &params)
     return "SELECT " + cols + " FROM " + from;
 }
 
-/* Parse and check the body; fill pf's query/connect fields. C++ side. */
+/* The input argument a name or $n refers to, or -1 with a problem set. */
+int resolve_arg(const FunctionInfo &fi, const std::string &name, int number, size_t pos, Problem &p)
+{
+    if (number > 0) {
+        if (number <= fi.n_in)
+            return number - 1;
+        set_problem(p, ERRCODE_UNDEFINED_PARAMETER, pos, "there is no parameter $" + std::to_string(number));
+        return -1;
+    }
+    for (int i = 0; i < fi.n_in; i++)
+        if (fi.in_names[i] && name == fi.in_names[i])
+            return i;
+    set_problem(p, ERRCODE_UNDEFINED_PARAMETER, pos, "there is no argument named \"" + name + "\"");
+    return -1;
+}
+
+/* Store a C++ result in pf's memory. */
+int *pg_int_array(const std::vector<int> &v)
+{
+    int *a = pg_call([&] { return static_cast<int *>(palloc0(sizeof(int) * (v.size() + 1))); });
+    for (size_t i = 0; i < v.size(); i++)
+        a[i] = v[i];
+    return a;
+}
+
+/* CLUSTER / CONNECT / RUN ON operand -> LocalExpr. type_names/types: how
+ * each argument is passed to a local query (element types for SPLIT
+ * arguments in RUN ON). */
+bool compile_operand(const FunctionInfo &fi, const Value &v, const char *const *type_names,
+                     const Oid *types, LocalExpr &e, Problem &p)
+{
+    memset(&e, 0, sizeof(e));
+    switch (v.kind) {
+    case ValueKind::None:
+        e.kind = EXPR_NONE;
+        return true;
+    case ValueKind::Literal:
+        e.kind = EXPR_LITERAL;
+        e.literal = pg_copy(v.literal);
+        return true;
+    case ValueKind::Number:
+        e.kind = EXPR_NUMBER;
+        e.number = v.number;
+        return true;
+    case ValueKind::All:
+        e.kind = EXPR_ALL;
+        return true;
+    case ValueKind::Any:
+        e.kind = EXPR_ANY;
+        return true;
+    case ValueKind::ArgName:
+    case ValueKind::ArgNumber:
+        e.kind = EXPR_ARG;
+        e.arg = resolve_arg(fi, v.name, v.kind == ValueKind::ArgNumber ? int(v.number) : 0, v.body_pos, p);
+        if (e.arg < 0)
+            return false;
+        e.arg = fi.in_arg[e.arg];
+        return true;
+    case ValueKind::Function: {
+        std::string q = "SELECT * FROM ";
+        std::vector<int> params;
+        if (!substitute_args(fi, v.call, type_names, q, params, p))
+            return false;
+        e.kind = EXPR_QUERY;
+        e.query = pg_copy(q);
+        e.nparams = int(params.size());
+        e.param_arg = pg_int_array(params);
+        e.param_types = pg_call([&] { return static_cast<Oid *>(palloc0(sizeof(Oid) * (params.size() + 1))); });
+        for (size_t i = 0; i < params.size(); i++) {
+            e.param_types[i] = types[params[i]];
+            e.param_arg[i] = fi.in_arg[params[i]];
+        }
+        return true;
+    }
+    }
+    return true;
+}
+
+/* Parse and check the body; fill pf's statements and query. C++ side. */
 void compile_body(const FunctionInfo &fi, ProxyFunction *pf, Problem &p)
 {
     ParsedBody body;
@@ -157,63 +250,116 @@ void compile_body(const FunctionInfo &fi, ProxyFunction *pf, Problem &p)
         return;
     }
 
-    auto unsupported = [&](bool present, size_t pos, const char *what) {
-        if (present && !p.found)
-            set_problem(p, ERRCODE_FEATURE_NOT_SUPPORTED, pos,
-                        std::string(what) + " statements are not supported by this version of bgw_proxy",
-                        "This version runs CONNECT 'connection string' with an optional SELECT.");
-    };
-    unsupported(body.has_cluster, body.cluster_pos, "CLUSTER");
-    unsupported(body.has_run, body.run_pos, "RUN ON");
-    unsupported(body.has_split, body.split_pos, "SPLIT");
-    unsupported(body.has_target, body.target_pos, "TARGET");
-    if (p.found)
+    /* which statements go together */
+    if (body.has_cluster && body.has_connect) {
+        set_problem(p, ERRCODE_INVALID_FUNCTION_DEFINITION, body.connect_pos,
+                    "CONNECT and CLUSTER cannot be used together",
+                    "A function runs either on one database (CONNECT) or on a cluster (CLUSTER).");
         return;
-    if (!body.has_connect) {
+    }
+    if (!body.has_cluster && !body.has_connect) {
         set_problem(p, ERRCODE_INVALID_FUNCTION_DEFINITION, SIZE_MAX,
                     "bgw_proxy function has neither CONNECT nor CLUSTER",
-                    "Add CONNECT 'connection string'; to the body.");
+                    "Add CONNECT 'connection string'; or CLUSTER 'name'; to the body.");
         return;
     }
-    if (body.connect.kind != ValueKind::Literal) {
-        set_problem(p, ERRCODE_FEATURE_NOT_SUPPORTED, body.connect.body_pos,
-                    "only CONNECT with a string literal is supported by this version of bgw_proxy");
+    if (body.has_connect && (body.has_run || body.has_split)) {
+        set_problem(p, ERRCODE_INVALID_FUNCTION_DEFINITION, body.has_run ? body.run_pos : body.split_pos,
+                    std::string(body.has_run ? "RUN ON" : "SPLIT") + " cannot be used with CONNECT",
+                    "RUN ON and SPLIT choose partitions of a CLUSTER.");
+        return;
+    }
+    if (body.has_run && body.run.kind == ValueKind::All && !fi.retset) {
+        set_problem(p, ERRCODE_INVALID_FUNCTION_DEFINITION, body.run_pos,
+                    "RUN ON ALL requires a set-returning function",
+                    "Declare the function RETURNS SETOF, or run on one partition.");
+        return;
+    }
+    if (body.has_cluster && body.cluster.kind != ValueKind::Literal &&
+        body.cluster.kind != ValueKind::Function) {
+        set_problem(p, ERRCODE_SYNTAX_ERROR, body.cluster.body_pos,
+                    "CLUSTER takes a string literal or a function call");
         return;
     }
 
-    /* the connection string must parse; whether it names a user decides
-     * if the calling role is appended at call time */
-    char *err = nullptr;
-    PQconninfoOption *opts = PQconninfoParse(body.connect.literal.c_str(), &err);
-    if (!opts) {
-        std::string m = err ? err : "out of memory";
-        if (err)
-            PQfreemem(err);
-        while (!m.empty() && m.back() == '\n')
-            m.pop_back();
-        set_problem(p, ERRCODE_SYNTAX_ERROR, body.connect.body_pos, "invalid connection string: " + m);
+    /* SPLIT: which arguments, each an array */
+    pf->split = pg_call([&] { return static_cast<bool *>(palloc0(sizeof(bool) * (fi.n_in + 1))); });
+    pf->split_elem_type = pg_call([&] { return static_cast<Oid *>(palloc0(sizeof(Oid) * (fi.n_in + 1))); });
+    std::vector<const char *> run_type_names(fi.in_type_names, fi.in_type_names + fi.n_in);
+    std::vector<Oid> run_types(fi.in_types, fi.in_types + fi.n_in);
+    if (body.has_split) {
+        std::vector<int> args;
+        if (body.split_all) {
+            for (int i = 0; i < fi.n_in; i++)
+                if (fi.in_elem_types[i] != InvalidOid)
+                    args.push_back(i);
+            if (args.empty()) {
+                set_problem(p, ERRCODE_INVALID_FUNCTION_DEFINITION, body.split_pos,
+                            "SPLIT ALL needs at least one array argument");
+                return;
+            }
+        } else {
+            for (const ArgRef &ref : body.split_args) {
+                int a = resolve_arg(fi, ref.name, ref.number, ref.body_pos, p);
+                if (a < 0)
+                    return;
+                if (fi.in_elem_types[a] == InvalidOid) {
+                    set_problem(p, ERRCODE_DATATYPE_MISMATCH, ref.body_pos,
+                                "SPLIT argument \"" + (ref.number ? "$" + std::to_string(ref.number) : ref.name) +
+                                    "\" is not an array");
+                    return;
+                }
+                args.push_back(a);
+            }
+        }
+        for (int a : args) {
+            pf->split[a] = true;
+            pf->split_elem_type[a] = fi.in_elem_types[a];
+            run_type_names[a] = fi.in_elem_type_names[a];
+            run_types[a] = fi.in_elem_types[a];
+        }
+        pf->any_split = true;
+    }
+
+    /* where */
+    if (!compile_operand(fi, body.connect, fi.in_type_names, fi.in_types, pf->connect, p) ||
+        !compile_operand(fi, body.cluster, fi.in_type_names, fi.in_types, pf->cluster, p) ||
+        !compile_operand(fi, body.run, run_type_names.data(), run_types.data(), pf->run, p))
+        return;
+    if (body.has_cluster && !body.has_run)
+        pf->run.kind = EXPR_ANY;
+    if (pf->connect.kind == EXPR_LITERAL) {
+        /* a literal connection string must parse */
+        char *err = nullptr;
+        PQconninfoOption *opts = PQconninfoParse(pf->connect.literal, &err);
+        if (!opts) {
+            std::string m = err ? err : "out of memory";
+            if (err)
+                PQfreemem(err);
+            while (!m.empty() && m.back() == '\n')
+                m.pop_back();
+            set_problem(p, ERRCODE_SYNTAX_ERROR, body.connect.body_pos, "invalid connection string: " + m);
+            return;
+        }
+        PQconninfoFree(opts);
+    }
+    if (pf->run.kind == EXPR_NUMBER && pf->run.number < 0) {
+        set_problem(p, ERRCODE_INVALID_PARAMETER_VALUE, body.run.body_pos, "partition number must not be negative");
         return;
     }
-    bool has_user = false;
-    for (PQconninfoOption *o = opts; o->keyword; o++)
-        if (strcmp(o->keyword, "user") == 0 && o->val && o->val[0])
-            has_user = true;
-    PQconninfoFree(opts);
 
+    /* what */
     std::vector<int> params;
     std::string query;
     if (body.has_select) {
-        if (!substitute_args(fi, body.select, query, params, p))
+        if (!substitute_args(fi, body.select, fi.in_type_names, query, params, p))
             return;
     } else {
-        query = generated_query(fi, params);
+        query = generated_query(fi, remote_function_name(fi, body), params);
     }
-
-    pf->connstr = pg_copy(body.connect.literal);
-    pf->connstr_has_user = has_user;
     pf->query = pg_copy(query);
     pf->nparams = int(params.size());
-    pf->param_arg = pg_call([&] { return static_cast<int *>(palloc0(sizeof(int) * (params.size() + 1))); });
+    pf->param_arg = pg_int_array(params);
     for (size_t i = 0; i < params.size(); i++)
         pf->param_arg[i] = fi.in_arg[params[i]];
 }
@@ -233,6 +379,7 @@ void gather_info(HeapTuple tup, Oid fn_oid, FunctionCallInfo fcinfo, FunctionInf
     char *nsp = get_namespace_name(proc->pronamespace);
     fi.qualified_name = quote_qualified_identifier(nsp, NameStr(proc->proname));
     fi.display_name = psprintf("%s.%s", nsp, NameStr(proc->proname));
+    fi.schema = nsp;
 
     Oid *types;
     char **names;
@@ -242,6 +389,8 @@ void gather_info(HeapTuple tup, Oid fn_oid, FunctionCallInfo fcinfo, FunctionInf
     fi.in_names = (const char **) palloc0(sizeof(char *) * (nargs + 1));
     fi.in_type_names = (const char **) palloc0(sizeof(char *) * (nargs + 1));
     fi.in_types = (Oid *) palloc0(sizeof(Oid) * (nargs + 1));
+    fi.in_elem_types = (Oid *) palloc0(sizeof(Oid) * (nargs + 1));
+    fi.in_elem_type_names = (const char **) palloc0(sizeof(char *) * (nargs + 1));
     fi.n_in = 0;
     fi.last_is_variadic = false;
     for (int i = 0; i < nargs; i++) {
@@ -253,6 +402,9 @@ void gather_info(HeapTuple tup, Oid fn_oid, FunctionCallInfo fcinfo, FunctionInf
         fi.in_names[k] = (names && names[i] && names[i][0]) ? names[i] : nullptr;
         fi.in_types[k] = types[i];
         fi.in_type_names[k] = format_type_extended(types[i], -1, FORMAT_TYPE_FORCE_QUALIFY);
+        fi.in_elem_types[k] = get_element_type(getBaseType(types[i]));
+        if (fi.in_elem_types[k] != InvalidOid)
+            fi.in_elem_type_names[k] = format_type_extended(fi.in_elem_types[k], -1, FORMAT_TYPE_FORCE_QUALIFY);
         fi.last_is_variadic = (mode == PROARGMODE_VARIADIC);
     }
 
@@ -299,6 +451,9 @@ ProxyFunction *compile(HeapTuple tup, Oid fn_oid, FunctionCallInfo fcinfo)
     pf->result_class = fi.result_class;
     pf->result_type = fi.result_type;
     pf->result_desc = fi.result_desc ? CreateTupleDescCopy(fi.result_desc) : nullptr;
+    pf->nargs = fi.n_in;
+    pf->arg_types = (Oid *) palloc0(sizeof(Oid) * (fi.n_in + 1));
+    memcpy(pf->arg_types, fi.in_types, sizeof(Oid) * fi.n_in);
     pf->ncolumns = 1;
     if (pf->result_class == TYPEFUNC_COMPOSITE) {
         pf->ncolumns = 0;

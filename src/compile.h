@@ -11,6 +11,29 @@
 
 namespace bgw {
 
+/* An operand of CLUSTER / CONNECT / RUN ON, evaluated locally per call. */
+enum ExprKind {
+    EXPR_NONE,
+    EXPR_LITERAL,   /* 'string' */
+    EXPR_NUMBER,    /* RUN ON <n> */
+    EXPR_ALL,       /* RUN ON ALL */
+    EXPR_ANY,       /* RUN ON ANY (also the default) */
+    EXPR_ARG,       /* argname or $n */
+    EXPR_QUERY,     /* func(args): run locally as SELECT func(args) */
+};
+
+struct LocalExpr {
+    ExprKind kind;
+    char *literal;
+    int64 number;
+    int arg;                    /* EXPR_ARG: fcinfo index of the argument */
+    char *query;                /* EXPR_QUERY: SELECT ..., parameters $1.. */
+    int nparams;
+    int *param_arg;             /* fcinfo index of each parameter */
+    Oid *param_types;           /* its type (a SPLIT argument's element type in RUN ON) */
+    void *plan;                 /* SPIPlanPtr, prepared on first use and kept */
+};
+
 struct ProxyFunction {
     Oid fn_oid;
     TransactionId fn_xmin;      /* the pg_proc row we compiled: a change means recompile */
@@ -19,9 +42,15 @@ struct ProxyFunction {
 
     char *name;                 /* schema.name, for messages */
 
-    /* where: CONNECT 'literal' */
-    char *connstr;
-    bool connstr_has_user;
+    /* where: CONNECT, or CLUSTER + RUN ON (+ SPLIT) */
+    LocalExpr connect;
+    LocalExpr cluster;
+    LocalExpr run;
+    int nargs;                  /* input arguments = fcinfo->nargs */
+    Oid *arg_types;             /* per input argument */
+    bool *split;                /* per input argument: SPLIT applies */
+    Oid *split_elem_type;       /* per input argument: element type if split */
+    bool any_split;
 
     /* what: the remote query and which proxy arguments are its parameters */
     char *query;
@@ -39,10 +68,6 @@ struct ProxyFunction {
     FmgrInfo result_in;         /* scalar: input function of the result type */
     Oid result_ioparam;
 
-    /* call-time cache: the final connection string for the last role */
-    Oid cached_role;
-    char *cached_connstr;
-    char *cached_route_key;
 };
 
 /* The compiled function for this call, from the cache or compiled now. */

@@ -24,6 +24,8 @@ extern "C" {
 #include "common/hashfn.h"
 #include "utils/tuplestore.h"
 #include "utils/typcache.h"
+#include "commands/event_trigger.h"
+#include "commands/trigger.h"
 #include "fmgr.h"
 #include "funcapi.h"
 #include "mb/pg_wchar.h"
