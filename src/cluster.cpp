@@ -192,8 +192,13 @@ ClusterConfig *cluster_get(const char *name)
 
     bool found;
     auto *c = static_cast<ClusterConfig *>(hash_search(clusters, name, HASH_ENTER, &found));
-    if (found && c->cxt && c->version == version)
+    if (!found) {
+        /* hash_search leaves everything but the key uninitialised */
+        static_assert(offsetof(ClusterConfig, name) == 0, "the key comes first");
+        memset(reinterpret_cast<char *>(c) + NAMEDATALEN, 0, sizeof(*c) - NAMEDATALEN);
+    } else if (c->cxt && c->version == version) {
         return c;
+    }
 
     /* (re)load: a failure leaves the entry empty, so the next call retries */
     reset_entry(c);
