@@ -53,3 +53,11 @@ CREATE VIEW pg_stat_bgw_proxy_queue AS
     SELECT * FROM pg_stat_bgw_proxy_queue_1_0();
 
 GRANT SELECT ON pg_stat_bgw_proxy_workers, pg_stat_bgw_proxy_queue TO PUBLIC;
+
+-- SQL/MED cluster definitions: a server of this wrapper is a cluster.
+CREATE FUNCTION bgw_proxy_fdw_validator(text[], oid)
+RETURNS void
+AS 'MODULE_PATHNAME', 'bgw_proxy_fdw_validator'
+LANGUAGE C STRICT;
+
+CREATE FOREIGN DATA WRAPPER bgw_proxy VALIDATOR bgw_proxy_fdw_validator;

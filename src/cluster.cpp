@@ -6,8 +6,15 @@
 #include "pg_headers.h"
 
 extern "C" {
+#include "access/reloptions.h"
 #include "catalog/namespace.h"
+#include "catalog/pg_foreign_data_wrapper.h"
+#include "catalog/pg_foreign_server.h"
+#include "catalog/pg_user_mapping.h"
+#include "commands/defrem.h"
 #include "executor/spi.h"
+#include "foreign/foreign.h"
+#include "utils/inval.h"
 #include "libpq-fe.h"
 #include "parser/parse_func.h"
 #include "utils/acl.h"
@@ -19,11 +26,52 @@ namespace {
 
 HTAB *clusters = nullptr;
 
+/* A server or user mapping changed: SQL/MED clusters reload on next use. */
+void invalidate_sqlmed(Datum arg, int cacheid, uint32 hashvalue)
+{
+    (void) arg;
+    (void) cacheid;
+    (void) hashvalue;
+    if (!clusters)
+        return;
+    HASH_SEQ_STATUS seq;
+    hash_seq_init(&seq, clusters);
+    ClusterConfig *c;
+    while ((c = static_cast<ClusterConfig *>(hash_seq_search(&seq))) != nullptr)
+        if (OidIsValid(c->serverid))
+            c->stale = true;
+}
+
+/* partition_N or pN: N, else -1. */
+int partition_option_number(const char *name)
+{
+    const char *digits = nullptr;
+    if (strncmp(name, "partition_", 10) == 0)
+        digits = name + 10;
+    else if (name[0] == 'p' && isdigit((unsigned char) name[1]))
+        digits = name + 1;
+    if (!digits || !*digits)
+        return -1;
+    long n = 0;
+    for (const char *d = digits; *d; d++) {
+        if (!isdigit((unsigned char) *d) || n > 100000)
+            return -1;
+        n = n * 10 + (*d - '0');
+    }
+    return int(n);
+}
+
 Oid config_function(const char *name, int nargs)
 {
     Oid argtypes[1] = {TEXTOID};
     List *fname = list_make2(makeString(pstrdup("plproxy")), makeString(pstrdup(name)));
     return LookupFuncName(fname, nargs, argtypes, true);
+}
+
+/* " of cluster "x"" when the cluster is known (not in the FDW validator) */
+const char *of_cluster(const char *cluster)
+{
+    return cluster[0] ? psprintf(" of cluster \"%s\"", cluster) : "";
 }
 
 int parse_int_option(const char *cluster, const char *key, const char *val)
@@ -32,12 +80,26 @@ int parse_int_option(const char *cluster, const char *key, const char *val)
     long v = val ? strtol(val, &end, 10) : 0;
     if (val && (*end != '\0' || v < 0 || v > INT_MAX))
         ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-                        errmsg("invalid value \"%s\" for option \"%s\" of cluster \"%s\"", val, key, cluster),
+                        errmsg("invalid value \"%s\" for option \"%s\"%s", val, key, of_cluster(cluster)),
                         errhint("The value must be a non-negative integer.")));
     return int(v);
 }
 
-/* One key/value of get_cluster_config (or, later, of a server). */
+const char *const kOptionNames = "connection_lifetime, query_timeout, connect_timeout, disable_binary, "
+                                 "default_user, modular_mapping, max_connections";
+
+bool is_cluster_option(const char *key)
+{
+    static const char *const names[] = {"connection_lifetime", "query_timeout", "connect_timeout",
+                                        "disable_binary",      "default_user",  "modular_mapping",
+                                        "disable_hashing",     "max_connections"};
+    for (const char *n : names)
+        if (strcmp(key, n) == 0)
+            return true;
+    return false;
+}
+
+/* One key/value of get_cluster_config, a server or its wrapper. */
 void apply_option(ClusterConfig *c, const char *key, const char *val)
 {
     if (strcmp(key, "connection_lifetime") == 0)
@@ -59,14 +121,12 @@ void apply_option(ClusterConfig *c, const char *key, const char *val)
             c->session_user = false;
         else
             ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-                            errmsg("invalid value \"%s\" for option \"default_user\" of cluster \"%s\"", val,
-                                   c->name),
+                            errmsg("invalid value \"%s\" for option \"default_user\"%s", val, of_cluster(c->name)),
                             errhint("Use current_user or session_user.")));
     } else
         ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
                         errmsg("unknown option \"%s\" for cluster \"%s\"", key, c->name),
-                        errhint("Known options: connection_lifetime, query_timeout, connect_timeout, "
-                                "disable_binary, default_user, modular_mapping, max_connections.")));
+                        errhint("Known options: %s.", kOptionNames)));
 }
 
 void check_partition_count(const ClusterConfig *c)
@@ -130,9 +190,7 @@ void check_connstrs(ClusterConfig *c)
         char *err = nullptr;
         PQconninfoOption *opts = PQconninfoParse(c->partitions[i], &err);
         if (!opts) {
-            char *msg = err ? pstrdup(err) : pstrdup("out of memory");
-            if (err)
-                PQfreemem(err);
+            char *msg = take_libpq_error(err);
             ereport(ERROR, (errcode(ERRCODE_SYNTAX_ERROR),
                             errmsg("invalid connection string for partition %d of cluster \"%s\"", i, c->name),
                             errdetail_internal("%s", msg)));
@@ -142,6 +200,63 @@ void check_connstrs(ClusterConfig *c)
                 c->has_user[i] = true;
         PQconninfoFree(opts);
     }
+}
+
+/* The FDW of a server, if it is one of ours. */
+bool is_our_server(ForeignServer *server)
+{
+    ForeignDataWrapper *fdw = GetForeignDataWrapper(server->fdwid);
+    return strcmp(fdw->fdwname, "bgw_proxy") == 0 || strcmp(fdw->fdwname, "plproxy") == 0;
+}
+
+void load_from_server(ClusterConfig *c, ForeignServer *server)
+{
+    ForeignDataWrapper *fdw = GetForeignDataWrapper(server->fdwid);
+    MemoryContext old = MemoryContextSwitchTo(c->cxt);
+    ListCell *lc;
+    int max = -1;
+    foreach (lc, server->options) {
+        DefElem *d = (DefElem *) lfirst(lc);
+        max = Max(max, partition_option_number(d->defname));
+    }
+    c->nparts = max + 1;
+    c->partitions = (char **) palloc0(sizeof(char *) * (c->nparts + 1));
+    c->has_user = (bool *) palloc0(sizeof(bool) * (c->nparts + 1));
+    /* wrapper options are defaults for every server */
+    foreach (lc, fdw->options) {
+        DefElem *d = (DefElem *) lfirst(lc);
+        apply_option(c, d->defname, defGetString(d));
+    }
+    foreach (lc, server->options) {
+        DefElem *d = (DefElem *) lfirst(lc);
+        int n = partition_option_number(d->defname);
+        if (n >= 0)
+            c->partitions[n] = pstrdup(defGetString(d));
+        else
+            apply_option(c, d->defname, defGetString(d));
+    }
+    for (int i = 0; i < c->nparts; i++)
+        if (!c->partitions[i])
+            ereport(ERROR, (errcode(ERRCODE_FDW_OPTION_NAME_NOT_FOUND),
+                            errmsg("server \"%s\" has no option partition_%d", c->name, i),
+                            errhint("Partitions are numbered from 0 without gaps.")));
+    c->serverid = server->serverid;
+    MemoryContextSwitchTo(old);
+}
+
+/* The user mapping for role on the server: the role's own, else PUBLIC. */
+List *user_mapping_options(Oid role, Oid serverid)
+{
+    HeapTuple tp = SearchSysCache2(USERMAPPINGUSERSERVER, ObjectIdGetDatum(role), ObjectIdGetDatum(serverid));
+    if (!HeapTupleIsValid(tp))
+        tp = SearchSysCache2(USERMAPPINGUSERSERVER, ObjectIdGetDatum(InvalidOid), ObjectIdGetDatum(serverid));
+    if (!HeapTupleIsValid(tp))
+        return NIL;
+    bool isnull;
+    Datum d = SysCacheGetAttr(USERMAPPINGUSERSERVER, tp, Anum_pg_user_mapping_umoptions, &isnull);
+    List *opts = isnull ? NIL : untransformRelOptions(d);
+    ReleaseSysCache(tp);
+    return opts;
 }
 
 void reset_entry(ClusterConfig *c)
@@ -156,10 +271,21 @@ void reset_entry(ClusterConfig *c)
 
 } // namespace
 
-void append_user_option(StringInfo buf, const char *role)
+char *take_libpq_error(char *err)
 {
-    appendStringInfoString(buf, " user='");
-    for (const char *p = role; *p; p++) {
+    char *msg = pstrdup(err ? err : "out of memory");
+    if (err)
+        PQfreemem(err);
+    size_t n = strlen(msg);
+    while (n > 0 && (msg[n - 1] == '\n' || msg[n - 1] == ' '))
+        msg[--n] = '\0';
+    return msg;
+}
+
+void append_conn_option(StringInfo buf, const char *keyword, const char *value)
+{
+    appendStringInfo(buf, " %s='", keyword);
+    for (const char *p = value; *p; p++) {
         if (*p == '\'' || *p == '\\')
             appendStringInfoChar(buf, '\\');
         appendStringInfoChar(buf, *p);
@@ -178,17 +304,31 @@ ClusterConfig *cluster_get(const char *name)
         ctl.entrysize = sizeof(ClusterConfig);
         ctl.hcxt = CacheMemoryContext;
         clusters = hash_create("bgw_proxy clusters", 16, &ctl, HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
+        CacheRegisterSyscacheCallback(FOREIGNSERVEROID, invalidate_sqlmed, (Datum) 0);
+        CacheRegisterSyscacheCallback(USERMAPPINGOID, invalidate_sqlmed, (Datum) 0);
+        CacheRegisterSyscacheCallback(FOREIGNDATAWRAPPEROID, invalidate_sqlmed, (Datum) 0);
     }
 
-    Oid version_fn = config_function("get_cluster_version", 1);
-    Oid partitions_fn = config_function("get_cluster_partitions", 1);
-    if (!OidIsValid(version_fn) || !OidIsValid(partitions_fn))
-        ereport(ERROR, (errcode(ERRCODE_UNDEFINED_OBJECT),
-                        errmsg("bgw_proxy cluster \"%s\" is not defined", name),
-                        errhint("Define plproxy.get_cluster_version(text) and "
-                                "plproxy.get_cluster_partitions(text).")));
-    Datum v = OidFunctionCall1(version_fn, CStringGetTextDatum(name));
-    int32 version = DatumGetInt32(v);
+    /* SQL/MED first: it wins over the configuration functions */
+    ForeignServer *server = GetForeignServerByName(name, true);
+    if (server && !is_our_server(server))
+        server = nullptr;
+    Oid version_fn = InvalidOid, partitions_fn = InvalidOid;
+    int32 version = 0;
+    if (server) {
+        AclResult acl = pg_foreign_server_aclcheck(server->serverid, GetUserId(), ACL_USAGE);
+        if (acl != ACLCHECK_OK)
+            aclcheck_error(acl, OBJECT_FOREIGN_SERVER, server->servername);
+    } else {
+        version_fn = config_function("get_cluster_version", 1);
+        partitions_fn = config_function("get_cluster_partitions", 1);
+        if (!OidIsValid(version_fn) || !OidIsValid(partitions_fn))
+            ereport(ERROR, (errcode(ERRCODE_UNDEFINED_OBJECT),
+                            errmsg("bgw_proxy cluster \"%s\" is not defined", name),
+                            errhint("Create a server of the bgw_proxy foreign-data wrapper, or define "
+                                    "plproxy.get_cluster_version(text) and plproxy.get_cluster_partitions(text).")));
+        version = DatumGetInt32(OidFunctionCall1(version_fn, CStringGetTextDatum(name)));
+    }
 
     bool found;
     auto *c = static_cast<ClusterConfig *>(hash_search(clusters, name, HASH_ENTER, &found));
@@ -196,23 +336,27 @@ ClusterConfig *cluster_get(const char *name)
         /* hash_search leaves everything but the key uninitialised */
         static_assert(offsetof(ClusterConfig, name) == 0, "the key comes first");
         memset(reinterpret_cast<char *>(c) + NAMEDATALEN, 0, sizeof(*c) - NAMEDATALEN);
-    } else if (c->cxt && c->version == version) {
+    } else if (c->cxt && (server ? (c->serverid == server->serverid && !c->stale)
+                                 : (!OidIsValid(c->serverid) && c->version == version))) {
         return c;
     }
 
     /* (re)load: a failure leaves the entry empty, so the next call retries */
     reset_entry(c);
-    MemoryContext cxt = AllocSetContextCreate(CacheMemoryContext, "bgw_proxy cluster", ALLOCSET_SMALL_SIZES);
-    c->cxt = cxt;
+    c->cxt = AllocSetContextCreate(CacheMemoryContext, "bgw_proxy cluster", ALLOCSET_SMALL_SIZES);
     PG_TRY();
     {
-        if (SPI_connect() != SPI_OK_CONNECT)
-            elog(ERROR, "bgw_proxy: SPI_connect failed");
-        load_from_functions(c, partitions_fn);
-        SPI_finish();
+        if (server) {
+            load_from_server(c, server);
+        } else {
+            if (SPI_connect() != SPI_OK_CONNECT)
+                elog(ERROR, "bgw_proxy: SPI_connect failed");
+            load_from_functions(c, partitions_fn);
+            SPI_finish();
+            c->version = version;
+        }
         check_partition_count(c);
         check_connstrs(c);
-        c->version = version;
     }
     PG_CATCH();
     {
@@ -221,6 +365,53 @@ ClusterConfig *cluster_get(const char *name)
     }
     PG_END_TRY();
     return c;
+}
+
+void cluster_validate_options(List *options, Oid catalog)
+{
+    ClusterConfig scratch; /* values are checked by applying them to it */
+    memset(&scratch, 0, sizeof(scratch));
+    int nparts = 0;
+    int max = -1;
+    ListCell *lc;
+    foreach (lc, options) {
+        DefElem *d = (DefElem *) lfirst(lc);
+        const char *val = defGetString(d);
+        if (catalog == UserMappingRelationId) {
+            if (strcmp(d->defname, "user") != 0 && strcmp(d->defname, "password") != 0)
+                ereport(ERROR, (errcode(ERRCODE_FDW_INVALID_OPTION_NAME),
+                                errmsg("invalid option \"%s\" for a bgw_proxy user mapping", d->defname),
+                                errhint("Valid options are user and password.")));
+            continue;
+        }
+        int n = partition_option_number(d->defname);
+        if (n >= 0) {
+            if (catalog != ForeignServerRelationId)
+                ereport(ERROR, (errcode(ERRCODE_FDW_INVALID_OPTION_NAME),
+                                errmsg("partitions are options of a server, not of \"%s\"", d->defname)));
+            char *err = nullptr;
+            PQconninfoOption *opts = PQconninfoParse(val, &err);
+            if (!opts) {
+                char *msg = take_libpq_error(err);
+                ereport(ERROR, (errcode(ERRCODE_FDW_INVALID_STRING_FORMAT),
+                                errmsg("invalid connection string in option \"%s\"", d->defname),
+                                errdetail_internal("%s", msg)));
+            }
+            PQconninfoFree(opts);
+            nparts++;
+            max = Max(max, n);
+            continue;
+        }
+        /* a cluster option: the same checks as at load time */
+        if (!is_cluster_option(d->defname))
+            ereport(ERROR, (errcode(ERRCODE_FDW_INVALID_OPTION_NAME),
+                            errmsg("invalid option \"%s\"", d->defname),
+                            errhint("Valid options are partition_N and %s.", kOptionNames)));
+        apply_option(&scratch, d->defname, val);
+    }
+    if (catalog == ForeignServerRelationId && nparts > 0 && max != nparts - 1)
+        ereport(ERROR, (errcode(ERRCODE_FDW_INVALID_OPTION_NAME),
+                        errmsg("partition options must be numbered 0 to %d without gaps or duplicates", nparts - 1)));
 }
 
 int cluster_partition_for_hash(const ClusterConfig *c, int64 hash)
@@ -246,17 +437,34 @@ char **cluster_connstrs(ClusterConfig *c, const char **route_key)
             c->cached_connstrs = nullptr;
         }
         char *rolename = GetUserNameFromId(role, false);
+        /* SQL/MED: the user mapping says as whom, with which password */
+        const char *map_user = nullptr;
+        const char *map_password = nullptr;
+        if (OidIsValid(c->serverid)) {
+            ListCell *lc;
+            foreach (lc, user_mapping_options(role, c->serverid)) {
+                DefElem *d = (DefElem *) lfirst(lc);
+                if (strcmp(d->defname, "user") == 0)
+                    map_user = pstrdup(defGetString(d));
+                else if (strcmp(d->defname, "password") == 0)
+                    map_password = pstrdup(defGetString(d));
+            }
+        }
         char **out = (char **) palloc0(sizeof(char *) * (c->nparts + 1));
         for (int i = 0; i < c->nparts; i++) {
             StringInfoData buf;
             initStringInfo(&buf);
             appendStringInfoString(&buf, c->partitions[i]);
-            if (!c->has_user[i])
-                append_user_option(&buf, rolename);
+            if (map_user)
+                append_conn_option(&buf, "user", map_user);
+            else if (!c->has_user[i])
+                append_conn_option(&buf, "user", rolename);
+            if (map_password)
+                append_conn_option(&buf, "password", map_password);
             out[i] = buf.data;
         }
         c->cached_connstrs = out;
-        c->cached_route_key = psprintf("cluster %s|%u|%d", c->name, role, c->version);
+        c->cached_route_key = psprintf("cluster %s|%u", c->name, role);
         c->cached_role = role;
         MemoryContextSwitchTo(old);
     }

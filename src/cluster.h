@@ -3,9 +3,17 @@
  * options, from the PL/Proxy configuration functions
  * (plproxy.get_cluster_version / _partitions / _config).
  *
- * Loaded configurations are cached per backend, keyed by cluster name, and
- * reloaded when get_cluster_version (called on every call, as PL/Proxy
- * does) returns another number.
+ * Two sources, as in PL/Proxy; SQL/MED wins when both define a name:
+ *  - a foreign server of the bgw_proxy (or plproxy) foreign-data wrapper:
+ *    options partition_N (or pN) and cluster options; user mappings give
+ *    user/password; USAGE on the server is required;
+ *  - the configuration functions plproxy.get_cluster_version / _partitions
+ *    / _config.
+ *
+ * Loaded configurations are cached per backend, keyed by cluster name. A
+ * function-defined cluster is reloaded when get_cluster_version (called on
+ * every call, as PL/Proxy does) returns another number; a SQL/MED one when
+ * a server or user mapping changes (syscache invalidation).
  */
 #pragma once
 
@@ -17,6 +25,8 @@ struct ClusterConfig {
     char name[NAMEDATALEN];      /* hash key */
     MemoryContext cxt;           /* owns everything below */
     int32 version;
+    Oid serverid;                /* SQL/MED: the foreign server, else InvalidOid */
+    bool stale;                  /* SQL/MED: a server or mapping changed */
     int nparts;
     char **partitions;           /* connection strings, partition order */
     bool *has_user;              /* per partition: the string names a user */
@@ -45,7 +55,15 @@ int cluster_partition_for_hash(const ClusterConfig *c, int64 hash);
 /* Final connection strings for the calling role; see ClusterConfig. */
 char **cluster_connstrs(ClusterConfig *c, const char **route_key);
 
-/* Appends ` user='role'` (quoted for libpq) to buf. */
-void append_user_option(StringInfo buf, const char *role);
+/* libpq's error text (from PQconninfoParse) as a palloc'd string without
+ * its trailing newline; frees the original. */
+char *take_libpq_error(char *err);
+
+/* Appends ` keyword='value'` (quoted for libpq) to buf. */
+void append_conn_option(StringInfo buf, const char *keyword, const char *value);
+
+/* Validates options of the bgw_proxy foreign-data wrapper, its servers and
+ * user mappings (the FDW validator). */
+void cluster_validate_options(List *options, Oid catalog);
 
 } // namespace bgw

@@ -5,6 +5,7 @@
  * back up through the result builder.
  */
 #include "call.h"
+#include "cluster.h"
 #include "compile.h"
 #include "result.h"
 #include "route.h"
@@ -13,6 +14,7 @@
 #include "pg_headers.h"
 
 extern "C" {
+#include "access/reloptions.h"
 PG_FUNCTION_INFO_V1(bgw_proxy_call_handler);
 PG_FUNCTION_INFO_V1(bgw_proxy_validator);
 }
@@ -45,5 +47,19 @@ Datum bgw_proxy_validator(PG_FUNCTION_ARGS)
     if (!check_function_bodies)
         PG_RETURN_VOID();
     compile_validate(fn_oid);
+    PG_RETURN_VOID();
+}
+
+extern "C" {
+PG_FUNCTION_INFO_V1(bgw_proxy_fdw_validator);
+}
+
+/* Options of the bgw_proxy foreign-data wrapper, its servers (clusters)
+ * and user mappings. */
+Datum bgw_proxy_fdw_validator(PG_FUNCTION_ARGS)
+{
+    List *options = untransformRelOptions(PG_GETARG_DATUM(0));
+    Oid catalog = PG_GETARG_OID(1);
+    cluster_validate_options(options, catalog);
     PG_RETURN_VOID();
 }

@@ -254,9 +254,7 @@ void route_connect(ProxyFunction *pf, const CallArgs &a, CallRequest *req)
     char *err = nullptr;
     PQconninfoOption *opts = PQconninfoParse(connstr, &err);
     if (!opts) {
-        char *msg = err ? pstrdup(err) : pstrdup("out of memory");
-        if (err)
-            PQfreemem(err);
+        char *msg = take_libpq_error(err);
         ereport(ERROR, (errcode(ERRCODE_SYNTAX_ERROR),
                         errmsg("bgw_proxy function %s: invalid connection string", pf->name),
                         errdetail_internal("%s", msg)));
@@ -271,7 +269,7 @@ void route_connect(ProxyFunction *pf, const CallArgs &a, CallRequest *req)
     initStringInfo(&buf);
     appendStringInfoString(&buf, connstr);
     if (!has_user)
-        append_user_option(&buf, GetUserNameFromId(GetUserId(), false));
+        append_conn_option(&buf, "user", GetUserNameFromId(GetUserId(), false));
 
     CallTarget *t = (CallTarget *) palloc0(sizeof(CallTarget));
     t->partition = 0;

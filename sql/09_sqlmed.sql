@@ -1,0 +1,50 @@
+-- SQL/MED clusters: a server of the bgw_proxy wrapper is a cluster.
+CREATE SERVER sq FOREIGN DATA WRAPPER bgw_proxy OPTIONS (
+    partition_0 'dbname=bgw_part0', partition_1 'dbname=bgw_part1',
+    partition_2 'dbname=bgw_part2', partition_3 'dbname=bgw_part3');
+CREATE FUNCTION sq_part(key text) RETURNS int AS $$ CLUSTER 'sq'; RUN ON hashtext(key); SELECT whoami(); $$ LANGUAGE bgw_proxy;
+CREATE FUNCTION sq_user(p int) RETURNS text AS $$ CLUSTER 'sq'; RUN ON p; SELECT current_user::text; $$ LANGUAGE bgw_proxy;
+SELECT count(*) FILTER (WHERE sq_part('key' || g) <> hashtext('key' || g) & 3) AS misplaced FROM generate_series(1, 200) g;
+-- USAGE on the server is required
+SET ROLE bgw_other;
+SELECT sq_user(0);
+RESET ROLE;
+GRANT USAGE ON FOREIGN SERVER sq TO bgw_other;
+SET ROLE bgw_other;
+SELECT sq_user(0) AS without_mapping;
+RESET ROLE;
+-- a user mapping says as whom to connect: the role's own, else PUBLIC's
+CREATE ROLE bgw_mapped LOGIN;
+CREATE ROLE bgw_public_mapped LOGIN;
+CREATE USER MAPPING FOR bgw_other SERVER sq OPTIONS (user 'bgw_mapped');
+CREATE USER MAPPING FOR PUBLIC SERVER sq OPTIONS (user 'bgw_public_mapped');
+SET ROLE bgw_other;
+SELECT sq_user(1) AS own_mapping;
+RESET ROLE;
+SELECT sq_user(1) AS public_mapping;
+DROP USER MAPPING FOR PUBLIC SERVER sq;
+-- changes to the server take effect on the next call
+ALTER SERVER sq OPTIONS (SET partition_0 'dbname=bgw_part2');
+CREATE FUNCTION sq_whoami(p int) RETURNS int AS $$ CLUSTER 'sq'; RUN ON p; SELECT whoami(); $$ LANGUAGE bgw_proxy;
+SELECT sq_whoami(0) AS partition_0_now;
+ALTER SERVER sq OPTIONS (SET partition_0 'dbname=bgw_part0');
+SELECT sq_whoami(0) AS partition_0_back;
+-- SQL/MED wins over the configuration functions for the same name
+CREATE SERVER quad FOREIGN DATA WRAPPER bgw_proxy OPTIONS (
+    p0 'dbname=bgw_part3', p1 'dbname=bgw_part2', p2 'dbname=bgw_part1', p3 'dbname=bgw_part0');
+SELECT on_two() AS from_server;
+DROP SERVER quad;
+SELECT on_two() AS from_functions;
+-- cluster options on the server, e.g. modular mapping over 3 partitions
+CREATE SERVER sq3 FOREIGN DATA WRAPPER bgw_proxy OPTIONS (
+    modular_mapping '1', p0 'dbname=bgw_part0', p1 'dbname=bgw_part1', p2 'dbname=bgw_part2');
+CREATE FUNCTION sq3_part(key text) RETURNS int AS $$ CLUSTER 'sq3'; RUN ON hashtext(key); SELECT whoami(); $$ LANGUAGE bgw_proxy;
+SELECT count(*) FILTER (WHERE sq3_part('key' || g) <> abs(hashtext('key' || g) % 3)) AS misplaced FROM generate_series(1, 200) g;
+-- the validator rejects what cannot work
+CREATE SERVER bad1 FOREIGN DATA WRAPPER bgw_proxy OPTIONS (p0 'dbname=x', colour 'blue');
+CREATE SERVER bad2 FOREIGN DATA WRAPPER bgw_proxy OPTIONS (p0 'dbname=x', p2 'dbname=y');
+CREATE SERVER bad3 FOREIGN DATA WRAPPER bgw_proxy OPTIONS (p0 'dbname');
+CREATE SERVER bad4 FOREIGN DATA WRAPPER bgw_proxy OPTIONS (p0 'dbname=x', modular_mapping 'yes');
+CREATE SERVER bad5 FOREIGN DATA WRAPPER bgw_proxy OPTIONS (p0 'dbname=x', default_user 'root');
+CREATE USER MAPPING FOR bgw_other SERVER sq3 OPTIONS (user 'x', sslmode 'disable');
+SELECT count(*) AS bad_servers FROM pg_foreign_server WHERE srvname LIKE 'bad%';
