@@ -8,8 +8,8 @@
 #   make test-all        every suite: unit, pg_regress, TAP (test/run_all.sh; as root)
 
 MODULE_big = bgw_proxy
-EXTENSION  = bgw_proxy
-DATA       = bgw_proxy--1.0.sql
+EXTENSION  = bgw_proxy bgw_proxy_plproxy
+DATA       = bgw_proxy--1.0.sql bgw_proxy_plproxy--1.0.sql
 PGFILEDESC = "bgw_proxy - remote function calls through a shared background-worker pool"
 
 CXX_SRCS = $(wildcard src/*.cpp)

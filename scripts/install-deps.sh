@@ -10,6 +10,7 @@ pkgs=(
   libpq-dev                     # libpq, linked into the extension
   libboost-dev                  # Boost.Lockfree (header only)
   libipc-run-perl               # PostgreSQL::Test::Cluster for TAP tests
+  postgresql-15-plproxy         # the real PL/Proxy 2.10, to test side by side and the conflict check
   g++ make
 )
 

@@ -27,3 +27,7 @@ CREATE FUNCTION ok3(c text) RETURNS int AS $$ CONNECT $1; SELECT 1; $$ LANGUAGE 
 CREATE FUNCTION conn_for(k text) RETURNS text LANGUAGE sql AS $$ SELECT 'dbname=bgw_part' || (hashtext(k) & 3) $$;
 CREATE FUNCTION ok4(k text) RETURNS int AS $$ CONNECT conn_for(k); SELECT whoami(); $$ LANGUAGE bgw_proxy;
 SELECT ok1('z'), ok2('z', 'dbname=bgw_part2'), ok3('dbname=bgw_part3'), ok4('z'), hashtext('z') & 3 AS expected;
+-- CONNECT from an argument needs a text argument; no polymorphic types
+CREATE FUNCTION r16(k int) RETURNS int AS $$ CONNECT k; $$ LANGUAGE bgw_proxy;
+CREATE FUNCTION r17(k anyelement) RETURNS int AS $$ CONNECT 'dbname=x'; $$ LANGUAGE bgw_proxy;
+CREATE FUNCTION r18(k int) RETURNS anyarray AS $$ CONNECT 'dbname=x'; $$ LANGUAGE bgw_proxy;

@@ -174,6 +174,10 @@ void raise_remote(const CallRequest *req, int target, char kind, wire::Reader &r
              context ? errcontext("remote: %s", context) : 0,
              errcontext("bgw_proxy function %s, partition %u", req->function_name, partition)));
     relaying_remote = false;
+    /* a notice per row must not grow the call's memory */
+    for (char *p : {message, detail, hint, context, severity})
+        if (p)
+            pfree(p);
 }
 
 void encode_request(const CallRequest *req, StringInfoBuf &buf)
@@ -191,6 +195,8 @@ void encode_request(const CallRequest *req, StringInfoBuf &buf)
         const CallTarget &tg = req->targets[t];
         w.u32(tg.partition);
         w.str(tg.connstr);
+        w.str(tg.user);
+        w.str(tg.password);
         w.str(encoding);
         w.u32(uint32(tg.nparams));
         for (int i = 0; i < tg.nparams; i++) {
@@ -241,10 +247,21 @@ void run_call(const CallRequest *req, RowCallback on_row, void *arg)
     (void) pg_atomic_exchange_u32(&s->state, SLOT_SUBMITTED);
     pg_atomic_fetch_add_u64(&proxy_shared->submitted, 1);
     Ticket ticket{uint32(idx), s->generation};
-    while (!worker_queue(worker)->push(ticket)) {
+    if (!worker_queue(worker)->push(ticket)) {
+        /* backpressure: wait for the worker to drain its queue, but not for
+         * a worker that is gone */
         pg_atomic_fetch_add_u64(&proxy_shared->queue_full_waits, 1);
-        wake_worker(worker);
-        wait_a_little(1);
+        TimestampTz start = GetCurrentTimestamp();
+        do {
+            if (TimestampDifferenceExceeds(start, GetCurrentTimestamp(), guc_worker_wait_timeout_ms))
+                ereport(ERROR, (errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+                                errmsg("bgw_proxy worker %d's submission queue stayed full", worker),
+                                errhint(pg_atomic_read_u32(&worker_state(worker)->pid) == 0
+                                            ? "The worker is not running; check the server log."
+                                            : "The worker is overloaded; consider more bgw_proxy.workers.")));
+            wake_worker(worker);
+            wait_a_little(1);
+        } while (!worker_queue(worker)->push(ticket));
     }
     wake_worker(worker);
 
@@ -288,16 +305,20 @@ void run_call(const CallRequest *req, RowCallback on_row, void *arg)
         }
         if (r == SHM_MQ_DETACHED || saw_done)
             ereport(ERROR, (errcode(ERRCODE_CONNECTION_FAILURE),
-                            errmsg("bgw_proxy worker %d exited during the call", worker),
-                            errhint("The call was not completed; it may or may not have run remotely.")));
+                            errmsg("bgw_proxy worker %d %s during the call", s->worker,
+                                   r == SHM_MQ_DETACHED ? "exited" : "gave up"),
+                            errhint("The call was not completed; it may or may not have run remotely. "
+                                    "The server log says why.")));
 
         uint32 st = pg_atomic_read_u32(&s->state);
         if (st == SLOT_DONE) {
-            /* released without a final message: drain once more, then fail */
+            /* released without a final message: drain once more (what was
+             * sent before DONE is visible after this barrier), then fail */
+            pg_read_barrier();
             saw_done = true;
             continue;
         }
-        if (st == SLOT_SUBMITTED && pg_atomic_read_u32(&worker_state(worker)->pid) == 0 &&
+        if (st == SLOT_SUBMITTED && pg_atomic_read_u32(&worker_state(s->worker)->pid) == 0 &&
             TimestampDifferenceExceeds(submitted_at, GetCurrentTimestamp(), guc_worker_wait_timeout_ms))
             ereport(ERROR, (errcode(ERRCODE_CONNECTION_FAILURE),
                             errmsg("bgw_proxy worker %d is not running", worker),

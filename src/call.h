@@ -15,7 +15,9 @@ namespace bgw {
 
 struct CallTarget {
     uint32 partition;
-    const char *connstr;   /* final: includes user= */
+    const char *connstr;   /* as configured */
+    const char *user;      /* NULL: as the connection string says */
+    const char *password;  /* NULL: none (from a user mapping) */
     int nparams;
     const char **values;   /* text form; NULL entry = SQL NULL */
 };

@@ -17,24 +17,25 @@ namespace {
 struct CancelQueue {
     std::mutex mu;
     std::condition_variable cv;
-    std::deque<PGcancel *> pending;
+    std::deque<std::pair<PGcancel *, CancelDone>> pending;
 };
 
 void cancel_loop(CancelQueue *q)
 {
     for (;;) {
-        PGcancel *c;
+        std::pair<PGcancel *, CancelDone> item;
         {
             std::unique_lock<std::mutex> lk(q->mu);
             q->cv.wait(lk, [q] { return !q->pending.empty(); });
-            c = q->pending.front();
+            item = q->pending.front();
             q->pending.pop_front();
         }
         char errbuf[256];
         /* A failed cancel is not fatal: the worker's query/cancel timeouts
          * close the connection if the statement does not end. */
-        (void) PQcancel(c, errbuf, sizeof(errbuf));
-        PQfreeCancel(c);
+        (void) PQcancel(item.first, errbuf, sizeof(errbuf));
+        PQfreeCancel(item.first);
+        item.second->store(true, std::memory_order_release);
     }
 }
 
@@ -45,7 +46,12 @@ CancelQueue *start_thread()
     sigset_t all, old;
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old); /* the new thread inherits "all blocked" */
-    std::thread(cancel_loop, q).detach();
+    try {
+        std::thread(cancel_loop, q).detach();
+    } catch (...) {
+        pthread_sigmask(SIG_SETMASK, &old, nullptr); /* never leave the worker deaf */
+        throw;
+    }
     pthread_sigmask(SIG_SETMASK, &old, nullptr);
     return q;
 }
@@ -54,23 +60,24 @@ CancelQueue *queue_instance = nullptr;
 
 } // namespace
 
-bool send_cancel_async(PGconn *conn)
+CancelDone send_cancel_async(PGconn *conn)
 {
     PGcancel *c = PQgetCancel(conn);
     if (!c)
-        return false;
+        return nullptr;
     try {
+        auto done = std::make_shared<std::atomic<bool>>(false);
         if (!queue_instance)
             queue_instance = start_thread();
         {
             std::lock_guard<std::mutex> lk(queue_instance->mu);
-            queue_instance->pending.push_back(c);
+            queue_instance->pending.emplace_back(c, done);
         }
         queue_instance->cv.notify_one();
-        return true;
+        return done;
     } catch (...) {
         PQfreeCancel(c);
-        return false;
+        return nullptr;
     }
 }
 

@@ -15,13 +15,20 @@
 
 #include "pure_cxx.h"
 
+#include <atomic>
+#include <memory>
+
 #include <libpq-fe.h>
 
 namespace bgw {
 
+/* Set by the thread once PQcancel has returned: the remote postmaster has
+ * passed the request on, so it can no longer hit a later statement. */
+using CancelDone = std::shared_ptr<std::atomic<bool>>;
+
 /* Queue a cancel request for the statement running on `conn` now.
- * Returns false if libpq could not build the request (the caller then
+ * Returns null if libpq could not build the request (the caller then
  * closes the connection instead). */
-bool send_cancel_async(PGconn *conn);
+CancelDone send_cancel_async(PGconn *conn);
 
 } // namespace bgw

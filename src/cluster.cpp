@@ -282,17 +282,6 @@ char *take_libpq_error(char *err)
     return msg;
 }
 
-void append_conn_option(StringInfo buf, const char *keyword, const char *value)
-{
-    appendStringInfo(buf, " %s='", keyword);
-    for (const char *p = value; *p; p++) {
-        if (*p == '\'' || *p == '\\')
-            appendStringInfoChar(buf, '\\');
-        appendStringInfoChar(buf, *p);
-    }
-    appendStringInfoChar(buf, '\'');
-}
-
 ClusterConfig *cluster_get(const char *name)
 {
     if (strlen(name) >= NAMEDATALEN)
@@ -423,53 +412,36 @@ int cluster_partition_for_hash(const ClusterConfig *c, int64 hash)
     return int(hash & (c->nparts - 1));
 }
 
-char **cluster_connstrs(ClusterConfig *c, const char **route_key)
+ClusterLogin cluster_login(ClusterConfig *c, const char **route_key)
 {
     Oid role = c->session_user ? GetSessionUserId() : GetUserId();
-    if (!c->cached_connstrs || c->cached_role != role) {
-        MemoryContext old = MemoryContextSwitchTo(c->cxt);
-        if (c->cached_connstrs) {
-            /* a role switch: free the previous role's strings */
-            for (int i = 0; i < c->nparts; i++)
-                pfree(c->cached_connstrs[i]);
-            pfree(c->cached_connstrs);
-            pfree(c->cached_route_key);
-            c->cached_connstrs = nullptr;
-        }
-        char *rolename = GetUserNameFromId(role, false);
-        /* SQL/MED: the user mapping says as whom, with which password */
+    if (!c->cached_role_name || c->cached_role != role) {
+        char *rolename = GetUserNameFromId(role, false); /* the call's memory */
         const char *map_user = nullptr;
         const char *map_password = nullptr;
         if (OidIsValid(c->serverid)) {
+            /* SQL/MED: the user mapping says as whom, with which password */
             ListCell *lc;
             foreach (lc, user_mapping_options(role, c->serverid)) {
                 DefElem *d = (DefElem *) lfirst(lc);
                 if (strcmp(d->defname, "user") == 0)
-                    map_user = pstrdup(defGetString(d));
+                    map_user = defGetString(d);
                 else if (strcmp(d->defname, "password") == 0)
-                    map_password = pstrdup(defGetString(d));
+                    map_password = defGetString(d);
             }
         }
-        char **out = (char **) palloc0(sizeof(char *) * (c->nparts + 1));
-        for (int i = 0; i < c->nparts; i++) {
-            StringInfoData buf;
-            initStringInfo(&buf);
-            appendStringInfoString(&buf, c->partitions[i]);
-            if (map_user)
-                append_conn_option(&buf, "user", map_user);
-            else if (!c->has_user[i])
-                append_conn_option(&buf, "user", rolename);
-            if (map_password)
-                append_conn_option(&buf, "password", map_password);
-            out[i] = buf.data;
-        }
-        c->cached_connstrs = out;
-        c->cached_route_key = psprintf("cluster %s|%u", c->name, role);
+        /* a role switch replaces the previous role's strings */
+        for (char *p : {c->cached_role_name, c->cached_map_user, c->cached_map_password, c->cached_route_key})
+            if (p)
+                pfree(p);
+        c->cached_role_name = MemoryContextStrdup(c->cxt, rolename);
+        c->cached_map_user = map_user ? MemoryContextStrdup(c->cxt, map_user) : nullptr;
+        c->cached_map_password = map_password ? MemoryContextStrdup(c->cxt, map_password) : nullptr;
+        c->cached_route_key = MemoryContextStrdup(c->cxt, psprintf("cluster %s|%u", c->name, role));
         c->cached_role = role;
-        MemoryContextSwitchTo(old);
     }
     *route_key = c->cached_route_key;
-    return c->cached_connstrs;
+    return ClusterLogin{c->cached_role_name, c->cached_map_user, c->cached_map_password};
 }
 
 } // namespace bgw

@@ -40,10 +40,19 @@ struct ClusterConfig {
     int connection_lifetime_s;
     int max_connections;         /* per partition and role */
 
-    /* final connection strings for the last role (user= added) */
+    /* as whom, for the last role that called (see cluster_login) */
     Oid cached_role;
-    char **cached_connstrs;
+    char *cached_role_name;
+    char *cached_map_user;
+    char *cached_map_password;
     char *cached_route_key;
+};
+
+/* As whom a cluster's partitions are reached by the calling role. */
+struct ClusterLogin {
+    const char *role;        /* the calling role (current_user or session_user) */
+    const char *user;        /* from the user mapping: for every partition */
+    const char *password;    /* from the user mapping */
 };
 
 /* The configuration of a cluster, loaded or refreshed as needed. */
@@ -52,15 +61,13 @@ ClusterConfig *cluster_get(const char *name);
 /* The partition a hash value maps to. */
 int cluster_partition_for_hash(const ClusterConfig *c, int64 hash);
 
-/* Final connection strings for the calling role; see ClusterConfig. */
-char **cluster_connstrs(ClusterConfig *c, const char **route_key);
+/* The login for the calling role: a partition is reached as `user` if set,
+ * else as the user its connection string names, else as `role`. */
+ClusterLogin cluster_login(ClusterConfig *c, const char **route_key);
 
 /* libpq's error text (from PQconninfoParse) as a palloc'd string without
  * its trailing newline; frees the original. */
 char *take_libpq_error(char *err);
-
-/* Appends ` keyword='value'` (quoted for libpq) to buf. */
-void append_conn_option(StringInfo buf, const char *keyword, const char *value);
 
 /* Validates options of the bgw_proxy foreign-data wrapper, its servers and
  * user mappings (the FDW validator). */

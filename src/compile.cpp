@@ -20,6 +20,7 @@ extern "C" {
 #include "libpq-fe.h"
 #include "parser/parse_type.h"
 #include "parser/parser.h"
+#include "executor/spi.h"
 #include "utils/elog.h"
 #include "utils/regproc.h"
 }
@@ -326,6 +327,15 @@ void compile_body(const FunctionInfo &fi, ProxyFunction *pf, Problem &p)
         !compile_operand(fi, body.cluster, fi.in_type_names, fi.in_types, pf->cluster, p) ||
         !compile_operand(fi, body.run, run_type_names.data(), run_types.data(), pf->run, p))
         return;
+    if (pf->connect.kind == EXPR_ARG) {
+        Oid t = pg_call([&] { return getBaseType(fi.in_types[pf->connect.arg]); });
+        if (t != TEXTOID && t != VARCHAROID && t != BPCHAROID) {
+            set_problem(p, ERRCODE_DATATYPE_MISMATCH, body.connect.body_pos,
+                        "CONNECT argument must be of type text",
+                        "The argument holds the connection string.");
+            return;
+        }
+    }
     if (body.has_cluster && !body.has_run)
         pf->run.kind = EXPR_ANY;
     if (pf->connect.kind == EXPR_LITERAL) {
@@ -406,6 +416,11 @@ void gather_info(HeapTuple tup, Oid fn_oid, FunctionCallInfo fcinfo, FunctionInf
         if (fi.in_elem_types[k] != InvalidOid)
             fi.in_elem_type_names[k] = format_type_extended(fi.in_elem_types[k], -1, FORMAT_TYPE_FORCE_QUALIFY);
         fi.last_is_variadic = (mode == PROARGMODE_VARIADIC);
+        if (IsPolymorphicType(types[i]))
+            ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+                            errmsg("bgw_proxy functions cannot have arguments of polymorphic type %s",
+                                   format_type_be(types[i])),
+                            errhint("The remote query casts every argument to its declared type.")));
     }
 
     fi.retset = proc->proretset;
@@ -415,6 +430,10 @@ void gather_info(HeapTuple tup, Oid fn_oid, FunctionCallInfo fcinfo, FunctionInf
                              : get_func_result_type(fn_oid, &rettype, &desc);
     fi.result_type = rettype;
     fi.result_desc = desc;
+    if (IsPolymorphicType(proc->prorettype))
+        ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+                        errmsg("bgw_proxy functions cannot return polymorphic type %s",
+                               format_type_be(proc->prorettype))));
     fi.is_void = (rettype == VOIDOID);
     if (fi.result_class == TYPEFUNC_RECORD)
         ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
@@ -494,6 +513,28 @@ struct CacheEntry {
     Oid fn_oid;
     ProxyFunction *pf;
 };
+
+/* The row type the compiled query reads must still be the call's: ALTER
+ * TYPE / ALTER TABLE change it without touching pg_proc. */
+bool result_type_unchanged(ProxyFunction *pf, FunctionCallInfo fcinfo)
+{
+    if (pf->result_class != TYPEFUNC_COMPOSITE)
+        return true;
+    Oid type;
+    TupleDesc now;
+    TypeFuncClass cls = get_call_result_type(fcinfo, &type, &now);
+    return (cls == TYPEFUNC_COMPOSITE || cls == TYPEFUNC_COMPOSITE_DOMAIN) && now &&
+           equalTupleDescs(now, pf->result_desc);
+}
+
+/* SPI plans are kept outside pf->cxt: free them with it. */
+void free_function(ProxyFunction *pf)
+{
+    for (LocalExpr *x : {&pf->connect, &pf->cluster, &pf->run})
+        if (x->plan)
+            SPI_freeplan(static_cast<SPIPlanPtr>(x->plan));
+    MemoryContextDelete(pf->cxt);
+}
 HTAB *cache = nullptr;
 
 } // namespace
@@ -516,7 +557,7 @@ ProxyFunction *compile_for_call(FunctionCallInfo fcinfo)
     bool found;
     auto *e = static_cast<CacheEntry *>(hash_search(cache, &fn_oid, HASH_FIND, &found));
     if (found && e->pf->fn_xmin == HeapTupleHeaderGetRawXmin(tup->t_data) &&
-        ItemPointerEquals(&e->pf->fn_tid, &tup->t_self)) {
+        ItemPointerEquals(&e->pf->fn_tid, &tup->t_self) && result_type_unchanged(e->pf, fcinfo)) {
         ReleaseSysCache(tup);
         return e->pf;
     }
@@ -527,7 +568,7 @@ ProxyFunction *compile_for_call(FunctionCallInfo fcinfo)
 
     e = static_cast<CacheEntry *>(hash_search(cache, &fn_oid, HASH_ENTER, &found));
     if (found)
-        MemoryContextDelete(e->pf->cxt);
+        free_function(e->pf);
     e->pf = pf;
     return pf;
 }

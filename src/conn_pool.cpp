@@ -92,8 +92,13 @@ private:
     std::unordered_map<std::string, std::string> prepared_;
     bool prepare_disabled_ = false;   /* the remote lost one: a pooler in between */
     std::string preparing_;           /* name being prepared for job_, or empty */
+    uint64_t id_ = 0;                 /* unique in the pool: sockets are reused */
     bool prepare_ok_ = false;
     bool resend_unprepared_ = false;  /* execute found no statement: run it plain */
+    uint64_t next_statement_ = 0;     /* names are never reused: a prepare whose
+                                       * outcome we dropped may exist remotely */
+    CancelDone cancel_done_;          /* Cancelling: set once the request went out */
+    bool drained_ = false;            /* Cancelling: the statement has ended */
     bool send_statement();
     uint64_t rows_ = 0;
     int query_timeout_ms_ = 0;
@@ -107,8 +112,20 @@ bool Connection::start_connect(const JobSpec &spec, std::string &err)
 {
     /* dbname carries the whole connection string (expand_dbname); what
      * follows overrides it, so the encoding always matches the caller's. */
-    const char *keywords[] = {"dbname", "client_encoding", "fallback_application_name", nullptr};
-    const char *values[] = {spec.connstr.c_str(), spec.encoding.c_str(), "bgw_proxy", nullptr};
+    /* user and password are separate keywords, never text appended to the
+     * string: that would break URIs and strings ending in a backslash */
+    const char *keywords[6] = {"dbname", "client_encoding", "fallback_application_name"};
+    const char *values[6] = {spec.connstr.c_str(), spec.encoding.c_str(), "bgw_proxy"};
+    int n = 3;
+    if (!spec.user.empty()) {
+        keywords[n] = "user";
+        values[n++] = spec.user.c_str();
+    }
+    if (!spec.password.empty()) {
+        keywords[n] = "password";
+        values[n++] = spec.password.c_str();
+    }
+    keywords[n] = values[n] = nullptr;
     pg_ = PQconnectStartParams(keywords, values, 1);
     if (!pg_ || PQstatus(pg_) == CONNECTION_BAD) {
         err = trimmed_error(pg_);
@@ -179,7 +196,7 @@ bool Connection::send_statement()
     auto it = use_prepared ? prepared_.find(s.query) : prepared_.end();
 
     if (use_prepared && it == prepared_.end() && prepared_.size() < kMaxPreparedPerConnection) {
-        preparing_ = "bgw_proxy_" + std::to_string(prepared_.size() + 1);
+        preparing_ = "bgw_proxy_" + std::to_string(++next_statement_);
         prepare_ok_ = false;
         return PQsendPrepare(pg_, preparing_.c_str(), s.query.c_str(), n, nullptr);
     }
@@ -276,6 +293,12 @@ void Connection::process_input()
             return;
         PGresult *res = PQgetResult(pg_);
         if (!res) {
+            if (state_ == ConnState::Cancelling && cancel_done_ && !cancel_done_->load(std::memory_order_acquire)) {
+                /* a cancel still on its way could hit the next statement:
+                 * reuse the connection only once it has been delivered */
+                drained_ = true;
+                return;
+            }
             finish_statement();
             return;
         }
@@ -286,7 +309,10 @@ void Connection::process_input()
                 prepare_ok_ = true;
             else {
                 const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
-                fail_job(res, state ? state : "XX000", PQresultErrorMessage(res));
+                /* an error libpq made itself (the connection broke) has none */
+                if (!state)
+                    state = PQstatus(pg_) == CONNECTION_BAD ? "08006" : "XX000";
+                fail_job(res, state, PQresultErrorMessage(res));
             }
         } else if (delivering && st == PGRES_FATAL_ERROR && rows_ == 0 && !prepare_disabled_ &&
                    prepared_.count(job_->spec.query) &&
@@ -302,7 +328,10 @@ void Connection::process_input()
             } else if (st == PGRES_FATAL_ERROR || st == PGRES_NONFATAL_ERROR ||
                        st == PGRES_BAD_RESPONSE) {
                 const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
-                fail_job(res, state ? state : "XX000", PQresultErrorMessage(res));
+                /* an error libpq made itself (the connection broke) has none */
+                if (!state)
+                    state = PQstatus(pg_) == CONNECTION_BAD ? "08006" : "XX000";
+                fail_job(res, state, PQresultErrorMessage(res));
             }
         }
         PQclear(res);
@@ -335,6 +364,8 @@ void Connection::finish_statement()
     }
     preparing_.clear();
     resend_unprepared_ = false;
+    cancel_done_.reset();
+    drained_ = false;
     Job *j = job_;
     bool ok = j && !job_failed_ && state_ == ConnState::Busy;
     job_ = nullptr;
@@ -365,12 +396,14 @@ void Connection::abandon()
     job_ = nullptr;
     if (j)
         pool_.job_finished(j);
-    if (!send_cancel_async(pg_)) {
+    cancel_done_ = send_cancel_async(pg_);
+    if (!cancel_done_) {
         dead_ = true;
         dead_reason_ = "cancel could not be sent";
         return;
     }
     state_ = ConnState::Cancelling;
+    drained_ = false;
     preparing_.clear();
     resend_unprepared_ = false;
     deadline_ = after_ms(pool_.limits_.cancel_wait_ms);
@@ -395,7 +428,7 @@ void Connection::expire()
     }
     /* closing alone would let the remote statement run on until it next
      * talks to the client: cancel it first */
-    if (state_ == ConnState::Busy || state_ == ConnState::Cancelling)
+    if (state_ == ConnState::Busy || (state_ == ConnState::Cancelling && !drained_))
         (void) send_cancel_async(pg_);
     dead_ = true;
     dead_reason_ = reason;
@@ -442,6 +475,7 @@ void Pool::dispatch(KeyPool &kp)
             return; /* wait for a connection of this key to become idle */
         kp.waiting.pop_front();
         auto *c = new Connection(*this, job->spec.key);
+        c->id_ = ++connection_ids_;
         kp.conns.push_back(c);
         std::string err;
         if (!c->start_connect(job->spec, err)) {
@@ -501,12 +535,21 @@ void Pool::resume(Job *job)
     reap();
 }
 
-void Pool::for_each_socket(const std::function<void(int, int, Connection *)> &fn) const
+void Pool::for_each_socket(const std::function<void(int, int, Connection *, uint64_t)> &fn) const
 {
     for (const auto &[key, kp] : keys_)
         for (Connection *c : kp.conns)
             if (!c->dead_ && c->socket() >= 0)
-                fn(c->socket(), c->events(), c);
+                fn(c->socket(), c->events(), c, c->id_);
+}
+
+bool Pool::any_connecting() const
+{
+    for (const auto &[key, kp] : keys_)
+        for (Connection *c : kp.conns)
+            if (c->state_ == ConnState::Connecting)
+                return true;
+    return false;
 }
 
 void Pool::on_socket(Connection *c, bool readable, bool writable)
@@ -522,7 +565,10 @@ void Pool::on_timer(Clock::time_point now)
         for (Connection *c : kp.conns) {
             if (c->dead_)
                 continue;
-            if (c->deadline_ <= now)
+            if (c->state_ == ConnState::Cancelling && c->drained_ && c->cancel_done_ &&
+                c->cancel_done_->load(std::memory_order_acquire))
+                c->finish_statement();
+            else if (c->deadline_ <= now)
                 c->expire();
             else if (c->state_ == ConnState::Idle && limits_.idle_timeout_s > 0 &&
                      now - c->last_used_ >= std::chrono::seconds(limits_.idle_timeout_s)) {
@@ -539,6 +585,8 @@ Clock::time_point Pool::next_deadline() const
     for (const auto &[key, kp] : keys_)
         for (Connection *c : kp.conns) {
             t = std::min(t, c->deadline_);
+            if (c->state_ == ConnState::Cancelling && c->drained_)
+                t = std::min(t, Clock::now() + std::chrono::milliseconds(5)); /* poll the cancel */
             if (c->state_ == ConnState::Idle && limits_.idle_timeout_s > 0)
                 t = std::min(t, c->last_used_ + std::chrono::seconds(limits_.idle_timeout_s));
         }

@@ -66,6 +66,8 @@ public:
 struct JobSpec {
     std::string key;                 /* pool key: connstr + encoding + role */
     std::string connstr;
+    std::string user;                /* empty: as the connection string says */
+    std::string password;            /* empty: none given */
     std::string encoding;            /* client_encoding for a new connection */
     int connect_timeout_ms = 0;      /* 0: none */
     int query_timeout_ms = 0;        /* 0: none */
@@ -115,8 +117,12 @@ public:
     /* The job's sink can accept rows again: continue reading. */
     void resume(Job *job);
 
-    /* Event loop interface. events: 1 = readable, 2 = writable. */
-    void for_each_socket(const std::function<void(int sock, int events, Connection *c)> &fn) const;
+    /* Event loop interface. events: 1 = readable, 2 = writable; id is
+     * unique per connection (a closed socket's number is soon reused). */
+    void for_each_socket(const std::function<void(int sock, int events, Connection *c, uint64_t id)> &fn) const;
+    /* libpq may replace a connecting socket with another of the same
+     * number: while this is true the wait set must be rebuilt each time. */
+    bool any_connecting() const;
     void on_socket(Connection *c, bool readable, bool writable);
     void on_timer(Clock::time_point now);
     Clock::time_point next_deadline() const;   /* time_point::max() if none */
@@ -144,6 +150,7 @@ private:
     std::map<std::string, KeyPool> keys_;
     PoolLimits limits_;
     uint64_t connects_ = 0;
+    uint64_t connection_ids_ = 0;
 };
 
 } // namespace bgw

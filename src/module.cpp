@@ -22,6 +22,12 @@ void _PG_init(void)
                                 "restart the server.")));
 
     bgw::define_gucs();
+    if (bgw::guc_workers > max_worker_processes)
+        ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+                        errmsg("bgw_proxy.workers (%d) is larger than max_worker_processes (%d)",
+                               bgw::guc_workers, max_worker_processes),
+                        errhint("Raise max_worker_processes or lower bgw_proxy.workers; parallel query and "
+                                "other extensions also use worker processes.")));
     bgw::shmem_register_hooks();
     bgw::register_workers();
 }

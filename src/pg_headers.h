@@ -14,6 +14,9 @@
 
 #define BGW_PG_HEADERS_INCLUDED 1
 
+/* standard headers the backend files use, before port.h can interfere */
+#include <initializer_list>
+
 extern "C" {
 #include "postgres.h"
 
@@ -33,10 +36,12 @@ extern "C" {
 #include "pgstat.h"
 #include "port/atomics.h"
 #include "postmaster/bgworker.h"
+#include "postmaster/postmaster.h"
 #include "storage/ipc.h"
 #include "storage/latch.h"
 #include "storage/lwlock.h"
 #include "storage/proc.h"
+#include "storage/procsignal.h"
 #include "storage/shm_mq.h"
 #include "storage/shmem.h"
 #include "tcop/tcopprot.h"

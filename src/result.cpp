@@ -77,8 +77,16 @@ void result_on_row(void *arg, int target, int nfields, const wire::Span *fields)
 
     if (pf->result_class == TYPEFUNC_COMPOSITE) {
         int f = 0;
-        for (int i = 0; i < rb->desc->natts; i++)
-            rb->cstrings[i] = TupleDescAttr(rb->desc, i)->attisdropped ? nullptr : cstr(fields[f++]);
+        for (int i = 0; i < rb->desc->natts; i++) {
+            if (TupleDescAttr(rb->desc, i)->attisdropped)
+                rb->cstrings[i] = nullptr;
+            else if (f < nfields)
+                rb->cstrings[i] = cstr(fields[f++]);
+            else
+                ereport(ERROR, (errcode(ERRCODE_DATATYPE_MISMATCH),
+                                errmsg("bgw_proxy function %s: the result row type changed during the call",
+                                       pf->name)));
+        }
         HeapTuple tup = BuildTupleFromCStrings(rb->attin, rb->cstrings);
         if (rb->store) {
             tuplestore_puttuple(rb->store, tup);

@@ -265,22 +265,17 @@ void route_connect(ProxyFunction *pf, const CallArgs &a, CallRequest *req)
             has_user = true;
     PQconninfoFree(opts);
 
-    StringInfoData buf;
-    initStringInfo(&buf);
-    appendStringInfoString(&buf, connstr);
-    if (!has_user)
-        append_conn_option(&buf, "user", GetUserNameFromId(GetUserId(), false));
-
     CallTarget *t = (CallTarget *) palloc0(sizeof(CallTarget));
     t->partition = 0;
-    t->connstr = buf.data;
+    t->connstr = connstr;
+    t->user = has_user ? nullptr : GetUserNameFromId(GetUserId(), false);
     t->nparams = pf->nparams;
     t->values = (const char **) palloc0(sizeof(char *) * (pf->nparams + 1));
     for (int k = 0; k < pf->nparams; k++)
         t->values[k] = param_text(pf, a, k, nullptr, 0);
     req->ntargets = 1;
     req->targets = t;
-    req->route_key = psprintf("connect %s|%u", buf.data, GetUserId());
+    req->route_key = psprintf("connect %s|%u", connstr, GetUserId());
     req->connect_timeout_ms = guc_connect_timeout_ms;
     req->query_timeout_ms = guc_query_timeout_ms;
 }
@@ -326,7 +321,7 @@ void route_cluster(ProxyFunction *pf, const CallArgs &a, CallRequest *req)
     }
 
     const char *route_key;
-    char **connstrs = cluster_connstrs(c, &route_key);
+    ClusterLogin login = cluster_login(c, &route_key);
     int ntargets = 0;
     for (int p = 0; p < n; p++)
         ntargets += tagged[p];
@@ -343,7 +338,9 @@ void route_cluster(ProxyFunction *pf, const CallArgs &a, CallRequest *req)
         if (!tagged[p])
             continue;
         targets[t].partition = uint32(p);
-        targets[t].connstr = connstrs[p];
+        targets[t].connstr = c->partitions[p];
+        targets[t].user = login.user ? login.user : (c->has_user[p] ? nullptr : login.role);
+        targets[t].password = login.password;
         targets[t].nparams = pf->nparams;
         targets[t].values = (const char **) palloc0(sizeof(char *) * (pf->nparams + 1));
         for (int k = 0; k < pf->nparams; k++)

@@ -63,7 +63,10 @@ struct RequestSlot {
     pg_atomic_uint32 state;      /* SlotState; see the state machine above */
     pg_atomic_uint32 cancel;     /* backend sets 1: abandon the call */
     uint32 generation;           /* backend, while FREE; matches the ticket */
-    int worker;                  /* backend, while FREE: which worker's queue */
+    int worker;                  /* backend, while FREE: which worker's queue; the
+                                  * worker that wins the pickup CAS then writes its
+                                  * own index (a stale ticket may route a call to
+                                  * another worker than the one addressed) */
     uint32 worker_incarnation;   /* worker, at pickup */
     PGPROC *owner;               /* backend, while FREE: whose latch to set */
     Oid roleid;                  /* backend, while FREE: role of the call */

@@ -5,7 +5,8 @@
  *   request (backend -> worker), one message per call:
  *     u32 kRequestMagic, u32 flags, u32 connect_timeout_ms, u32 query_timeout_ms,
  *     str function (for error context), str query, u32 ntargets, then per target:
- *       u32 partition, str connstr, str encoding, u32 nparams, then per param: blob
+ *       u32 partition, str connstr, str user, str password, str encoding,
+ *       u32 nparams, then per param: blob   (empty user/password: not given)
  *
  *   response (worker -> backend), one message each:
  *     'D' u16 target, u16 nfields, then nfields blobs         a row, text format

@@ -18,6 +18,7 @@
  */
 #include <cstring>
 #include <memory>
+#include <tuple>
 #include <string>
 #include <vector>
 
@@ -77,7 +78,7 @@ struct Worker {
     Pool pool;
     std::vector<std::unique_ptr<Call>> calls;
     WaitEventSet *wes = nullptr;
-    std::vector<std::pair<int, int>> wes_sockets; /* what wes was built for */
+    std::vector<std::tuple<int, int, uint64_t>> wes_sockets; /* what wes was built for */
 };
 
 /* Never destroyed: the exit callback uses it after the loop is gone. */
@@ -130,15 +131,20 @@ void Task::on_row(const PGresult *row)
     call->outbox.push_back(std::move(b));
 }
 
+/* Called from inside libpq (its notice receiver): nothing may be thrown
+ * through it, so a notice that cannot be encoded is dropped. */
 void Task::on_notice(const PGresult *notice)
 {
-    Buf b;
-    wire::Writer<Buf> w(b);
-    w.u8(wire::kNotice);
-    w.u16(index);
-    const char *st = PQresultErrorField(notice, PG_DIAG_SQLSTATE);
-    put_error_fields(w, notice, st ? st : "00000", PQresultErrorMessage(notice));
-    call->outbox.push_back(std::move(b));
+    try {
+        Buf b;
+        wire::Writer<Buf> w(b);
+        w.u8(wire::kNotice);
+        w.u16(index);
+        const char *st = PQresultErrorField(notice, PG_DIAG_SQLSTATE);
+        put_error_fields(w, notice, st ? st : "00000", PQresultErrorMessage(notice));
+        call->outbox.push_back(std::move(b));
+    } catch (...) {
+    }
 }
 
 void Task::on_error(const PGresult *res, const char *sqlstate, const std::string &message,
@@ -168,10 +174,15 @@ void Task::on_done(uint64_t rows)
 
 /* ------------------------------------------------------------ slots */
 
-void wake_owner(RequestSlot *s)
+/* Publish DONE, then wake the owner; the owner is read first, since after
+ * DONE the slot is no longer ours to read. */
+void set_done_and_wake(RequestSlot *s)
 {
-    if (s->owner)
-        SetLatch(&s->owner->procLatch);
+    PGPROC *owner = s->owner;
+    pg_write_barrier();
+    pg_atomic_write_u32(&s->state, SLOT_DONE);
+    if (owner)
+        SetLatch(&owner->procLatch);
 }
 
 /* Count the call as ended, once. Done before its final message is sent, so
@@ -198,9 +209,7 @@ void release_slot(Call &c)
         MemoryContextDelete(c.cxt);
     c.cxt = nullptr;
     c.request = c.response = nullptr;
-    pg_write_barrier();
-    pg_atomic_write_u32(&s->state, SLOT_DONE);
-    wake_owner(s);
+    set_done_and_wake(s);
 }
 
 void abandon_jobs(Call &c)
@@ -230,6 +239,9 @@ void pick_up(Ticket t)
     uint32 expected = SLOT_SUBMITTED;
     if (!pg_atomic_compare_exchange_u32(&s->state, &expected, SLOT_RUNNING))
         return; /* stale ticket, or the backend gave up first */
+    /* whichever worker won the CAS serves the call: say so, for the
+     * backend's wake-ups and liveness checks and for reclaim */
+    s->worker = self->index;
     s->worker_incarnation = self->incarnation;
 
     auto call = std::make_unique<Call>();
@@ -276,14 +288,18 @@ void start_call(Call &c, const char *data, Size len)
     std::vector<JobSpec> specs(ntargets);
     for (auto &spec : specs) {
         uint32 partition, nparams;
-        wire::Span connstr, encoding;
-        if (!r.u32(partition) || !r.str(connstr) || !r.str(encoding) || !r.u32(nparams)) {
+        wire::Span connstr, user, password, encoding;
+        if (!r.u32(partition) || !r.str(connstr) || !r.str(user) || !r.str(password) || !r.str(encoding) ||
+            !r.u32(nparams)) {
             fail_call(c, "bgw_proxy: malformed request");
             return;
         }
         spec.connstr.assign(connstr.data, connstr.len);
+        spec.user.assign(user.data, user.len);
+        spec.password.assign(password.data, password.len);
         spec.encoding.assign(encoding.data, encoding.len);
-        spec.key = spec.connstr + '\x1f' + spec.encoding + '\x1f' + std::to_string(s->roleid);
+        spec.key = spec.connstr + '\x1f' + spec.user + '\x1f' + spec.password + '\x1f' + spec.encoding + '\x1f' +
+                   std::to_string(s->roleid);
         spec.connect_timeout_ms = int(connect_ms);
         spec.query_timeout_ms = int(query_ms);
         spec.prepare = (flags & wire::kFlagPrepare) != 0;
@@ -392,7 +408,22 @@ void step_all_calls()
 {
     auto &calls = self->calls;
     for (size_t i = 0; i < calls.size();) {
-        if (step_call(*calls[i]))
+        bool done;
+        try {
+            done = step_call(*calls[i]);
+        } catch (const std::exception &e) {
+            /* one call's failure (out of memory, a message too large for
+             * the ring...) must not take the others down with the worker */
+            char msg[256];
+            strlcpy(msg, e.what(), sizeof(msg));
+            Call &c = *calls[i];
+            abandon_jobs(c);
+            c.outbox.clear();
+            release_slot(c);
+            done = true;
+            pg_call([&] { ereport(LOG, (errmsg("bgw_proxy worker %d gave up a call: %s", self->index, msg))); });
+        }
+        if (done)
             calls.erase(calls.begin() + long(i));
         else
             i++;
@@ -414,15 +445,15 @@ void publish_gauges()
 /* Rebuild the wait set when the sockets or their interests changed. */
 void prepare_wait_set()
 {
-    std::vector<std::pair<int, int>> want;
+    std::vector<std::tuple<int, int, uint64_t>> want;
     std::vector<Connection *> conns;
-    self->pool.for_each_socket([&](int sock, int events, Connection *c) {
+    self->pool.for_each_socket([&](int sock, int events, Connection *c, uint64_t id) {
         if (events) {
-            want.emplace_back(sock, events);
+            want.emplace_back(sock, events, id);
             conns.push_back(c);
         }
     });
-    if (self->wes && want == self->wes_sockets)
+    if (self->wes && want == self->wes_sockets && !self->pool.any_connecting())
         return;
     pg_call([&] {
         if (self->wes)
@@ -431,9 +462,9 @@ void prepare_wait_set()
         AddWaitEventToSet(self->wes, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, nullptr);
         AddWaitEventToSet(self->wes, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, nullptr, nullptr);
         for (size_t i = 0; i < want.size(); i++) {
-            uint32 ev = ((want[i].second & 1) ? WL_SOCKET_READABLE : 0) |
-                        ((want[i].second & 2) ? WL_SOCKET_WRITEABLE : 0);
-            AddWaitEventToSet(self->wes, ev, want[i].first, nullptr, conns[i]);
+            int events = std::get<1>(want[i]);
+            uint32 ev = ((events & 1) ? WL_SOCKET_READABLE : 0) | ((events & 2) ? WL_SOCKET_WRITEABLE : 0);
+            AddWaitEventToSet(self->wes, ev, std::get<0>(want[i]), nullptr, conns[i]);
         }
     });
     self->wes_sockets = std::move(want);
@@ -456,6 +487,10 @@ void run_loop()
         ResetLatch(MyLatch);
         if (ShutdownRequestPending)
             return;
+        /* DROP DATABASE and others wait until every process with a
+         * ProcSignal slot (we have one) absorbs their barrier */
+        if (ProcSignalBarrierPending)
+            pg_call([] { ProcessProcSignalBarrier(); });
         if (ConfigReloadPending) {
             ConfigReloadPending = false;
             pg_call([] { ProcessConfigFile(PGC_SIGHUP); });
@@ -500,6 +535,13 @@ void worker_exit(int code, Datum arg)
     (void) arg;
     if (!self)
         return;
+    WorkerState *w = self->state;
+    LWLockAcquire(proxy_shared->lock, LW_EXCLUSIVE);
+    w->proc = nullptr;
+    pg_atomic_write_u32(&w->pid, 0);
+    pg_atomic_write_u32(&w->run_state, WORKER_STOPPED);
+    LWLockRelease(proxy_shared->lock);
+
     for (auto &c : self->calls) {
         c->abandoned = true;
         account_end(*c);
@@ -509,18 +551,12 @@ void worker_exit(int code, Datum arg)
         if (c->response)
             shm_mq_detach(c->response);
         c->request = c->response = nullptr;
-        pg_write_barrier();
-        pg_atomic_write_u32(&s->state, SLOT_DONE);
-        wake_owner(s);
+        set_done_and_wake(s);
     }
     self->calls.clear();
     self->pool.close_all(); /* Terminate messages: clean disconnects remotely */
 
-    WorkerState *w = self->state;
     LWLockAcquire(proxy_shared->lock, LW_EXCLUSIVE);
-    w->proc = nullptr;
-    pg_atomic_write_u32(&w->pid, 0);
-    pg_atomic_write_u32(&w->run_state, WORKER_STOPPED);
     pg_atomic_write_u32(&w->conns_open, 0);
     pg_atomic_write_u32(&w->conns_idle, 0);
     pg_atomic_write_u32(&w->conns_active, 0);
@@ -536,9 +572,8 @@ void reclaim_orphaned_slots()
         RequestSlot *s = request_slot(i);
         if (s->worker == self->index && pg_atomic_read_u32(&s->state) == SLOT_RUNNING &&
             s->worker_incarnation != self->incarnation) {
-            pg_atomic_write_u32(&s->state, SLOT_DONE);
             pg_atomic_fetch_add_u64(&proxy_shared->completed, 1);
-            wake_owner(s);
+            set_done_and_wake(s);
         }
     }
 }
