@@ -51,6 +51,5 @@ CREATE FUNCTION v4() RETURNS int AS $$ CONNECT 'dbname=x; $$ LANGUAGE bgw_proxy;
 CREATE FUNCTION v5() RETURNS int AS $$ CONNECT 'port=notanumber sslmode'; $$ LANGUAGE bgw_proxy;
 CREATE FUNCTION v6(a int) RETURNS int AS $$ CONNECT 'dbname=x'; SELECT $2; $$ LANGUAGE bgw_proxy;
 CREATE FUNCTION v7() RETURNS int AS $$ CONNECT 'dbname=x'; bogus; $$ LANGUAGE bgw_proxy;
-CREATE FUNCTION v8() RETURNS record AS $$ CONNECT 'dbname=x'; $$ LANGUAGE bgw_proxy;
 -- nothing was created
 SELECT count(*) FROM pg_proc WHERE proname ~ '^v[0-9]$';

@@ -44,6 +44,7 @@ struct FunctionInfo {
     const char **in_elem_type_names;
     bool last_is_variadic;
     bool retset, is_void;
+    bool returns_record;          /* declared RECORD: columns come from the call site */
     TypeFuncClass result_class;
     Oid result_type;
     TupleDesc result_desc;
@@ -145,21 +146,27 @@ std::string generated_query(const FunctionInfo &fi, const std::string &fn, std::
     if (fi.result_class == TYPEFUNC_SCALAR)
         return std::string("SELECT r::") + fi.result_type_name + " FROM " + from;
 
-    std::string cols;
+    std::string cols, coldefs;
     TupleDesc d = fi.result_desc;
     for (int i = 0; i < d->natts; i++) {
         Form_pg_attribute a = TupleDescAttr(d, i);
         if (a->attisdropped)
             continue;
-        if (!cols.empty())
+        if (!cols.empty()) {
             cols += ", ";
+            coldefs += ", ";
+        }
         const char *col = pg_call([&] { return quote_identifier(NameStr(a->attname)); });
         const char *type = pg_call([&] {
             return format_type_extended(a->atttypid, a->atttypmod,
                                         FORMAT_TYPE_TYPEMOD_GIVEN | FORMAT_TYPE_FORCE_QUALIFY);
         });
         cols += std::string("r.") + col + "::" + type;
+        coldefs += std::string(col) + " " + type;
     }
+    /* a function returning RECORD needs the call site's column list remotely too */
+    if (fi.returns_record)
+        from = call + " AS r(" + coldefs + ")";
     return "SELECT " + cols + " FROM " + from;
 }
 
@@ -403,8 +410,10 @@ void gather_info(HeapTuple tup, Oid fn_oid, FunctionCallInfo fcinfo, FunctionInf
     fi.in_elem_type_names = (const char **) palloc0(sizeof(char *) * (nargs + 1));
     fi.n_in = 0;
     fi.last_is_variadic = false;
+    bool has_out = false;
     for (int i = 0; i < nargs; i++) {
         char mode = modes ? modes[i] : PROARGMODE_IN;
+        has_out = has_out || mode == PROARGMODE_OUT || mode == PROARGMODE_INOUT || mode == PROARGMODE_TABLE;
         if (mode == PROARGMODE_OUT || mode == PROARGMODE_TABLE)
             continue;
         int k = fi.n_in++;
@@ -435,11 +444,16 @@ void gather_info(HeapTuple tup, Oid fn_oid, FunctionCallInfo fcinfo, FunctionInf
                         errmsg("bgw_proxy functions cannot return polymorphic type %s",
                                format_type_be(proc->prorettype))));
     fi.is_void = (rettype == VOIDOID);
-    if (fi.result_class == TYPEFUNC_RECORD)
-        ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-                        errmsg("bgw_proxy functions returning record without OUT parameters are not "
-                               "supported by this version"),
-                        errhint("Declare OUT parameters or return a named composite type.")));
+    /* RECORD without OUT parameters: the column definition list at the call
+     * site gives the columns (get_call_result_type resolves it) */
+    fi.returns_record = (proc->prorettype == RECORDOID && !has_out);
+    if (fi.result_class == TYPEFUNC_RECORD) {
+        if (fcinfo)
+            ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+                            errmsg("function returning record called in context that cannot accept type record"),
+                            errhint("Call it in FROM with a column definition list: ... AS (col type, ...).")));
+        fi.result_class = TYPEFUNC_SCALAR; /* validation only: no query is built for record */
+    }
     if (fi.result_class != TYPEFUNC_SCALAR && fi.result_class != TYPEFUNC_COMPOSITE &&
         fi.result_class != TYPEFUNC_COMPOSITE_DOMAIN)
         ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
