@@ -138,3 +138,7 @@ INSERT INTO plproxy.options VALUES ('odd', 'bogus_option', '1');
 UPDATE plproxy.clusters SET version = 2 WHERE name = 'odd';
 SELECT odd_part('x');
 DELETE FROM plproxy.options WHERE key = 'bogus_option';
+-- a remote error says which partition and database it came from
+CREATE FUNCTION fail_on(p int) RETURNS int AS $$ CLUSTER 'quad'; RUN ON p; SELECT 1 / (whoami() - 2); $$ LANGUAGE bgw_proxy;
+SELECT fail_on(1);
+SELECT fail_on(2);

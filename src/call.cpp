@@ -8,6 +8,10 @@
 
 #include "pg_headers.h"
 
+extern "C" {
+#include "libpq-fe.h"
+}
+
 namespace bgw {
 
 namespace {
@@ -127,6 +131,27 @@ RequestSlot *acquire_slot(int idx)
     }
 }
 
+/* "partition 2, database "x"" for error contexts: which remote it was,
+ * without anything secret from the connection string. */
+const char *describe_target(const CallRequest *req, int target)
+{
+    if (target < 0 || target >= req->ntargets)
+        return "unknown partition";
+    const CallTarget &t = req->targets[target];
+    const char *dbname = nullptr;
+    char *err = nullptr;
+    PQconninfoOption *opts = PQconninfoParse(t.connstr, &err);
+    if (err)
+        PQfreemem(err);
+    for (PQconninfoOption *o = opts; o && o->keyword; o++)
+        if (strcmp(o->keyword, "dbname") == 0 && o->val && o->val[0])
+            dbname = pstrdup(o->val);
+    if (opts)
+        PQconninfoFree(opts);
+    return dbname ? psprintf("partition %u, database \"%s\"", t.partition, dbname)
+                  : psprintf("partition %u", t.partition);
+}
+
 void raise_remote(const CallRequest *req, int target, char kind, wire::Reader &r)
 {
     wire::ErrorFields f;
@@ -141,7 +166,7 @@ void raise_remote(const CallRequest *req, int target, char kind, wire::Reader &r
     char *hint = dup(f.hint);
     char *context = dup(f.context);
     char *severity = dup(f.severity);
-    uint32 partition = (target >= 0 && target < req->ntargets) ? req->targets[target].partition : 0;
+    const char *where = describe_target(req, target);
 
     if (kind == wire::kError && severity &&
         (strcmp(severity, "FATAL") == 0 || strcmp(severity, "PANIC") == 0)) {
@@ -152,7 +177,7 @@ void raise_remote(const CallRequest *req, int target, char kind, wire::Reader &r
                         errmsg("lost connection to the remote server"),
                         errdetail_internal("remote %s: %s (SQLSTATE %.5s)", severity,
                                            message ? message : "", f.sqlstate),
-                        errcontext("bgw_proxy function %s, partition %u", req->function_name, partition)));
+                        errcontext("bgw_proxy function %s, %s", req->function_name, where)));
     }
 
     int level = ERROR;
@@ -172,7 +197,7 @@ void raise_remote(const CallRequest *req, int target, char kind, wire::Reader &r
              detail ? errdetail_internal("%s", detail) : 0,
              hint ? errhint("%s", hint) : 0,
              context ? errcontext("remote: %s", context) : 0,
-             errcontext("bgw_proxy function %s, partition %u", req->function_name, partition)));
+             errcontext("bgw_proxy function %s, %s", req->function_name, where)));
     relaying_remote = false;
     /* a notice per row must not grow the call's memory */
     for (char *p : {message, detail, hint, context, severity})
