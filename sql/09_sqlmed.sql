@@ -48,3 +48,22 @@ CREATE SERVER bad4 FOREIGN DATA WRAPPER bgw_proxy OPTIONS (p0 'dbname=x', modula
 CREATE SERVER bad5 FOREIGN DATA WRAPPER bgw_proxy OPTIONS (p0 'dbname=x', default_user 'root');
 CREATE USER MAPPING FOR bgw_other SERVER sq3 OPTIONS (user 'x', sslmode 'disable');
 SELECT count(*) AS bad_servers FROM pg_foreign_server WHERE srvname LIKE 'bad%';
+-- max_connections bounds a pool: two partitions on the same database, run
+-- in parallel by RUN ON ALL, share one connection when the limit is 1
+CREATE SERVER twins FOREIGN DATA WRAPPER bgw_proxy OPTIONS (
+    max_connections '1',
+    p0 'dbname=bgw_part0 application_name=twins', p1 'dbname=bgw_part0 application_name=twins');
+CREATE FUNCTION twins_all() RETURNS SETOF int AS $$ CLUSTER 'twins'; RUN ON ALL; SELECT whoami(); $$ LANGUAGE bgw_proxy;
+SELECT count(*) AS rows FROM twins_all();
+SELECT count(*) AS twin_connections FROM pg_stat_activity WHERE application_name = 'twins';
+-- connection_lifetime retires a pooled connection (staggered by up to 10%)
+CREATE SERVER shortlived FOREIGN DATA WRAPPER bgw_proxy OPTIONS (
+    connection_lifetime '1', p0 'dbname=bgw_part0 application_name=shortlived');
+CREATE FUNCTION shortlived_call() RETURNS int AS $$ CLUSTER 'shortlived'; SELECT whoami(); $$ LANGUAGE bgw_proxy;
+SELECT shortlived_call();
+SELECT sum(connects) AS connects_before FROM pg_stat_bgw_proxy_workers \gset
+SELECT shortlived_call();
+SELECT sum(connects) - :connects_before AS reconnects_while_young FROM pg_stat_bgw_proxy_workers;
+SELECT pg_sleep(1.3);
+SELECT shortlived_call();
+SELECT sum(connects) - :connects_before AS reconnects_after_lifetime FROM pg_stat_bgw_proxy_workers;

@@ -212,6 +212,8 @@ void encode_request(const CallRequest *req, StringInfoBuf &buf)
     w.u32(guc_remote_prepare ? wire::kFlagPrepare : 0);
     w.u32(uint32(req->connect_timeout_ms));
     w.u32(uint32(req->query_timeout_ms));
+    w.u32(uint32(req->max_connections));
+    w.u32(uint32(req->connection_lifetime_s));
     w.str(req->function_name);
     w.str(req->query);
     w.u32(uint32(req->ntargets));

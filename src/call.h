@@ -27,6 +27,8 @@ struct CallRequest {
     const char *query;
     int connect_timeout_ms;      /* 0: none */
     int query_timeout_ms;        /* 0: none */
+    int max_connections;         /* per pool; 0: bgw_proxy.max_pool_connections */
+    int connection_lifetime_s;   /* 0: none */
     int ntargets;
     CallTarget *targets;
     const char *route_key;       /* which worker: same key, same worker */

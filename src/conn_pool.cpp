@@ -104,6 +104,7 @@ private:
     int query_timeout_ms_ = 0;
     Clock::time_point deadline_ = Clock::time_point::max();
     Clock::time_point last_used_ = Clock::now();
+    Clock::time_point retire_at_ = Clock::time_point::max(); /* connection_lifetime */
 
     friend class Pool;
 };
@@ -133,6 +134,12 @@ bool Connection::start_connect(const JobSpec &spec, std::string &err)
     }
     PQsetnonblocking(pg_, 1);
     PQsetNoticeReceiver(pg_, notice_receiver, this);
+    if (spec.lifetime_s > 0) {
+        /* staggered by up to +-10% so a pool does not reconnect all at once */
+        long ms = long(spec.lifetime_s) * 1000;
+        long jitter = ms / 10 > 0 ? long(std::hash<const void *>()(this) % uint64_t(ms / 5)) - ms / 10 : 0;
+        retire_at_ = Clock::now() + std::chrono::milliseconds(ms + jitter);
+    }
     state_ = ConnState::Connecting;
     want_write_ = true;
     deadline_ = after_ms(spec.connect_timeout_ms);
@@ -381,6 +388,11 @@ void Connection::finish_statement()
     state_ = ConnState::Idle;
     deadline_ = Clock::time_point::max();
     last_used_ = Clock::now();
+    if (last_used_ >= retire_at_) {
+        dead_ = true;
+        dead_reason_ = "connection_lifetime";
+        return;
+    }
     pool_.connection_idle(this);
 }
 
@@ -471,7 +483,8 @@ void Pool::dispatch(KeyPool &kp)
         /* connections being opened for earlier jobs will serve them */
         if (connecting_free > 0)
             return;
-        if (int(kp.conns.size()) >= limits_.max_per_key)
+        int limit = job->spec.max_connections > 0 ? job->spec.max_connections : limits_.max_per_key;
+        if (int(kp.conns.size()) >= limit)
             return; /* wait for a connection of this key to become idle */
         kp.waiting.pop_front();
         auto *c = new Connection(*this, job->spec.key);
@@ -574,6 +587,9 @@ void Pool::on_timer(Clock::time_point now)
                      now - c->last_used_ >= std::chrono::seconds(limits_.idle_timeout_s)) {
                 c->dead_ = true;
                 c->dead_reason_ = "idle_timeout";
+            } else if (c->state_ == ConnState::Idle && now >= c->retire_at_) {
+                c->dead_ = true;
+                c->dead_reason_ = "connection_lifetime";
             }
         }
     reap();
@@ -589,6 +605,8 @@ Clock::time_point Pool::next_deadline() const
                 t = std::min(t, Clock::now() + std::chrono::milliseconds(5)); /* poll the cancel */
             if (c->state_ == ConnState::Idle && limits_.idle_timeout_s > 0)
                 t = std::min(t, c->last_used_ + std::chrono::seconds(limits_.idle_timeout_s));
+            if (c->state_ == ConnState::Idle)
+                t = std::min(t, c->retire_at_);
         }
     return t;
 }

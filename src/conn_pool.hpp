@@ -72,6 +72,8 @@ struct JobSpec {
     int connect_timeout_ms = 0;      /* 0: none */
     int query_timeout_ms = 0;        /* 0: none */
     bool prepare = true;             /* run as a prepared statement of the connection */
+    int max_connections = 0;         /* this pool's limit; 0: PoolLimits::max_per_key */
+    int lifetime_s = 0;              /* close connections older than this (0: never) */
     std::string query;
     std::vector<std::string> params;
     std::vector<bool> param_null;

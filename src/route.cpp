@@ -353,6 +353,8 @@ void route_cluster(ProxyFunction *pf, const CallArgs &a, CallRequest *req)
     req->route_key = route_key;
     req->connect_timeout_ms = c->connect_timeout_ms ? c->connect_timeout_ms : guc_connect_timeout_ms;
     req->query_timeout_ms = c->query_timeout_ms ? c->query_timeout_ms : guc_query_timeout_ms;
+    req->max_connections = c->max_connections;
+    req->connection_lifetime_s = c->connection_lifetime_s;
 }
 
 } // namespace

@@ -276,10 +276,11 @@ void fail_call(Call &c, const char *message)
 void start_call(Call &c, const char *data, Size len)
 {
     wire::Reader r(data, len);
-    uint32 magic, flags, connect_ms, query_ms, ntargets;
+    uint32 magic, flags, connect_ms, query_ms, max_conns, lifetime_s, ntargets;
     wire::Span function, query;
     if (!r.u32(magic) || magic != wire::kRequestMagic || !r.u32(flags) || !r.u32(connect_ms) ||
-        !r.u32(query_ms) || !r.str(function) || !r.str(query) || !r.u32(ntargets) ||
+        !r.u32(query_ms) || !r.u32(max_conns) || !r.u32(lifetime_s) || !r.str(function) || !r.str(query) ||
+        !r.u32(ntargets) ||
         ntargets == 0 || ntargets > 65535) {
         fail_call(c, "bgw_proxy: malformed request");
         return;
@@ -303,6 +304,8 @@ void start_call(Call &c, const char *data, Size len)
         spec.connect_timeout_ms = int(connect_ms);
         spec.query_timeout_ms = int(query_ms);
         spec.prepare = (flags & wire::kFlagPrepare) != 0;
+        spec.max_connections = int(max_conns);
+        spec.lifetime_s = int(lifetime_s);
         spec.query.assign(query.data, query.len);
         spec.params.resize(nparams);
         spec.param_null.resize(nparams);
