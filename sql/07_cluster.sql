@@ -142,3 +142,6 @@ DELETE FROM plproxy.options WHERE key = 'bogus_option';
 CREATE FUNCTION fail_on(p int) RETURNS int AS $$ CLUSTER 'quad'; RUN ON p; SELECT 1 / (whoami() - 2); $$ LANGUAGE bgw_proxy;
 SELECT fail_on(1);
 SELECT fail_on(2);
+-- results come back in partition order (first-tagged order), as in PL/Proxy
+SELECT array_agg(p) AS in_order FROM on_all() p;
+SELECT array_agg(p) AS in_tag_order FROM on_array(ARRAY[3, 1, 2]) p;

@@ -6,7 +6,7 @@ CREATE FUNCTION r4(k text) RETURNS int AS $$ CLUSTER 'quad'; RUN ON ALL; $$ LANG
 CREATE FUNCTION r5(k text) RETURNS int AS $$ CLUSTER 'quad'; RUN ON nokey; $$ LANGUAGE bgw_proxy;
 CREATE FUNCTION r6(k text) RETURNS int AS $$ CLUSTER 'quad'; RUN ON $2; $$ LANGUAGE bgw_proxy;
 CREATE FUNCTION r7(k text) RETURNS SETOF int AS $$ CLUSTER 'quad'; SPLIT k; RUN ON hashtext(k); $$ LANGUAGE bgw_proxy;
-CREATE FUNCTION r8(k text) RETURNS SETOF int AS $$ CLUSTER 'quad'; SPLIT ALL; RUN ON 0; $$ LANGUAGE bgw_proxy;
+CREATE FUNCTION r8(k text[]) RETURNS SETOF int AS $$ CLUSTER 'quad'; SPLIT k, $1; RUN ON 0; $$ LANGUAGE bgw_proxy;
 CREATE FUNCTION r9(k text[]) RETURNS SETOF int AS $$ CLUSTER 'quad'; SPLIT kk; RUN ON 0; $$ LANGUAGE bgw_proxy;
 CREATE FUNCTION r10(k text) RETURNS int AS $$ CONNECT nokey; $$ LANGUAGE bgw_proxy;
 CREATE FUNCTION r11(k text) RETURNS int AS $$ CLUSTER quad; $$ LANGUAGE bgw_proxy;
@@ -31,3 +31,7 @@ SELECT ok1('z'), ok2('z', 'dbname=bgw_part2'), ok3('dbname=bgw_part3'), ok4('z')
 CREATE FUNCTION r16(k int) RETURNS int AS $$ CONNECT k; $$ LANGUAGE bgw_proxy;
 CREATE FUNCTION r17(k anyelement) RETURNS int AS $$ CONNECT 'dbname=x'; $$ LANGUAGE bgw_proxy;
 CREATE FUNCTION r18(k int) RETURNS anyarray AS $$ CONNECT 'dbname=x'; $$ LANGUAGE bgw_proxy;
+CREATE FUNCTION r19(k int) RETURNS int AS $$ CLUSTER 'quad'; TARGET other; SELECT 1; $$ LANGUAGE bgw_proxy;
+-- SPLIT ALL without array arguments splits nothing, as in PL/Proxy
+CREATE FUNCTION ok5(k text) RETURNS SETOF int AS $$ CLUSTER 'quad'; SPLIT ALL; RUN ON 2; SELECT whoami(); $$ LANGUAGE bgw_proxy;
+SELECT * FROM ok5('x');

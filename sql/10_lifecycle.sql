@@ -10,7 +10,7 @@ SELECT count(pid) AS workers_running FROM pg_stat_bgw_proxy_workers;
 
 -- a row type changed after the function was compiled in this session
 CREATE TYPE shape AS (a int, b text);
-CREATE FUNCTION get_shape() RETURNS shape AS $$ CONNECT 'dbname=bgw_remote'; SELECT 1, 'one'; $$ LANGUAGE bgw_proxy;
+CREATE FUNCTION get_shape() RETURNS shape AS $$ CONNECT 'dbname=bgw_remote'; SELECT 1 AS a, 'one' AS b; $$ LANGUAGE bgw_proxy;
 SELECT * FROM get_shape();
 ALTER TYPE shape ADD ATTRIBUTE c int;
 SELECT * FROM get_shape();

@@ -50,3 +50,15 @@ CREATE TYPE point3 AS (x int, gone text, y int);
 ALTER TYPE point3 DROP ATTRIBUTE gone;
 CREATE FUNCTION flip3(p point2) RETURNS point3 AS $$ CONNECT 'dbname=bgw_remote'; SELECT (flip(p)).*; $$ LANGUAGE bgw_proxy;
 SELECT * FROM flip3(ROW(5, 6));
+-- composite results are matched by column name, as in PL/Proxy
+CREATE FUNCTION swapped(OUT res1 text, OUT res2 text) AS $$
+    CONNECT 'dbname=bgw_remote'; SELECT 'second' AS res2, 'first' AS res1;
+$$ LANGUAGE bgw_proxy;
+SELECT * FROM swapped();
+CREATE FUNCTION misnamed(OUT res1 text, OUT res2 text) AS $$
+    CONNECT 'dbname=bgw_remote'; SELECT 'x' AS res1, 'y' AS res_none;
+$$ LANGUAGE bgw_proxy;
+SELECT * FROM misnamed();
+-- too many rows is PL/pgSQL's too_many_rows (P0003), as in PL/Proxy
+CREATE FUNCTION two(OUT n int) AS $$ CONNECT 'dbname=bgw_remote'; SELECT generate_series(1, 2) AS n; $$ LANGUAGE bgw_proxy;
+DO $$ BEGIN PERFORM two(); EXCEPTION WHEN too_many_rows THEN RAISE NOTICE 'caught too_many_rows'; END $$;

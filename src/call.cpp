@@ -236,7 +236,7 @@ void encode_request(const CallRequest *req, StringInfoBuf &buf)
 }
 
 /* The body of call_run, between PG_TRY and the clean-up. */
-void run_call(const CallRequest *req, RowCallback on_row, void *arg)
+void run_call(const CallRequest *req, const ResultSink *sink)
 {
     int idx = my_slot_index();
     RequestSlot *s = acquire_slot(idx);
@@ -310,7 +310,7 @@ void run_call(const CallRequest *req, RowCallback on_row, void *arg)
                                 errmsg("bgw_proxy: malformed message from worker")));
             if (kind == wire::kCallDone)
                 break;
-            if (kind == wire::kRow) {
+            if (kind == wire::kRow || kind == wire::kDescribe) {
                 uint16 nfields;
                 if (!rd.u16(nfields))
                     ereport(ERROR, (errcode(ERRCODE_PROTOCOL_VIOLATION),
@@ -318,11 +318,14 @@ void run_call(const CallRequest *req, RowCallback on_row, void *arg)
                 wire::Span *fields = static_cast<wire::Span *>(palloc(sizeof(wire::Span) * (nfields + 1)));
                 bool ok = true;
                 for (int i = 0; i < nfields && ok; i++)
-                    ok = rd.blob(fields[i]);
+                    ok = kind == wire::kRow ? rd.blob(fields[i]) : rd.str(fields[i]);
                 if (!ok || !rd.at_end())
                     ereport(ERROR, (errcode(ERRCODE_PROTOCOL_VIOLATION),
                                     errmsg("bgw_proxy: malformed row from worker")));
-                on_row(arg, target, nfields, fields);
+                if (kind == wire::kRow)
+                    sink->row(sink->arg, target, nfields, fields);
+                else
+                    sink->describe(sink->arg, target, nfields, fields);
                 pfree(fields);
             } else if (kind == wire::kError || kind == wire::kNotice) {
                 raise_remote(req, target, char(kind), rd);
@@ -372,7 +375,7 @@ void call_register_exit_hook(void)
     }
 }
 
-void call_run(const CallRequest *req, RowCallback on_row, void *arg)
+void call_run(const CallRequest *req, const ResultSink *sink)
 {
     require_preloaded();
     if (active.slot >= 0)
@@ -390,7 +393,7 @@ void call_run(const CallRequest *req, RowCallback on_row, void *arg)
 
     PG_TRY();
     {
-        run_call(req, on_row, arg);
+        run_call(req, sink);
     }
     PG_CATCH();
     {

@@ -36,12 +36,20 @@ struct CallRequest {
 
 /* Called once per row with its fields (valid until the callback returns). */
 typedef void (*RowCallback)(void *arg, int target, int nfields, const wire::Span *fields);
+/* Called once per target with its column names, before its rows. */
+typedef void (*DescribeCallback)(void *arg, int target, int nfields, const wire::Span *names);
+
+struct ResultSink {
+    DescribeCallback describe;
+    RowCallback row;
+    void *arg;
+};
 
 /* Runs the call to completion; every row goes to on_row. Remote errors are
  * re-raised here with their fields; any error (including one raised by
  * on_row, or a cancel) abandons the call so the worker cancels the remote
  * statement and frees the slot. */
-void call_run(const CallRequest *req, RowCallback on_row, void *arg);
+void call_run(const CallRequest *req, const ResultSink *sink);
 
 /* Registered once per backend: an exiting backend abandons its call. */
 void call_register_exit_hook(void);

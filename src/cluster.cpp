@@ -90,19 +90,27 @@ const char *const kOptionNames = "connection_lifetime, query_timeout, connect_ti
 
 bool is_cluster_option(const char *key)
 {
-    static const char *const names[] = {"connection_lifetime", "query_timeout", "connect_timeout",
-                                        "disable_binary",      "default_user",  "modular_mapping",
-                                        "disable_hashing",     "max_connections"};
+    static const char *const names[] = {
+        "connection_lifetime", "query_timeout", "connect_timeout", "disable_binary", "default_user",
+        "modular_mapping", "disable_hashing", "max_connections",
+        /* PL/Proxy accepts these and does nothing with them; so do we */
+        "statement_timeout", "keepalive_idle", "keepalive_interval", "keepalive_count"};
     for (const char *n : names)
-        if (strcmp(key, n) == 0)
+        if (pg_strcasecmp(key, n) == 0)
             return true;
     return false;
 }
 
-/* One key/value of get_cluster_config, a server or its wrapper. */
-void apply_option(ClusterConfig *c, const char *key, const char *val)
+/* One key/value of get_cluster_config, a server or its wrapper. Keys are
+ * case-insensitive, as in PL/Proxy. */
+void apply_option(ClusterConfig *c, const char *key_as_given, const char *val)
 {
-    if (strcmp(key, "connection_lifetime") == 0)
+    char *key = pstrdup(key_as_given);
+    for (char *k = key; *k; k++)
+        *k = char(pg_tolower((unsigned char) *k));
+    if (strcmp(key, "statement_timeout") == 0 || strncmp(key, "keepalive_", 10) == 0)
+        (void) parse_int_option(c->name, key, val); /* accepted, like PL/Proxy, and unused */
+    else if (strcmp(key, "connection_lifetime") == 0)
         c->connection_lifetime_s = parse_int_option(c->name, key, val);
     else if (strcmp(key, "query_timeout") == 0)
         c->query_timeout_ms = parse_int_option(c->name, key, val) * 1000;
@@ -362,6 +370,7 @@ void cluster_validate_options(List *options, Oid catalog)
     memset(&scratch, 0, sizeof(scratch));
     int nparts = 0;
     int max = -1;
+    Bitmapset *seen = nullptr;
     ListCell *lc;
     foreach (lc, options) {
         DefElem *d = (DefElem *) lfirst(lc);
@@ -387,6 +396,10 @@ void cluster_validate_options(List *options, Oid catalog)
                                 errdetail_internal("%s", msg)));
             }
             PQconninfoFree(opts);
+            if (bms_is_member(n, seen))
+                ereport(ERROR, (errcode(ERRCODE_FDW_INVALID_OPTION_NAME),
+                                errmsg("duplicate partition number %d (option \"%s\")", n, d->defname)));
+            seen = bms_add_member(seen, n);
             nparts++;
             max = Max(max, n);
             continue;

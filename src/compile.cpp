@@ -7,6 +7,7 @@
  * it produces is copied out through pg_call(), so no PostgreSQL error can
  * unwind through the parser's std:: objects.
  */
+#include <algorithm>
 #include <climits>
 #include <string>
 
@@ -277,6 +278,12 @@ void compile_body(const FunctionInfo &fi, ProxyFunction *pf, Problem &p)
                     "RUN ON and SPLIT choose partitions of a CLUSTER.");
         return;
     }
+    if (body.has_target && body.has_select) {
+        set_problem(p, ERRCODE_INVALID_FUNCTION_DEFINITION, body.target_pos,
+                    "TARGET cannot be used with SELECT",
+                    "TARGET names the remote function of the generated query; a SELECT replaces that query.");
+        return;
+    }
     if (body.has_run && body.run.kind == ValueKind::All && !fi.retset) {
         set_problem(p, ERRCODE_INVALID_FUNCTION_DEFINITION, body.run_pos,
                     "RUN ON ALL requires a set-returning function",
@@ -298,19 +305,21 @@ void compile_body(const FunctionInfo &fi, ProxyFunction *pf, Problem &p)
     if (body.has_split) {
         std::vector<int> args;
         if (body.split_all) {
+            /* no array argument: nothing to split, as in PL/Proxy */
             for (int i = 0; i < fi.n_in; i++)
                 if (fi.in_elem_types[i] != InvalidOid)
                     args.push_back(i);
-            if (args.empty()) {
-                set_problem(p, ERRCODE_INVALID_FUNCTION_DEFINITION, body.split_pos,
-                            "SPLIT ALL needs at least one array argument");
-                return;
-            }
         } else {
             for (const ArgRef &ref : body.split_args) {
                 int a = resolve_arg(fi, ref.name, ref.number, ref.body_pos, p);
                 if (a < 0)
                     return;
+                if (std::find(args.begin(), args.end(), a) != args.end()) {
+                    set_problem(p, ERRCODE_INVALID_FUNCTION_DEFINITION, ref.body_pos,
+                                "argument \"" + (ref.number ? "$" + std::to_string(ref.number) : ref.name) +
+                                    "\" is split twice");
+                    return;
+                }
                 if (fi.in_elem_types[a] == InvalidOid) {
                     set_problem(p, ERRCODE_DATATYPE_MISMATCH, ref.body_pos,
                                 "SPLIT argument \"" + (ref.number ? "$" + std::to_string(ref.number) : ref.name) +
@@ -326,7 +335,7 @@ void compile_body(const FunctionInfo &fi, ProxyFunction *pf, Problem &p)
             run_type_names[a] = fi.in_elem_type_names[a];
             run_types[a] = fi.in_elem_types[a];
         }
-        pf->any_split = true;
+        pf->any_split = !args.empty();
     }
 
     /* where */

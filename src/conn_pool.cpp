@@ -87,6 +87,7 @@ private:
     Job *job_ = nullptr;         /* the job whose results we deliver */
     Job *pending_ = nullptr;     /* a job waiting for this connection to finish connecting */
     bool job_failed_ = false;    /* error delivered, draining the rest */
+    bool described_ = false;     /* on_describe called for this statement */
 
     /* prepared statements of this connection: query text -> name */
     std::unordered_map<std::string, std::string> prepared_;
@@ -175,6 +176,7 @@ void Connection::run(Job *job)
     job_ = job;
     job->conn = this;
     job_failed_ = false;
+    described_ = false;
     rows_ = 0;
     state_ = ConnState::Busy;
     deadline_ = after_ms(job->spec.query_timeout_ms);
@@ -329,6 +331,10 @@ void Connection::process_input()
             prepared_.clear();
             resend_unprepared_ = true;
         } else if (delivering) {
+            if ((st == PGRES_SINGLE_TUPLE || st == PGRES_TUPLES_OK) && !described_) {
+                described_ = true;
+                job_->sink->on_describe(res);
+            }
             if (st == PGRES_SINGLE_TUPLE) {
                 rows_++;
                 job_->sink->on_row(res);

@@ -33,9 +33,10 @@ Datum bgw_proxy_call_handler(PG_FUNCTION_ARGS)
     route_call(pf, fcinfo, &req);
 
     ResultBuilder rb;
-    result_begin(&rb, pf, fcinfo);
+    result_begin(&rb, pf, fcinfo, req.ntargets);
+    ResultSink sink = {result_on_describe, result_on_row, &rb};
     if (req.ntargets > 0)
-        call_run(&req, result_on_row, &rb);
+        call_run(&req, &sink);
     return result_finish(&rb);
 }
 

@@ -32,6 +32,7 @@ extern "C" {
 #include "fmgr.h"
 #include "funcapi.h"
 #include "mb/pg_wchar.h"
+#include "nodes/bitmapset.h"
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "port/atomics.h"

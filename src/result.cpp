@@ -7,9 +7,11 @@
 
 namespace bgw {
 
-void result_begin(ResultBuilder *rb, ProxyFunction *pf, FunctionCallInfo fcinfo)
+void result_begin(ResultBuilder *rb, ProxyFunction *pf, FunctionCallInfo fcinfo, int ntargets)
 {
     memset(rb, 0, sizeof(*rb));
+    rb->ntargets = ntargets;
+    rb->colmap = (int **) palloc0(sizeof(int *) * (ntargets + 1));
     rb->pf = pf;
     rb->fcinfo = fcinfo;
     rb->call_cxt = CurrentMemoryContext;
@@ -53,6 +55,38 @@ void result_begin(ResultBuilder *rb, ProxyFunction *pf, FunctionCallInfo fcinfo)
     rb->row_cxt = AllocSetContextCreate(CurrentMemoryContext, "bgw_proxy row", ALLOCSET_DEFAULT_SIZES);
 }
 
+/* Composite results are matched by column name, as PL/Proxy does: the
+ * remote query may list them in another order, and a missing one is an
+ * error rather than a silently shifted row. */
+void result_on_describe(void *arg, int target, int nfields, const wire::Span *names)
+{
+    auto *rb = static_cast<ResultBuilder *>(arg);
+    ProxyFunction *pf = rb->pf;
+    if (pf->result_class != TYPEFUNC_COMPOSITE || pf->is_void || target < 0 || target >= rb->ntargets)
+        return;
+    if (nfields != pf->ncolumns)
+        ereport(ERROR, (errcode(ERRCODE_DATATYPE_MISMATCH),
+                        errmsg("bgw_proxy function %s: remote query returned %d columns, expected %d",
+                               pf->name, nfields, pf->ncolumns)));
+    int *map = (int *) palloc(sizeof(int) * (rb->desc->natts + 1));
+    for (int i = 0; i < rb->desc->natts; i++) {
+        Form_pg_attribute a = TupleDescAttr(rb->desc, i);
+        map[i] = -1;
+        if (a->attisdropped)
+            continue;
+        const char *want = NameStr(a->attname);
+        for (int f = 0; f < nfields && map[i] < 0; f++)
+            if (names[f].len == strlen(want) && memcmp(names[f].data, want, names[f].len) == 0)
+                map[i] = f;
+        if (map[i] < 0)
+            ereport(ERROR, (errcode(ERRCODE_UNDEFINED_COLUMN),
+                            errmsg("bgw_proxy function %s: column \"%s\" is not in the remote result", pf->name,
+                                   want),
+                            errhint("Name the columns of the SELECT after the function's result columns.")));
+    }
+    rb->colmap[target] = map;
+}
+
 void result_on_row(void *arg, int target, int nfields, const wire::Span *fields)
 {
     auto *rb = static_cast<ResultBuilder *>(arg);
@@ -68,7 +102,7 @@ void result_on_row(void *arg, int target, int nfields, const wire::Span *fields)
                         errmsg("bgw_proxy function %s: remote query returned %d columns, expected %d",
                                pf->name, nfields, pf->ncolumns)));
     if (!pf->retset && rb->rows > 0)
-        ereport(ERROR, (errcode(ERRCODE_CARDINALITY_VIOLATION),
+        ereport(ERROR, (errcode(ERRCODE_TOO_MANY_ROWS),
                         errmsg("bgw_proxy function %s: remote query returned more than one row", pf->name),
                         errhint("Declare the function RETURNS SETOF to return several rows.")));
 
@@ -76,17 +110,12 @@ void result_on_row(void *arg, int target, int nfields, const wire::Span *fields)
     auto cstr = [](const wire::Span &s) -> char * { return s.is_null ? nullptr : pnstrdup(s.data, s.len); };
 
     if (pf->result_class == TYPEFUNC_COMPOSITE) {
-        int f = 0;
-        for (int i = 0; i < rb->desc->natts; i++) {
-            if (TupleDescAttr(rb->desc, i)->attisdropped)
-                rb->cstrings[i] = nullptr;
-            else if (f < nfields)
-                rb->cstrings[i] = cstr(fields[f++]);
-            else
-                ereport(ERROR, (errcode(ERRCODE_DATATYPE_MISMATCH),
-                                errmsg("bgw_proxy function %s: the result row type changed during the call",
-                                       pf->name)));
-        }
+        const int *map = (target >= 0 && target < rb->ntargets) ? rb->colmap[target] : nullptr;
+        if (!map)
+            ereport(ERROR, (errcode(ERRCODE_PROTOCOL_VIOLATION),
+                            errmsg("bgw_proxy function %s: a row arrived before its column names", pf->name)));
+        for (int i = 0; i < rb->desc->natts; i++)
+            rb->cstrings[i] = (map[i] < 0 || map[i] >= nfields) ? nullptr : cstr(fields[map[i]]);
         HeapTuple tup = BuildTupleFromCStrings(rb->attin, rb->cstrings);
         if (rb->store) {
             tuplestore_puttuple(rb->store, tup);

@@ -20,13 +20,16 @@ struct ResultBuilder {
     TupleDesc desc;             /* composite, or SETOF's tuple shape */
     AttInMetadata *attin;       /* composite */
     char **cstrings;            /* per attribute of desc (dropped: NULL) */
+    int ntargets;
+    int **colmap;               /* per target: remote column of each attribute, by name */
     Tuplestorestate *store;     /* SETOF */
     int64 rows;
     Datum value;
     bool isnull;
 };
 
-void result_begin(ResultBuilder *rb, ProxyFunction *pf, FunctionCallInfo fcinfo);
+void result_begin(ResultBuilder *rb, ProxyFunction *pf, FunctionCallInfo fcinfo, int ntargets);
+void result_on_describe(void *arg, int target, int nfields, const wire::Span *names);
 void result_on_row(void *arg, int target, int nfields, const wire::Span *fields);
 Datum result_finish(ResultBuilder *rb);
 

@@ -303,10 +303,19 @@ void route_cluster(ProxyFunction *pf, const CallArgs &a, CallRequest *req)
     /* which partitions, and with SPLIT which elements each gets */
     int n = c->nparts;
     bool *tagged = (bool *) palloc0(sizeof(bool) * n);
+    int *order = (int *) palloc(sizeof(int) * n); /* partitions in first-tagged order,
+                                                   * the order results come back in */
+    int ntargets = 0;
     int **elems = (int **) palloc0(sizeof(int *) * n);
     int *nelems = (int *) palloc0(sizeof(int) * n);
+    auto tag = [&](int p) {
+        if (!tagged[p]) {
+            tagged[p] = true;
+            order[ntargets++] = p;
+        }
+    };
     if (a.nelems < 0) {
-        route_one(pf, c, a, -1, [&](int p) { tagged[p] = true; });
+        route_one(pf, c, a, -1, tag);
     } else {
         for (int p = 0; p < n; p++)
             elems[p] = (int *) palloc(sizeof(int) * (a.nelems + 1));
@@ -315,16 +324,13 @@ void route_cluster(ProxyFunction *pf, const CallArgs &a, CallRequest *req)
                 /* an element goes to a partition once, however often tagged */
                 if (nelems[p] == 0 || elems[p][nelems[p] - 1] != e)
                     elems[p][nelems[p]++] = e;
-                tagged[p] = true;
+                tag(p);
             });
         }
     }
 
     const char *route_key;
     ClusterLogin login = cluster_login(c, &route_key);
-    int ntargets = 0;
-    for (int p = 0; p < n; p++)
-        ntargets += tagged[p];
     CallTarget *targets = (CallTarget *) palloc0(sizeof(CallTarget) * (ntargets + 1));
 
     /* parameters not split are the same for every target: convert once */
@@ -333,10 +339,8 @@ void route_cluster(ProxyFunction *pf, const CallArgs &a, CallRequest *req)
         if (!pf->split[pf->param_arg[k]])
             common[k] = param_text(pf, a, k, nullptr, 0);
 
-    int t = 0;
-    for (int p = 0; p < n; p++) {
-        if (!tagged[p])
-            continue;
+    for (int t = 0; t < ntargets; t++) {
+        int p = order[t];
         targets[t].partition = uint32(p);
         targets[t].connstr = c->partitions[p];
         targets[t].user = login.user ? login.user : (c->has_user[p] ? nullptr : login.role);
@@ -346,7 +350,6 @@ void route_cluster(ProxyFunction *pf, const CallArgs &a, CallRequest *req)
         for (int k = 0; k < pf->nparams; k++)
             targets[t].values[k] = pf->split[pf->param_arg[k]] ? param_text(pf, a, k, elems[p], nelems[p])
                                                                   : common[k];
-        t++;
     }
     req->ntargets = ntargets;
     req->targets = targets;

@@ -10,6 +10,7 @@
  *       u32 nparams, then per param: blob   (empty user/password: not given)
  *
  *   response (worker -> backend), one message each:
+ *     'T' u16 target, u16 nfields, then nfields strs          column names, before the rows
  *     'D' u16 target, u16 nfields, then nfields blobs         a row, text format
  *     'E' u16 target, fields (below)                           remote or connect error
  *     'N' u16 target, fields                                   a remote notice
@@ -42,6 +43,7 @@ constexpr uint32_t kNullLength = 0xffffffffu;
 constexpr uint32_t kFlagPrepare = 1; /* run as a prepared statement of the connection */
 
 enum : char {
+    kDescribe = 'T',
     kRow = 'D',
     kError = 'E',
     kNotice = 'N',

@@ -50,6 +50,7 @@ struct Task final : QuerySink {
     bool finished = false;
 
     bool can_accept() override;
+    void on_describe(const PGresult *res) override;
     void on_row(const PGresult *row) override;
     void on_notice(const PGresult *notice) override;
     void on_error(const PGresult *res, const char *sqlstate, const std::string &message,
@@ -69,6 +70,7 @@ struct Call {
     bool accounted = false;          /* counted as ended (account_end) */
     std::deque<std::string> outbox;  /* encoded messages not yet in the ring */
     std::vector<std::unique_ptr<Task>> tasks;
+    size_t head = 0;                 /* rows leave in target order: only this task reads */
 };
 
 struct Worker {
@@ -112,7 +114,23 @@ void put_error_fields(wire::Writer<Buf> &w, const PGresult *res, const char *sql
     w.str(field(PG_DIAG_CONTEXT));
 }
 
-bool Task::can_accept() { return call->outbox.empty(); }
+/* Rows go out target by target, in the order the backend listed them (as
+ * PL/Proxy returns them). The statements still run in parallel remotely; a
+ * later target's results wait in its socket until its turn. */
+bool Task::can_accept() { return call->outbox.empty() && call->head == index; }
+
+void Task::on_describe(const PGresult *res)
+{
+    Buf b;
+    wire::Writer<Buf> w(b);
+    int n = PQnfields(res);
+    w.u8(wire::kDescribe);
+    w.u16(index);
+    w.u16(uint16(n));
+    for (int i = 0; i < n; i++)
+        w.str(PQfname(res, i));
+    call->outbox.push_back(std::move(b));
+}
 
 void Task::on_row(const PGresult *row)
 {
@@ -380,11 +398,15 @@ bool step_call(Call &c)
     }
 
     bool had_backlog = !c.outbox.empty();
+    size_t old_head = c.head;
+    while (c.head < c.tasks.size() && c.tasks[c.head]->finished)
+        c.head++;
     flush_outbox(c);
-    if (had_backlog && c.outbox.empty())
-        for (auto &t : c.tasks)
-            if (t->job)
-                self->pool.resume(t->job);
+    /* the reading task may continue: the ring has room again, or it just
+     * became the head of the order */
+    if (c.outbox.empty() && (had_backlog || c.head != old_head) && c.head < c.tasks.size() &&
+        c.tasks[c.head]->job)
+        self->pool.resume(c.tasks[c.head]->job);
 
     if (c.phase == Phase::Running) {
         bool all_done = true;
