@@ -61,3 +61,17 @@ AS 'MODULE_PATHNAME', 'bgw_proxy_fdw_validator'
 LANGUAGE C STRICT;
 
 CREATE FOREIGN DATA WRAPPER bgw_proxy VALIDATOR bgw_proxy_fdw_validator;
+
+-- The shared cache of function-defined cluster configurations.
+CREATE FUNCTION bgw_proxy_cluster_cache_1_0(
+    OUT dbid oid,
+    OUT cluster text,
+    OUT version int,
+    OUT partitions int)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'bgw_proxy_cluster_cache_1_0'
+LANGUAGE C STRICT VOLATILE;
+
+CREATE VIEW bgw_proxy_cluster_cache AS
+    SELECT d.datname AS database, c.cluster, c.version, c.partitions
+    FROM bgw_proxy_cluster_cache_1_0() c LEFT JOIN pg_database d ON d.oid = c.dbid;

@@ -1,7 +1,9 @@
 /*
  * cluster.cpp — see cluster.h.
  */
+#include "wire.hpp"
 #include "cluster.h"
+#include "shmem.h"
 
 #include "pg_headers.h"
 
@@ -267,6 +269,123 @@ List *user_mapping_options(Oid role, Oid serverid)
     return opts;
 }
 
+/* ---- the shared cluster cache (function-defined clusters) ---- */
+
+struct StringInfoBuf {
+    StringInfoData si;
+    void append(const char *p, size_t n) { appendBinaryStringInfo(&si, p, int(n)); }
+};
+
+void serialize(const ClusterConfig *c, StringInfoBuf &buf)
+{
+    wire::Writer<StringInfoBuf> w(buf);
+    w.u32(uint32(c->nparts));
+    w.u8(c->modular_mapping);
+    w.u8(c->session_user);
+    w.u8(c->disable_binary);
+    w.u32(uint32(c->connect_timeout_ms));
+    w.u32(uint32(c->query_timeout_ms));
+    w.u32(uint32(c->connection_lifetime_s));
+    w.u32(uint32(c->max_connections));
+    for (int i = 0; i < c->nparts; i++)
+        w.str(c->partitions[i]);
+}
+
+bool deserialize(ClusterConfig *c, const char *data, uint32 len)
+{
+    wire::Reader r(data, len);
+    uint32 nparts, connect_ms, query_ms, lifetime, maxconn;
+    uint8 modular, session, nobinary;
+    if (!r.u32(nparts) || !r.u8(modular) || !r.u8(session) || !r.u8(nobinary) || !r.u32(connect_ms) ||
+        !r.u32(query_ms) || !r.u32(lifetime) || !r.u32(maxconn) || nparts > len)
+        return false;
+    c->nparts = int(nparts);
+    c->modular_mapping = modular;
+    c->session_user = session;
+    c->disable_binary = nobinary;
+    c->connect_timeout_ms = int(connect_ms);
+    c->query_timeout_ms = int(query_ms);
+    c->connection_lifetime_s = int(lifetime);
+    c->max_connections = int(maxconn);
+    c->partitions = (char **) MemoryContextAllocZero(c->cxt, sizeof(char *) * (nparts + 1));
+    c->has_user = (bool *) MemoryContextAllocZero(c->cxt, sizeof(bool) * (nparts + 1));
+    for (uint32 i = 0; i < nparts; i++) {
+        wire::Span s;
+        if (!r.str(s))
+            return false;
+        char *p = (char *) MemoryContextAlloc(c->cxt, s.len + 1);
+        memcpy(p, s.data, s.len);
+        p[s.len] = '\0';
+        c->partitions[i] = p;
+    }
+    return r.at_end();
+}
+
+SharedCluster *find_shared(const char *name)
+{
+    for (int i = 0; i < proxy_shared->nclusters; i++) {
+        SharedCluster *s = shared_cluster(i);
+        if (s->used && s->dbid == MyDatabaseId && strcmp(s->name, name) == 0)
+            return s;
+    }
+    return nullptr;
+}
+
+/* Take the configuration another backend loaded for this version. */
+bool load_from_shared(ClusterConfig *c, int32 version)
+{
+    if (!proxy_shared || proxy_shared->nclusters == 0)
+        return false;
+    char *copy = nullptr;
+    uint32 len = 0;
+    LWLockAcquire(proxy_shared->lock, LW_SHARED);
+    SharedCluster *s = find_shared(c->name);
+    if (s && s->version == version) {
+        len = s->len;
+        copy = (char *) palloc(len + 1);
+        memcpy(copy, s->data, len);
+    }
+    LWLockRelease(proxy_shared->lock);
+    return copy && deserialize(c, copy, len);
+}
+
+/* Publish a configuration just loaded: replaces the same cluster's slot,
+ * else takes a free one, else the one stored longest ago. */
+void store_shared(const ClusterConfig *c)
+{
+    if (!proxy_shared || proxy_shared->nclusters == 0)
+        return;
+    StringInfoBuf buf;
+    initStringInfo(&buf.si);
+    serialize(c, buf);
+    if (Size(buf.si.len) > kClusterSlotData)
+        return; /* too large to share: every backend keeps its own copy */
+    LWLockAcquire(proxy_shared->lock, LW_EXCLUSIVE);
+    SharedCluster *s = find_shared(c->name);
+    if (!s) {
+        /* a free slot (stamp 0 sorts first), else the oldest */
+        s = shared_cluster(0);
+        for (int i = 0; i < proxy_shared->nclusters; i++) {
+            SharedCluster *t = shared_cluster(i);
+            if (!t->used) {
+                s = t;
+                break;
+            }
+            if (t->stamp < s->stamp)
+                s = t;
+        }
+    }
+    s->used = true;
+    s->dbid = MyDatabaseId;
+    strlcpy(s->name, c->name, sizeof(s->name));
+    s->version = c->version;
+    s->stamp = ++proxy_shared->cluster_stamp;
+    s->len = uint32(buf.si.len);
+    memcpy(s->data, buf.si.data, buf.si.len);
+    LWLockRelease(proxy_shared->lock);
+    pfree(buf.si.data);
+}
+
 void reset_entry(ClusterConfig *c)
 {
     if (c->cxt)
@@ -345,12 +464,16 @@ ClusterConfig *cluster_get(const char *name)
     {
         if (server) {
             load_from_server(c, server);
+        } else if (load_from_shared(c, version)) {
+            c->version = version; /* another backend loaded this version */
         } else {
             if (SPI_connect() != SPI_OK_CONNECT)
                 elog(ERROR, "bgw_proxy: SPI_connect failed");
             load_from_functions(c, partitions_fn);
             SPI_finish();
             c->version = version;
+            check_partition_count(c);
+            store_shared(c);
         }
         check_partition_count(c);
         check_connstrs(c);

@@ -14,6 +14,7 @@ namespace bgw {
 int guc_workers = 2;
 int guc_request_buffer_kb = 16;
 int guc_response_buffer_kb = 64;
+int guc_max_clusters = 64;
 int guc_connect_timeout_ms = 10000;
 int guc_query_timeout_ms = 0;
 int guc_worker_wait_timeout_ms = 10000;
@@ -42,6 +43,13 @@ void define_gucs(void)
         "Results of any size are streamed through it; a larger ring means fewer wake-ups.",
         &guc_response_buffer_kb, 64, 4, 1024 * 1024, PGC_POSTMASTER, GUC_UNIT_KB, nullptr, nullptr,
         nullptr);
+
+    DefineCustomIntVariable(
+        "bgw_proxy.max_clusters",
+        "Cluster configurations kept in the shared cache.",
+        "Each slot holds one cluster of one database (up to 16kB of partitions and options); "
+        "backends take a cluster from there instead of calling the configuration functions again.",
+        &guc_max_clusters, 64, 0, 10000, PGC_POSTMASTER, 0, nullptr, nullptr, nullptr);
 
     DefineCustomIntVariable(
         "bgw_proxy.connect_timeout", "Maximum time to establish a remote connection.",

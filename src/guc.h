@@ -10,6 +10,7 @@ namespace bgw {
 extern int guc_workers;
 extern int guc_request_buffer_kb;
 extern int guc_response_buffer_kb;
+extern int guc_max_clusters;
 
 /* sighup context */
 extern int guc_connect_timeout_ms;

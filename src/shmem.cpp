@@ -34,7 +34,11 @@ static Size segment_size(ProxyShared *out)
     off = add_size(off, align64(mul_size(MaxBackends, sizeof(RequestSlot))));
     Size rings_off = off;
     off = add_size(off, mul_size(MaxBackends, request_ring_size() + response_ring_size()));
+    Size clusters_off = off;
+    off = add_size(off, mul_size(guc_max_clusters, MAXALIGN(sizeof(SharedCluster))));
     if (out) {
+        out->clusters_off = clusters_off;
+        out->nclusters = guc_max_clusters;
         out->workers_off = workers_off;
         out->queues_off = queues_off;
         out->slots_off = slots_off;
@@ -95,6 +99,8 @@ static void shmem_startup(void)
             if (!q->is_lock_free())
                 ereport(FATAL, (errmsg("bgw_proxy: the submission queue is not lock-free on this platform")));
         }
+        for (int i = 0; i < sh->nclusters; i++)
+            shared_cluster(i)->used = false;
         for (int i = 0; i < sh->nslots; i++) {
             RequestSlot *s = request_slot(i);
             memset(s, 0, sizeof(RequestSlot));
@@ -130,6 +136,12 @@ SubmitQueue *worker_queue(int i)
 RequestSlot *request_slot(int i)
 {
     return reinterpret_cast<RequestSlot *>(base() + proxy_shared->slots_off) + i;
+}
+
+SharedCluster *shared_cluster(int i)
+{
+    return reinterpret_cast<SharedCluster *>(base() + proxy_shared->clusters_off +
+                                             (Size) i * MAXALIGN(sizeof(SharedCluster)));
 }
 
 void *slot_request_ring(int i)

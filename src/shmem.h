@@ -99,6 +99,25 @@ struct WorkerState {
     pg_atomic_uint64 connects;
 };
 
+/*
+ * A cluster configuration loaded through the configuration functions,
+ * shared by every backend of the database (slot i of the cluster cache).
+ * All fields are written and read under ProxyShared.lock: exclusive to
+ * write a slot, shared to read one. `data` is the configuration serialized
+ * by cluster.cpp (wire format primitives).
+ */
+constexpr Size kClusterSlotData = 16 * 1024;
+
+struct SharedCluster {
+    bool used;
+    Oid dbid;
+    char name[NAMEDATALEN];
+    int32 version;
+    uint64 stamp;                /* when stored, for replacing the oldest */
+    uint32 len;
+    char data[kClusterSlotData];
+};
+
 struct ProxyShared {
     uint32 magic;
     int nworkers;
@@ -108,7 +127,9 @@ struct ProxyShared {
     LWLock *lock;
 
     /* offsets from the start of this struct */
-    Size workers_off, queues_off, slots_off, rings_off;
+    Size workers_off, queues_off, slots_off, rings_off, clusters_off;
+    int nclusters;
+    uint64 cluster_stamp;        /* under lock: last SharedCluster.stamp given */
 
     /* queue counters: any process adds. submitted: a backend, per call
      * handed to a worker; completed: whoever ends the call (the worker when
@@ -127,6 +148,7 @@ void shmem_register_hooks(void);
 WorkerState *worker_state(int i);
 SubmitQueue *worker_queue(int i);
 RequestSlot *request_slot(int i);
+SharedCluster *shared_cluster(int i);
 void *slot_request_ring(int i);
 void *slot_response_ring(int i);
 

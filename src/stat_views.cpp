@@ -76,3 +76,32 @@ Datum pg_stat_bgw_proxy_queue_1_0(PG_FUNCTION_ARGS)
     tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
     return (Datum) 0;
 }
+
+extern "C" {
+PG_FUNCTION_INFO_V1(bgw_proxy_cluster_cache_1_0);
+}
+
+/* The shared cluster cache: which configurations every backend shares. */
+Datum bgw_proxy_cluster_cache_1_0(PG_FUNCTION_ARGS)
+{
+    require_preloaded();
+    InitMaterializedSRF(fcinfo, 0);
+    auto *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+    LWLockAcquire(proxy_shared->lock, LW_SHARED);
+    for (int i = 0; i < proxy_shared->nclusters; i++) {
+        SharedCluster *s = shared_cluster(i);
+        if (!s->used)
+            continue;
+        uint32 nparts = 0;
+        memcpy(&nparts, s->data, Min(sizeof(nparts), Size(s->len)));
+        Datum values[4];
+        bool nulls[4] = {false};
+        values[0] = ObjectIdGetDatum(s->dbid);
+        values[1] = CStringGetTextDatum(s->name);
+        values[2] = Int32GetDatum(s->version);
+        values[3] = Int32GetDatum(int32(nparts));
+        tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+    }
+    LWLockRelease(proxy_shared->lock);
+    return (Datum) 0;
+}
