@@ -330,7 +330,8 @@ void run_call(const CallRequest *req, const ResultSink *sink)
             } else if (kind == wire::kError || kind == wire::kNotice) {
                 raise_remote(req, target, char(kind), rd);
             }
-            /* kTargetDone: nothing to do yet */
+            else if (kind == wire::kTargetDone)
+                sink->target_done(sink->arg, target);
             continue;
         }
         if (r == SHM_MQ_DETACHED || saw_done)

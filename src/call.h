@@ -39,9 +39,13 @@ typedef void (*RowCallback)(void *arg, int target, int nfields, const wire::Span
 /* Called once per target with its column names, before its rows. */
 typedef void (*DescribeCallback)(void *arg, int target, int nfields, const wire::Span *names);
 
+/* Called when a target has sent all its rows. */
+typedef void (*TargetDoneCallback)(void *arg, int target);
+
 struct ResultSink {
     DescribeCallback describe;
     RowCallback row;
+    TargetDoneCallback target_done;
     void *arg;
 };
 

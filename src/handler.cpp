@@ -34,7 +34,7 @@ Datum bgw_proxy_call_handler(PG_FUNCTION_ARGS)
 
     ResultBuilder rb;
     result_begin(&rb, pf, fcinfo, req.ntargets);
-    ResultSink sink = {result_on_describe, result_on_row, &rb};
+    ResultSink sink = {result_on_describe, result_on_row, result_on_target_done, &rb};
     if (req.ntargets > 0)
         call_run(&req, &sink);
     return result_finish(&rb);

@@ -29,6 +29,7 @@ extern "C" {
 #include "utils/typcache.h"
 #include "commands/event_trigger.h"
 #include "commands/trigger.h"
+#include "executor/tuptable.h"
 #include "fmgr.h"
 #include "funcapi.h"
 #include "mb/pg_wchar.h"

@@ -46,6 +46,8 @@ void result_begin(ResultBuilder *rb, ProxyFunction *pf, FunctionCallInfo fcinfo,
         auto *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
         bool random = (rsinfo->allowedModes & SFRM_Materialize_Random) != 0;
         rb->store = tuplestore_begin_heap(random, false, work_mem);
+        rb->done = (bool *) palloc0(sizeof(bool) * (ntargets + 1));
+        rb->pending = (Tuplestorestate **) palloc0(sizeof(Tuplestorestate *) * (ntargets + 1));
         rsinfo->returnMode = SFRM_Materialize;
         rsinfo->setResult = rb->store;
         rsinfo->setDesc = rb->desc;
@@ -87,11 +89,45 @@ void result_on_describe(void *arg, int target, int nfields, const wire::Span *na
     rb->colmap[target] = map;
 }
 
+/* The tuplestore a target's rows go to now (see ResultBuilder). */
+Tuplestorestate *store_for(ResultBuilder *rb, int target)
+{
+    if (target == rb->head || target < 0 || target >= rb->ntargets)
+        return rb->store;
+    if (!rb->pending[target]) {
+        MemoryContext old = MemoryContextSwitchTo(
+            ((ReturnSetInfo *) rb->fcinfo->resultinfo)->econtext->ecxt_per_query_memory);
+        rb->pending[target] = tuplestore_begin_heap(false, false, work_mem);
+        MemoryContextSwitchTo(old);
+    }
+    return rb->pending[target];
+}
+
+void result_on_target_done(void *arg, int target)
+{
+    auto *rb = static_cast<ResultBuilder *>(arg);
+    if (!rb->store || target < 0 || target >= rb->ntargets)
+        return;
+    rb->done[target] = true;
+    /* move on past finished targets, appending what they kept waiting */
+    while (rb->head < rb->ntargets && rb->done[rb->head]) {
+        rb->head++;
+        if (rb->head < rb->ntargets && rb->pending[rb->head]) {
+            Tuplestorestate *p = rb->pending[rb->head];
+            TupleTableSlot *slot = MakeSingleTupleTableSlot(rb->desc, &TTSOpsMinimalTuple);
+            while (tuplestore_gettupleslot(p, true, false, slot))
+                tuplestore_puttupleslot(rb->store, slot);
+            ExecDropSingleTupleTableSlot(slot);
+            tuplestore_end(p);
+            rb->pending[rb->head] = nullptr;
+        }
+    }
+}
+
 void result_on_row(void *arg, int target, int nfields, const wire::Span *fields)
 {
     auto *rb = static_cast<ResultBuilder *>(arg);
     ProxyFunction *pf = rb->pf;
-    (void) target;
 
     if (pf->is_void) {
         rb->rows++;
@@ -118,7 +154,7 @@ void result_on_row(void *arg, int target, int nfields, const wire::Span *fields)
             rb->cstrings[i] = (map[i] < 0 || map[i] >= nfields) ? nullptr : cstr(fields[map[i]]);
         HeapTuple tup = BuildTupleFromCStrings(rb->attin, rb->cstrings);
         if (rb->store) {
-            tuplestore_puttuple(rb->store, tup);
+            tuplestore_puttuple(store_for(rb, target), tup);
         } else {
             MemoryContextSwitchTo(rb->call_cxt);
             rb->value = HeapTupleGetDatum(heap_copytuple(tup));
@@ -129,7 +165,7 @@ void result_on_row(void *arg, int target, int nfields, const wire::Span *fields)
         if (rb->store) {
             Datum v = InputFunctionCall(&pf->result_in, s, pf->result_ioparam, -1);
             bool isnull = (s == nullptr);
-            tuplestore_putvalues(rb->store, rb->desc, &v, &isnull);
+            tuplestore_putvalues(store_for(rb, target), rb->desc, &v, &isnull);
         } else {
             MemoryContextSwitchTo(rb->call_cxt);
             rb->value = InputFunctionCall(&pf->result_in, s, pf->result_ioparam, -1);

@@ -22,6 +22,13 @@ struct ResultBuilder {
     char **cstrings;            /* per attribute of desc (dropped: NULL) */
     int ntargets;
     int **colmap;               /* per target: remote column of each attribute, by name */
+    /* SETOF of several targets: rows come back in target order, as PL/Proxy
+     * returns them. The head target's rows go straight into `store`; a later
+     * target's wait in its own tuplestore (spilling to disk past work_mem)
+     * until every target before it is done. */
+    int head;
+    bool *done;
+    Tuplestorestate **pending;
     Tuplestorestate *store;     /* SETOF */
     int64 rows;
     Datum value;
@@ -31,6 +38,7 @@ struct ResultBuilder {
 void result_begin(ResultBuilder *rb, ProxyFunction *pf, FunctionCallInfo fcinfo, int ntargets);
 void result_on_describe(void *arg, int target, int nfields, const wire::Span *names);
 void result_on_row(void *arg, int target, int nfields, const wire::Span *fields);
+void result_on_target_done(void *arg, int target);
 Datum result_finish(ResultBuilder *rb);
 
 } // namespace bgw

@@ -70,7 +70,6 @@ struct Call {
     bool accounted = false;          /* counted as ended (account_end) */
     std::deque<std::string> outbox;  /* encoded messages not yet in the ring */
     std::vector<std::unique_ptr<Task>> tasks;
-    size_t head = 0;                 /* rows leave in target order: only this task reads */
 };
 
 struct Worker {
@@ -114,10 +113,10 @@ void put_error_fields(wire::Writer<Buf> &w, const PGresult *res, const char *sql
     w.str(field(PG_DIAG_CONTEXT));
 }
 
-/* Rows go out target by target, in the order the backend listed them (as
- * PL/Proxy returns them). The statements still run in parallel remotely; a
- * later target's results wait in its socket until its turn. */
-bool Task::can_accept() { return call->outbox.empty() && call->head == index; }
+/* Every target is read as its results arrive: holding a connection unread
+ * while waiting for another could deadlock calls against the pool limits.
+ * The backend puts the rows back in target order. */
+bool Task::can_accept() { return call->outbox.empty(); }
 
 void Task::on_describe(const PGresult *res)
 {
@@ -398,15 +397,11 @@ bool step_call(Call &c)
     }
 
     bool had_backlog = !c.outbox.empty();
-    size_t old_head = c.head;
-    while (c.head < c.tasks.size() && c.tasks[c.head]->finished)
-        c.head++;
     flush_outbox(c);
-    /* the reading task may continue: the ring has room again, or it just
-     * became the head of the order */
-    if (c.outbox.empty() && (had_backlog || c.head != old_head) && c.head < c.tasks.size() &&
-        c.tasks[c.head]->job)
-        self->pool.resume(c.tasks[c.head]->job);
+    if (had_backlog && c.outbox.empty())
+        for (auto &t : c.tasks)
+            if (t->job)
+                self->pool.resume(t->job);
 
     if (c.phase == Phase::Running) {
         bool all_done = true;
