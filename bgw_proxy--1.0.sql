@@ -75,3 +75,6 @@ LANGUAGE C STRICT VOLATILE;
 CREATE VIEW bgw_proxy_cluster_cache AS
     SELECT d.datname AS database, c.cluster, c.version, c.partitions
     FROM bgw_proxy_cluster_cache_1_0() c LEFT JOIN pg_database d ON d.oid = c.dbid;
+-- cluster names of every database: for administrators only
+REVOKE ALL ON FUNCTION bgw_proxy_cluster_cache_1_0() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION bgw_proxy_cluster_cache_1_0() TO pg_read_all_stats;

@@ -18,6 +18,17 @@ CREATE ROLE bgw_mapped LOGIN;
 CREATE ROLE bgw_public_mapped LOGIN;
 CREATE USER MAPPING FOR bgw_other SERVER sq OPTIONS (user 'bgw_mapped');
 CREATE USER MAPPING FOR PUBLIC SERVER sq OPTIONS (user 'bgw_public_mapped');
+-- a non-superuser mapped to another user needs that user's password, and
+-- the remote must really ask for it (here it trusts everyone: refused)
+SET ROLE bgw_other;
+SELECT sq_user(1) AS own_mapping;
+RESET ROLE;
+ALTER USER MAPPING FOR bgw_other SERVER sq OPTIONS (ADD password 'secret');
+SET ROLE bgw_other;
+SELECT sq_user(1) AS own_mapping;
+RESET ROLE;
+-- mapped to itself, or set up for a superuser: fine
+ALTER USER MAPPING FOR bgw_other SERVER sq OPTIONS (SET user 'bgw_other');
 SET ROLE bgw_other;
 SELECT sq_user(1) AS own_mapping;
 RESET ROLE;

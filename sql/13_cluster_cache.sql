@@ -22,3 +22,14 @@ SELECT on_two();
 SELECT on_two();
 SELECT last_value AS loads FROM plproxy.loads;
 SELECT version FROM bgw_proxy_cluster_cache WHERE cluster = 'quad';
+-- the cache does not bypass the right to run the configuration functions
+GRANT USAGE ON SCHEMA plproxy TO bgw_other;
+GRANT SELECT ON ALL TABLES IN SCHEMA plproxy TO bgw_other;
+REVOKE EXECUTE ON FUNCTION plproxy.get_cluster_partitions(text) FROM PUBLIC;
+SET ROLE bgw_other;
+SELECT on_two();
+RESET ROLE;
+GRANT EXECUTE ON FUNCTION plproxy.get_cluster_partitions(text) TO PUBLIC;
+SET ROLE bgw_other;
+SELECT on_two() AS allowed_again;
+RESET ROLE;

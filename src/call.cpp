@@ -224,6 +224,7 @@ void encode_request(const CallRequest *req, StringInfoBuf &buf)
         w.str(tg.connstr);
         w.str(tg.user);
         w.str(tg.password);
+        w.u8(tg.require_password);
         w.str(encoding);
         w.u32(uint32(tg.nparams));
         for (int i = 0; i < tg.nparams; i++) {

@@ -18,6 +18,7 @@ struct CallTarget {
     const char *connstr;   /* as configured */
     const char *user;      /* NULL: as the connection string says */
     const char *password;  /* NULL: none (from a user mapping) */
+    bool require_password; /* fail unless the remote asked for the password */
     int nparams;
     const char **values;   /* text form; NULL entry = SQL NULL */
 };

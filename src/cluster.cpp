@@ -221,6 +221,8 @@ bool is_our_server(ForeignServer *server)
 
 void load_from_server(ClusterConfig *c, ForeignServer *server)
 {
+    /* first: an invalidation arriving during the load must find us */
+    c->serverid = server->serverid;
     ForeignDataWrapper *fdw = GetForeignDataWrapper(server->fdwid);
     MemoryContext old = MemoryContextSwitchTo(c->cxt);
     ListCell *lc;
@@ -250,7 +252,6 @@ void load_from_server(ClusterConfig *c, ForeignServer *server)
             ereport(ERROR, (errcode(ERRCODE_FDW_OPTION_NAME_NOT_FOUND),
                             errmsg("server \"%s\" has no option partition_%d", c->name, i),
                             errhint("Partitions are numbered from 0 without gaps.")));
-    c->serverid = server->serverid;
     MemoryContextSwitchTo(old);
 }
 
@@ -336,17 +337,20 @@ bool load_from_shared(ClusterConfig *c, int32 version)
 {
     if (!proxy_shared || proxy_shared->nclusters == 0)
         return false;
-    char *copy = nullptr;
+    char *copy = (char *) palloc(kClusterSlotData); /* not under the lock */
     uint32 len = 0;
+    bool hit = false;
     LWLockAcquire(proxy_shared->lock, LW_SHARED);
     SharedCluster *s = find_shared(c->name);
     if (s && s->version == version) {
         len = s->len;
-        copy = (char *) palloc(len + 1);
         memcpy(copy, s->data, len);
+        hit = true;
     }
     LWLockRelease(proxy_shared->lock);
-    return copy && deserialize(c, copy, len);
+    bool ok = hit && deserialize(c, copy, len);
+    pfree(copy);
+    return ok;
 }
 
 /* Publish a configuration just loaded: replaces the same cluster's slot,
@@ -443,6 +447,16 @@ ClusterConfig *cluster_get(const char *name)
                             errmsg("bgw_proxy cluster \"%s\" is not defined", name),
                             errhint("Create a server of the bgw_proxy foreign-data wrapper, or define "
                                     "plproxy.get_cluster_version(text) and plproxy.get_cluster_partitions(text).")));
+        /* the caller must be allowed to run the configuration functions,
+         * even when their result comes from a cache */
+        Oid config_fn = config_function("get_cluster_config", 1);
+        for (Oid fn : {version_fn, partitions_fn, config_fn}) {
+            if (!OidIsValid(fn))
+                continue;
+            AclResult acl = pg_proc_aclcheck(fn, GetUserId(), ACL_EXECUTE);
+            if (acl != ACLCHECK_OK)
+                aclcheck_error(acl, OBJECT_FUNCTION, get_func_name(fn));
+        }
         version = DatumGetInt32(OidFunctionCall1(version_fn, CStringGetTextDatum(name)));
     }
 
@@ -573,11 +587,23 @@ ClusterLogin cluster_login(ClusterConfig *c, const char **route_key)
         c->cached_role_name = MemoryContextStrdup(c->cxt, rolename);
         c->cached_map_user = map_user ? MemoryContextStrdup(c->cxt, map_user) : nullptr;
         c->cached_map_password = map_password ? MemoryContextStrdup(c->cxt, map_password) : nullptr;
+        /* Any role with USAGE may create its own user mapping: naming another
+         * remote user must not work without that user's password, whatever
+         * the remote's trust or peer rules say (as in postgres_fdw). */
+        bool require = map_user && strcmp(map_user, rolename) != 0 && !superuser_arg(role);
+        if (require && !map_password)
+            ereport(ERROR, (errcode(ERRCODE_S_R_E_PROHIBITED_SQL_STATEMENT_ATTEMPTED),
+                            errmsg("password is required to connect to cluster \"%s\" as \"%s\"", c->name,
+                                   map_user),
+                            errdetail("Non-superusers must give a password in the user mapping to connect as "
+                                      "another user.")));
+        c->cached_require_password = require;
         c->cached_route_key = MemoryContextStrdup(c->cxt, psprintf("cluster %s|%u", c->name, role));
         c->cached_role = role;
     }
     *route_key = c->cached_route_key;
-    return ClusterLogin{c->cached_role_name, c->cached_map_user, c->cached_map_password};
+    return ClusterLogin{c->cached_role_name, c->cached_map_user, c->cached_map_password,
+                        c->cached_require_password};
 }
 
 } // namespace bgw

@@ -45,6 +45,7 @@ struct ClusterConfig {
     char *cached_role_name;
     char *cached_map_user;
     char *cached_map_password;
+    bool cached_require_password;
     char *cached_route_key;
 };
 
@@ -53,6 +54,8 @@ struct ClusterLogin {
     const char *role;        /* the calling role (current_user or session_user) */
     const char *user;        /* from the user mapping: for every partition */
     const char *password;    /* from the user mapping */
+    bool require_password;   /* a non-superuser mapped to another user: the
+                              * remote must authenticate with the password */
 };
 
 /* The configuration of a cluster, loaded or refreshed as needed. */

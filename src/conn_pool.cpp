@@ -94,6 +94,7 @@ private:
     bool prepare_disabled_ = false;   /* the remote lost one: a pooler in between */
     std::string preparing_;           /* name being prepared for job_, or empty */
     uint64_t id_ = 0;                 /* unique in the pool: sockets are reused */
+    bool require_password_ = false;   /* from the job that opened the connection */
     bool prepare_ok_ = false;
     bool resend_unprepared_ = false;  /* execute found no statement: run it plain */
     uint64_t next_statement_ = 0;     /* names are never reused: a prepare whose
@@ -135,6 +136,7 @@ bool Connection::start_connect(const JobSpec &spec, std::string &err)
     }
     PQsetnonblocking(pg_, 1);
     PQsetNoticeReceiver(pg_, notice_receiver, this);
+    require_password_ = spec.require_password;
     if (spec.lifetime_s > 0) {
         /* staggered by up to +-10% so a pool does not reconnect all at once */
         long ms = long(spec.lifetime_s) * 1000;
@@ -242,6 +244,21 @@ void Connection::on_io(bool readable, bool writable)
 {
     if (state_ == ConnState::Connecting) {
         PostgresPollingStatusType st = PQconnectPoll(pg_);
+        if (st == PGRES_POLLING_OK && require_password_ && !PQconnectionUsedPassword(pg_)) {
+            /* the remote let us in without the password (trust, peer...):
+             * a non-superuser must not become another user that way */
+            if (pending_) {
+                Job *j = pending_;
+                pending_ = nullptr;
+                j->sink->on_error(nullptr, "28000", "password is required",
+                                  "The remote server did not ask for the password of the user mapping; "
+                                  "non-superusers may not connect as another user without one.");
+                delete j;
+            }
+            dead_ = true;
+            dead_reason_ = "password not used";
+            return;
+        }
         if (st == PGRES_POLLING_OK) {
             pool_.connects_++;
             state_ = ConnState::Idle;
@@ -456,14 +473,16 @@ void Connection::expire()
 
 Pool::~Pool() { close_all(); }
 
-Job *Pool::submit(JobSpec spec, QuerySink *sink)
+void Pool::submit(JobSpec spec, QuerySink *sink, Job **handle)
 {
     auto *job = new Job{std::move(spec), sink, nullptr};
+    /* the caller holds the job before anything can fail or finish it; the
+     * sink clears *handle when the job ends */
+    *handle = job;
     KeyPool &kp = keys_[job->spec.key];
     kp.waiting.push_back(job);
     dispatch(kp);
     reap();
-    return job;
 }
 
 /* Give waiting jobs idle connections, open new ones within the limit. */

@@ -69,6 +69,7 @@ struct JobSpec {
     std::string connstr;
     std::string user;                /* empty: as the connection string says */
     std::string password;            /* empty: none given */
+    bool require_password = false;   /* the remote must have asked for the password */
     std::string encoding;            /* client_encoding for a new connection */
     int connect_timeout_ms = 0;      /* 0: none */
     int query_timeout_ms = 0;        /* 0: none */
@@ -110,8 +111,9 @@ public:
     void set_limits(const PoolLimits &l) { limits_ = l; }
 
     /* Start (or queue) a job. The pool owns it until its sink hears
-     * on_done/on_error, or until abandon(). */
-    Job *submit(JobSpec spec, QuerySink *sink);
+     * on_done/on_error, or until abandon(). *handle is set to the job first
+     * thing; the sink must clear it when the job ends. */
+    void submit(JobSpec spec, QuerySink *sink, Job **handle);
 
     /* The caller no longer wants this job's results: a running statement is
      * cancelled, a waiting job is dropped. The Job* is invalid afterwards. */

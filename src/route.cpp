@@ -345,6 +345,7 @@ void route_cluster(ProxyFunction *pf, const CallArgs &a, CallRequest *req)
         targets[t].connstr = c->partitions[p];
         targets[t].user = login.user ? login.user : (c->has_user[p] ? nullptr : login.role);
         targets[t].password = login.password;
+        targets[t].require_password = login.require_password;
         targets[t].nparams = pf->nparams;
         targets[t].values = (const char **) palloc0(sizeof(char *) * (pf->nparams + 1));
         for (int k = 0; k < pf->nparams; k++)

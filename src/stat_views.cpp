@@ -87,21 +87,38 @@ Datum bgw_proxy_cluster_cache_1_0(PG_FUNCTION_ARGS)
     require_preloaded();
     InitMaterializedSRF(fcinfo, 0);
     auto *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+    /* copy what the rows need under the lock; build them after */
+    struct Row {
+        bool used;
+        Oid dbid;
+        char name[NAMEDATALEN];
+        int32 version;
+        uint32 nparts;
+    };
+    int n = proxy_shared->nclusters;
+    Row *rows = (Row *) palloc0(sizeof(Row) * (n + 1));
     LWLockAcquire(proxy_shared->lock, LW_SHARED);
-    for (int i = 0; i < proxy_shared->nclusters; i++) {
+    for (int i = 0; i < n; i++) {
         SharedCluster *s = shared_cluster(i);
+        rows[i].used = s->used;
         if (!s->used)
             continue;
-        uint32 nparts = 0;
-        memcpy(&nparts, s->data, Min(sizeof(nparts), Size(s->len)));
-        Datum values[4];
-        bool nulls[4] = {false};
-        values[0] = ObjectIdGetDatum(s->dbid);
-        values[1] = CStringGetTextDatum(s->name);
-        values[2] = Int32GetDatum(s->version);
-        values[3] = Int32GetDatum(int32(nparts));
-        tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+        rows[i].dbid = s->dbid;
+        memcpy(rows[i].name, s->name, NAMEDATALEN);
+        rows[i].version = s->version;
+        memcpy(&rows[i].nparts, s->data, Min(sizeof(uint32), Size(s->len)));
     }
     LWLockRelease(proxy_shared->lock);
+    for (int i = 0; i < n; i++) {
+        if (!rows[i].used)
+            continue;
+        Datum values[4];
+        bool nulls[4] = {false};
+        values[0] = ObjectIdGetDatum(rows[i].dbid);
+        values[1] = CStringGetTextDatum(rows[i].name);
+        values[2] = Int32GetDatum(rows[i].version);
+        values[3] = Int32GetDatum(int32(rows[i].nparts));
+        tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+    }
     return (Datum) 0;
 }

@@ -307,17 +307,19 @@ void start_call(Call &c, const char *data, Size len)
     for (auto &spec : specs) {
         uint32 partition, nparams;
         wire::Span connstr, user, password, encoding;
-        if (!r.u32(partition) || !r.str(connstr) || !r.str(user) || !r.str(password) || !r.str(encoding) ||
-            !r.u32(nparams)) {
+        uint8 require_password;
+        if (!r.u32(partition) || !r.str(connstr) || !r.str(user) || !r.str(password) ||
+            !r.u8(require_password) || !r.str(encoding) || !r.u32(nparams)) {
             fail_call(c, "bgw_proxy: malformed request");
             return;
         }
         spec.connstr.assign(connstr.data, connstr.len);
         spec.user.assign(user.data, user.len);
         spec.password.assign(password.data, password.len);
+        spec.require_password = require_password != 0;
         spec.encoding.assign(encoding.data, encoding.len);
         spec.key = spec.connstr + '\x1f' + spec.user + '\x1f' + spec.password + '\x1f' + spec.encoding + '\x1f' +
-                   std::to_string(s->roleid);
+                   std::to_string(s->roleid) + (spec.require_password ? "\x1fp" : "");
         spec.connect_timeout_ms = int(connect_ms);
         spec.query_timeout_ms = int(query_ms);
         spec.prepare = (flags & wire::kFlagPrepare) != 0;
@@ -347,9 +349,7 @@ void start_call(Call &c, const char *data, Size len)
     /* tasks are all in place before any job can report to them */
     for (uint32 i = 0; i < ntargets; i++) {
         Task *t = c.tasks[i].get();
-        Job *j = self->pool.submit(std::move(specs[i]), t);
-        if (!t->finished)
-            t->job = j;
+        self->pool.submit(std::move(specs[i]), t, &t->job);
     }
 }
 
@@ -429,24 +429,26 @@ void step_all_calls()
     auto &calls = self->calls;
     for (size_t i = 0; i < calls.size();) {
         bool done;
+        bool failed = false;
+        char msg[256] = {0};
         try {
             done = step_call(*calls[i]);
         } catch (const std::exception &e) {
             /* one call's failure (out of memory, a message too large for
              * the ring...) must not take the others down with the worker */
-            char msg[256];
             strlcpy(msg, e.what(), sizeof(msg));
             Call &c = *calls[i];
             abandon_jobs(c);
             c.outbox.clear();
             release_slot(c);
-            done = true;
-            pg_call([&] { ereport(LOG, (errmsg("bgw_proxy worker %d gave up a call: %s", self->index, msg))); });
+            done = failed = true;
         }
         if (done)
             calls.erase(calls.begin() + long(i));
         else
             i++;
+        if (failed)
+            pg_call([&] { ereport(LOG, (errmsg("bgw_proxy worker %d gave up a call: %s", self->index, msg))); });
     }
 }
 
