@@ -78,3 +78,10 @@ SELECT sum(connects) - :connects_before AS reconnects_while_young FROM pg_stat_b
 SELECT pg_sleep(1.3);
 SELECT shortlived_call();
 SELECT sum(connects) - :connects_before AS reconnects_after_lifetime FROM pg_stat_bgw_proxy_workers;
+-- a call waiting for a connection of a full pool gives up after
+-- bgw_proxy.pool_wait_timeout: here the pool has one connection, busy for 2s
+CREATE FUNCTION twins_nap(s float8) RETURNS SETOF int AS $$ CLUSTER 'twins'; RUN ON ALL; SELECT 1 FROM pg_sleep(s); $$ LANGUAGE bgw_proxy;
+SET bgw_proxy.pool_wait_timeout = '500ms';
+SELECT count(*) FROM twins_nap(2);
+RESET bgw_proxy.pool_wait_timeout;
+SELECT count(*) AS both_ran_in_turn FROM twins_nap(0.1);

@@ -214,6 +214,7 @@ void encode_request(const CallRequest *req, StringInfoBuf &buf)
     w.u32(uint32(req->query_timeout_ms));
     w.u32(uint32(req->max_connections));
     w.u32(uint32(req->connection_lifetime_s));
+    w.u32(uint32(guc_pool_wait_timeout_ms));
     w.str(req->function_name);
     w.str(req->query);
     w.u32(uint32(req->ntargets));

@@ -476,6 +476,7 @@ Pool::~Pool() { close_all(); }
 void Pool::submit(JobSpec spec, QuerySink *sink, Job **handle)
 {
     auto *job = new Job{std::move(spec), sink, nullptr};
+    job->wait_until = after_ms(job->spec.pool_wait_timeout_ms);
     /* the caller holds the job before anything can fail or finish it; the
      * sink clears *handle when the job ends */
     *handle = job;
@@ -599,6 +600,20 @@ void Pool::on_socket(Connection *c, bool readable, bool writable)
 
 void Pool::on_timer(Clock::time_point now)
 {
+    /* calls that waited too long for a connection of a full pool */
+    for (auto &[key, kp] : keys_)
+        for (auto it = kp.waiting.begin(); it != kp.waiting.end();) {
+            Job *j = *it;
+            if (j->wait_until > now) {
+                ++it;
+                continue;
+            }
+            it = kp.waiting.erase(it);
+            j->sink->on_error(nullptr, "53300", "timed out waiting for a pooled connection",
+                              "Every connection of this pool (bgw_proxy.max_pool_connections or the "
+                              "cluster's max_connections) stayed busy for bgw_proxy.pool_wait_timeout.");
+            delete j;
+        }
     for (auto &[key, kp] : keys_)
         for (Connection *c : kp.conns) {
             if (c->dead_)
@@ -623,6 +638,9 @@ void Pool::on_timer(Clock::time_point now)
 Clock::time_point Pool::next_deadline() const
 {
     Clock::time_point t = Clock::time_point::max();
+    for (const auto &[key, kp] : keys_)
+        for (Job *j : kp.waiting)
+            t = std::min(t, j->wait_until);
     for (const auto &[key, kp] : keys_)
         for (Connection *c : kp.conns) {
             t = std::min(t, c->deadline_);

@@ -76,6 +76,7 @@ struct JobSpec {
     bool prepare = true;             /* run as a prepared statement of the connection */
     int max_connections = 0;         /* this pool's limit; 0: PoolLimits::max_per_key */
     int lifetime_s = 0;              /* close connections older than this (0: never) */
+    int pool_wait_timeout_ms = 0;    /* give up waiting for a connection (0: never) */
     std::string query;
     std::vector<std::string> params;
     std::vector<bool> param_null;
@@ -87,6 +88,7 @@ struct Job {
     JobSpec spec;
     QuerySink *sink = nullptr;
     Connection *conn = nullptr;      /* set while running */
+    Clock::time_point wait_until = Clock::time_point::max(); /* while queued */
 };
 
 enum class ConnState { Connecting, Idle, Busy, Cancelling };

@@ -18,6 +18,7 @@ int guc_max_clusters = 64;
 int guc_connect_timeout_ms = 10000;
 int guc_query_timeout_ms = 0;
 int guc_worker_wait_timeout_ms = 10000;
+int guc_pool_wait_timeout_ms = 30000;
 int guc_idle_timeout_s = 300;
 int guc_max_pool_connections = 32;
 bool guc_remote_prepare = true;
@@ -67,6 +68,12 @@ void define_gucs(void)
         "released by a previous cancelled call.",
         nullptr, &guc_worker_wait_timeout_ms, 10000, 100, INT_MAX, PGC_SIGHUP, GUC_UNIT_MS, nullptr,
         nullptr, nullptr);
+
+    DefineCustomIntVariable(
+        "bgw_proxy.pool_wait_timeout",
+        "How long a call waits for a connection of a pool that is at its limit.",
+        "0 means as long as it takes (until statement_timeout or a cancel).",
+        &guc_pool_wait_timeout_ms, 30000, 0, INT_MAX, PGC_SUSET, GUC_UNIT_MS, nullptr, nullptr, nullptr);
 
     DefineCustomIntVariable(
         "bgw_proxy.idle_timeout", "Idle pooled connections are closed after this long.",

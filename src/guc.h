@@ -16,6 +16,7 @@ extern int guc_max_clusters;
 extern int guc_connect_timeout_ms;
 extern int guc_query_timeout_ms;
 extern int guc_worker_wait_timeout_ms;
+extern int guc_pool_wait_timeout_ms;
 extern int guc_idle_timeout_s;
 extern int guc_max_pool_connections;
 extern bool guc_remote_prepare;

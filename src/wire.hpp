@@ -5,6 +5,7 @@
  *   request (backend -> worker), one message per call:
  *     u32 kRequestMagic, u32 flags, u32 connect_timeout_ms, u32 query_timeout_ms,
  *     u32 max_connections (per pool, 0: the GUC), u32 connection_lifetime_s (0: none),
+ *     u32 pool_wait_timeout_ms (0: none),
  *     str function (for error context), str query, u32 ntargets, then per target:
  *       u32 partition, str connstr, str user, str password, u8 require_password, str encoding,
  *       u32 nparams, then per param: blob   (empty user/password: not given)

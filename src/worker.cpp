@@ -293,11 +293,11 @@ void fail_call(Call &c, const char *message)
 void start_call(Call &c, const char *data, Size len)
 {
     wire::Reader r(data, len);
-    uint32 magic, flags, connect_ms, query_ms, max_conns, lifetime_s, ntargets;
+    uint32 magic, flags, connect_ms, query_ms, max_conns, lifetime_s, wait_ms, ntargets;
     wire::Span function, query;
     if (!r.u32(magic) || magic != wire::kRequestMagic || !r.u32(flags) || !r.u32(connect_ms) ||
-        !r.u32(query_ms) || !r.u32(max_conns) || !r.u32(lifetime_s) || !r.str(function) || !r.str(query) ||
-        !r.u32(ntargets) ||
+        !r.u32(query_ms) || !r.u32(max_conns) || !r.u32(lifetime_s) || !r.u32(wait_ms) || !r.str(function) ||
+        !r.str(query) || !r.u32(ntargets) ||
         ntargets == 0 || ntargets > 65535) {
         fail_call(c, "bgw_proxy: malformed request");
         return;
@@ -325,6 +325,7 @@ void start_call(Call &c, const char *data, Size len)
         spec.prepare = (flags & wire::kFlagPrepare) != 0;
         spec.max_connections = int(max_conns);
         spec.lifetime_s = int(lifetime_s);
+        spec.pool_wait_timeout_ms = int(wait_ms);
         spec.query.assign(query.data, query.len);
         spec.params.resize(nparams);
         spec.param_null.resize(nparams);
