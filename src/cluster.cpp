@@ -196,20 +196,9 @@ void load_from_functions(ClusterConfig *c, Oid partitions_fn)
 
 void check_connstrs(ClusterConfig *c)
 {
-    for (int i = 0; i < c->nparts; i++) {
-        char *err = nullptr;
-        PQconninfoOption *opts = PQconninfoParse(c->partitions[i], &err);
-        if (!opts) {
-            char *msg = take_libpq_error(err);
-            ereport(ERROR, (errcode(ERRCODE_SYNTAX_ERROR),
-                            errmsg("invalid connection string for partition %d of cluster \"%s\"", i, c->name),
-                            errdetail_internal("%s", msg)));
-        }
-        for (PQconninfoOption *o = opts; o->keyword; o++)
-            if (strcmp(o->keyword, "user") == 0 && o->val && o->val[0])
-                c->has_user[i] = true;
-        PQconninfoFree(opts);
-    }
+    for (int i = 0; i < c->nparts; i++)
+        c->has_user[i] = connstr_names_user(c->partitions[i], ERRCODE_SYNTAX_ERROR,
+                                            psprintf("partition %d of cluster \"%s\"", i, c->name));
 }
 
 /* The FDW of a server, if it is one of ours. */
@@ -402,15 +391,27 @@ void reset_entry(ClusterConfig *c)
 
 } // namespace
 
-char *take_libpq_error(char *err)
+bool connstr_names_user(const char *connstr, int sqlstate, const char *what)
 {
-    char *msg = pstrdup(err ? err : "out of memory");
-    if (err)
-        PQfreemem(err);
-    size_t n = strlen(msg);
-    while (n > 0 && (msg[n - 1] == '\n' || msg[n - 1] == ' '))
-        msg[--n] = '\0';
-    return msg;
+    char *err = nullptr;
+    PQconninfoOption *opts = PQconninfoParse(connstr, &err);
+    if (!opts) {
+        /* libpq's text without its trailing newline */
+        char *msg = pstrdup(err ? err : "out of memory");
+        if (err)
+            PQfreemem(err);
+        size_t n = strlen(msg);
+        while (n > 0 && (msg[n - 1] == '\n' || msg[n - 1] == ' '))
+            msg[--n] = '\0';
+        ereport(ERROR, (errcode(sqlstate), errmsg("invalid connection string in %s", what),
+                        errdetail_internal("%s", msg)));
+    }
+    bool has_user = false;
+    for (PQconninfoOption *o = opts; o->keyword; o++)
+        if (strcmp(o->keyword, "user") == 0 && o->val && o->val[0])
+            has_user = true;
+    PQconninfoFree(opts);
+    return has_user;
 }
 
 ClusterConfig *cluster_get(const char *name)
@@ -524,15 +525,8 @@ void cluster_validate_options(List *options, Oid catalog)
             if (catalog != ForeignServerRelationId)
                 ereport(ERROR, (errcode(ERRCODE_FDW_INVALID_OPTION_NAME),
                                 errmsg("partitions are options of a server, not of \"%s\"", d->defname)));
-            char *err = nullptr;
-            PQconninfoOption *opts = PQconninfoParse(val, &err);
-            if (!opts) {
-                char *msg = take_libpq_error(err);
-                ereport(ERROR, (errcode(ERRCODE_FDW_INVALID_STRING_FORMAT),
-                                errmsg("invalid connection string in option \"%s\"", d->defname),
-                                errdetail_internal("%s", msg)));
-            }
-            PQconninfoFree(opts);
+            (void) connstr_names_user(val, ERRCODE_FDW_INVALID_STRING_FORMAT,
+                                      psprintf("option \"%s\"", d->defname));
             if (bms_is_member(n, seen))
                 ereport(ERROR, (errcode(ERRCODE_FDW_INVALID_OPTION_NAME),
                                 errmsg("duplicate partition number %d (option \"%s\")", n, d->defname)));

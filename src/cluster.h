@@ -68,9 +68,9 @@ int cluster_partition_for_hash(const ClusterConfig *c, int64 hash);
  * else as the user its connection string names, else as `role`. */
 ClusterLogin cluster_login(ClusterConfig *c, const char **route_key);
 
-/* libpq's error text (from PQconninfoParse) as a palloc'd string without
- * its trailing newline; frees the original. */
-char *take_libpq_error(char *err);
+/* Checks a connection string (errors as "invalid connection string in
+ * <what>", with sqlstate) and says whether it names a user. */
+bool connstr_names_user(const char *connstr, int sqlstate, const char *what);
 
 /* Validates options of the bgw_proxy foreign-data wrapper, its servers and
  * user mappings (the FDW validator). */

@@ -367,6 +367,9 @@ void compile_body(const FunctionInfo &fi, ProxyFunction *pf, Problem &p)
             set_problem(p, ERRCODE_SYNTAX_ERROR, body.connect.body_pos, "invalid connection string: " + m);
             return;
         }
+        for (PQconninfoOption *o = opts; o->keyword; o++)
+            if (strcmp(o->keyword, "user") == 0 && o->val && o->val[0])
+                pf->connect_has_user = true;
         PQconninfoFree(opts);
     }
     if (pf->run.kind == EXPR_NUMBER && pf->run.number < 0) {

@@ -44,6 +44,7 @@ struct ProxyFunction {
 
     /* where: CONNECT, or CLUSTER + RUN ON (+ SPLIT) */
     LocalExpr connect;
+    bool connect_has_user;      /* CONNECT 'literal' names a user (parsed once) */
     LocalExpr cluster;
     LocalExpr run;
     int nargs;                  /* input arguments = fcinfo->nargs */

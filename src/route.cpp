@@ -250,20 +250,12 @@ void route_connect(ProxyFunction *pf, const CallArgs &a, CallRequest *req)
                             errmsg("bgw_proxy function %s: the CONNECT function returned no row", pf->name)));
     }
 
-    /* the calling role is added unless the string names a user */
-    char *err = nullptr;
-    PQconninfoOption *opts = PQconninfoParse(connstr, &err);
-    if (!opts) {
-        char *msg = take_libpq_error(err);
-        ereport(ERROR, (errcode(ERRCODE_SYNTAX_ERROR),
-                        errmsg("bgw_proxy function %s: invalid connection string", pf->name),
-                        errdetail_internal("%s", msg)));
-    }
-    bool has_user = false;
-    for (PQconninfoOption *o = opts; o->keyword; o++)
-        if (strcmp(o->keyword, "user") == 0 && o->val && o->val[0])
-            has_user = true;
-    PQconninfoFree(opts);
+    /* the calling role is the user unless the string names one (a literal
+     * was checked once, at compile time) */
+    bool has_user = x->kind == EXPR_LITERAL
+                        ? pf->connect_has_user
+                        : connstr_names_user(connstr, ERRCODE_SYNTAX_ERROR,
+                                             psprintf("CONNECT of bgw_proxy function %s", pf->name));
 
     CallTarget *t = (CallTarget *) palloc0(sizeof(CallTarget));
     t->partition = 0;
