@@ -39,5 +39,8 @@ SELECT * FROM rich_users(100);
 \echo '-- the workers and their pooled remote connections'
 SELECT worker, state, conns_open, conns_idle, requests_served, connects
   FROM pg_stat_bgw_proxy_workers ORDER BY worker;
+\echo '-- per pool: where the calls went and what came back'
+SELECT database, conninfo, role, conns_idle, calls, errors, rows, connects
+  FROM pg_stat_bgw_proxy;
 SQL
 echo "== demo done; the throwaway cluster is removed"

@@ -66,12 +66,36 @@ void wake_worker(int w)
     }
 }
 
+/* What pg_stat_activity shows while a call waits for its worker. Custom
+ * wait event names exist from PostgreSQL 17; before, every extension wait
+ * shows as wait_event_type and wait_event "Extension". */
+uint32 call_wait_event(void)
+{
+#if PG_VERSION_NUM >= 170000
+    static uint32 event = 0;
+    if (event == 0)
+        event = WaitEventExtensionNew("BgwProxyCall");
+    return event;
+#else
+    return PG_WAIT_EXTENSION;
+#endif
+}
+
 /* Wait on our latch, for at most `ms`; interrupts are served. */
 void wait_a_little(long ms)
 {
-    (void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, ms, PG_WAIT_EXTENSION);
+    (void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, ms, call_wait_event());
     ResetLatch(MyLatch);
     CHECK_FOR_INTERRUPTS();
+}
+
+/* Raise the queues' peak depth to what it is now (just after a push). */
+void note_queue_depth(void)
+{
+    uint64 depth = queue_depth();
+    uint64 peak = pg_atomic_read_u64(&proxy_shared->peak_depth);
+    while (depth > peak && !pg_atomic_compare_exchange_u64(&proxy_shared->peak_depth, &peak, depth)) {
+    }
 }
 
 /* Leave the call whatever state it is in; must not raise an error. */
@@ -92,6 +116,7 @@ void abandon_active_call(void)
     uint32 expected = SLOT_SUBMITTED;
     if (pg_atomic_compare_exchange_u32(&s->state, &expected, SLOT_FREE)) {
         /* no worker saw it: the call ends here */
+        pg_atomic_fetch_add_u64(&proxy_shared->withdrawn, 1);
         pg_atomic_fetch_add_u64(&proxy_shared->completed, 1);
     } else if (expected == SLOT_RUNNING) {
         /* the worker owns it: ask it to cancel and let go */
@@ -114,6 +139,7 @@ RequestSlot *acquire_slot(int idx)
 {
     RequestSlot *s = request_slot(idx);
     TimestampTz start = GetCurrentTimestamp();
+    bool counted = false;
     for (;;) {
         uint32 st = pg_atomic_read_u32(&s->state);
         if (st == SLOT_FREE)
@@ -127,6 +153,10 @@ RequestSlot *acquire_slot(int idx)
                             errmsg("bgw_proxy: the previous call of this session is still being cancelled"),
                             errhint("Try again; if it persists, check the bgw_proxy workers with "
                                     "pg_stat_bgw_proxy_workers.")));
+        if (!counted) {
+            counted = true;
+            pg_atomic_fetch_add_u64(&proxy_shared->slot_waits, 1);
+        }
         wait_a_little(10);
     }
 }
@@ -216,6 +246,7 @@ void encode_request(const CallRequest *req, StringInfoBuf &buf)
     w.u32(uint32(req->connection_lifetime_s));
     w.u32(uint32(guc_pool_wait_timeout_ms));
     w.str(req->function_name);
+    w.str(req->cluster_name);
     w.str(req->query);
     w.u32(uint32(req->ntargets));
     const char *encoding = GetDatabaseEncodingName();
@@ -293,6 +324,7 @@ void run_call(const CallRequest *req, const ResultSink *sink)
         } while (!worker_queue(worker)->push(ticket));
     }
     wake_worker(worker);
+    note_queue_depth();
 
     TimestampTz submitted_at = GetCurrentTimestamp();
     bool saw_done = false;

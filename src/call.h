@@ -25,6 +25,7 @@ struct CallTarget {
 
 struct CallRequest {
     const char *function_name;   /* for error context */
+    const char *cluster_name;    /* NULL for CONNECT: names the statistics entry */
     const char *query;
     int connect_timeout_ms;      /* 0: none */
     int query_timeout_ms;        /* 0: none */

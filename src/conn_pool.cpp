@@ -94,6 +94,8 @@ private:
     bool prepare_disabled_ = false;   /* the remote lost one: a pooler in between */
     std::string preparing_;           /* name being prepared for job_, or empty */
     uint64_t id_ = 0;                 /* unique in the pool: sockets are reused */
+    int stat_id_ = -1;                /* the JobSpec::stat_id it was opened for */
+    bool connected_ = false;          /* the handshake succeeded (observer told) */
     bool require_password_ = false;   /* from the job that opened the connection */
     bool prepare_ok_ = false;
     bool resend_unprepared_ = false;  /* execute found no statement: run it plain */
@@ -137,6 +139,7 @@ bool Connection::start_connect(const JobSpec &spec, std::string &err)
     PQsetnonblocking(pg_, 1);
     PQsetNoticeReceiver(pg_, notice_receiver, this);
     require_password_ = spec.require_password;
+    stat_id_ = spec.stat_id;
     if (spec.lifetime_s > 0) {
         /* staggered by up to +-10% so a pool does not reconnect all at once */
         long ms = long(spec.lifetime_s) * 1000;
@@ -261,6 +264,9 @@ void Connection::on_io(bool readable, bool writable)
         }
         if (st == PGRES_POLLING_OK) {
             pool_.connects_++;
+            connected_ = true;
+            if (pool_.observer_)
+                pool_.observer_->connected(stat_id_);
             state_ = ConnState::Idle;
             deadline_ = Clock::time_point::max();
             last_used_ = Clock::now();
@@ -476,6 +482,7 @@ Pool::~Pool() { close_all(); }
 void Pool::submit(JobSpec spec, QuerySink *sink, Job **handle)
 {
     auto *job = new Job{std::move(spec), sink, nullptr};
+    job->queued_at = Clock::now();
     job->wait_until = after_ms(job->spec.pool_wait_timeout_ms);
     /* the caller holds the job before anything can fail or finish it; the
      * sink clears *handle when the job ends */
@@ -674,6 +681,8 @@ void Pool::reap()
                     job_finished(dead->job_);
                     dead->job_ = nullptr;
                 }
+                if (dead->connected_ && observer_)
+                    observer_->disconnected(dead->stat_id_);
                 delete dead;
                 closed = true;
             } else {
@@ -703,6 +712,8 @@ void Pool::close_all()
                     PQfreeCancel(cancel);
                 }
             }
+            if (c->connected_ && observer_)
+                observer_->disconnected(c->stat_id_);
             delete c;
         }
         for (Job *j : kp.waiting)
@@ -711,19 +722,37 @@ void Pool::close_all()
     keys_.clear();
 }
 
+static void count_connection(PoolCounts &n, ConnState st)
+{
+    n.open++;
+    switch (st) {
+    case ConnState::Connecting: n.connecting++; break;
+    case ConnState::Idle: n.idle++; break;
+    case ConnState::Busy: n.active++; break;
+    case ConnState::Cancelling: n.cancelling++; break;
+    }
+}
+
+bool Pool::key_counts(const std::string &key, KeyCounts &n) const
+{
+    auto it = keys_.find(key);
+    if (it == keys_.end())
+        return false;
+    n = KeyCounts();
+    for (Connection *c : it->second.conns)
+        count_connection(n, c->state());
+    n.waiting = uint32_t(it->second.waiting.size());
+    if (!it->second.waiting.empty())
+        n.oldest_wait = it->second.waiting.front()->queued_at;
+    return true;
+}
+
 PoolCounts Pool::counts() const
 {
     PoolCounts n;
     for (const auto &[key, kp] : keys_)
-        for (Connection *c : kp.conns) {
-            n.open++;
-            switch (c->state_) {
-            case ConnState::Connecting: n.connecting++; break;
-            case ConnState::Idle: n.idle++; break;
-            case ConnState::Busy: n.active++; break;
-            case ConnState::Cancelling: n.cancelling++; break;
-            }
-        }
+        for (Connection *c : kp.conns)
+            count_connection(n, c->state());
     return n;
 }
 

@@ -77,6 +77,7 @@ struct JobSpec {
     int max_connections = 0;         /* this pool's limit; 0: PoolLimits::max_per_key */
     int lifetime_s = 0;              /* close connections older than this (0: never) */
     int pool_wait_timeout_ms = 0;    /* give up waiting for a connection (0: never) */
+    int stat_id = -1;                /* opaque to the pool: given back to the PoolObserver */
     std::string query;
     std::vector<std::string> params;
     std::vector<bool> param_null;
@@ -89,6 +90,7 @@ struct Job {
     QuerySink *sink = nullptr;
     Connection *conn = nullptr;      /* set while running */
     Clock::time_point wait_until = Clock::time_point::max(); /* while queued */
+    Clock::time_point queued_at = Clock::now();
 };
 
 enum class ConnState { Connecting, Idle, Busy, Cancelling };
@@ -103,6 +105,22 @@ struct PoolCounts {
     uint32_t open = 0, idle = 0, active = 0, connecting = 0, cancelling = 0;
 };
 
+/* One key's connections and its queue of jobs waiting for one. */
+struct KeyCounts : PoolCounts {
+    uint32_t waiting = 0;
+    Clock::time_point oldest_wait = Clock::time_point::max(); /* queued_at of the first waiting job */
+};
+
+/* Told when a connection opens (the handshake succeeded) and when an open
+ * connection closes, with the stat_id of the job it was opened for. Must
+ * not throw. */
+class PoolObserver {
+public:
+    virtual ~PoolObserver() = default;
+    virtual void connected(int stat_id) = 0;
+    virtual void disconnected(int stat_id) = 0;
+};
+
 class Pool {
 public:
     Pool() = default;
@@ -111,6 +129,7 @@ public:
     Pool &operator=(const Pool &) = delete;
 
     void set_limits(const PoolLimits &l) { limits_ = l; }
+    void set_observer(PoolObserver *o) { observer_ = o; }
 
     /* Start (or queue) a job. The pool owns it until its sink hears
      * on_done/on_error, or until abandon(). *handle is set to the job first
@@ -139,6 +158,8 @@ public:
     void close_all();
 
     PoolCounts counts() const;
+    /* false when the key has no connection and no waiting job */
+    bool key_counts(const std::string &key, KeyCounts &out) const;
     uint64_t connects() const { return connects_; }
 
 private:
@@ -156,6 +177,7 @@ private:
 
     std::map<std::string, KeyPool> keys_;
     PoolLimits limits_;
+    PoolObserver *observer_ = nullptr;
     uint64_t connects_ = 0;
     uint64_t connection_ids_ = 0;
 };

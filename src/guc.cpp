@@ -15,6 +15,7 @@ int guc_workers = 2;
 int guc_request_buffer_kb = 16;
 int guc_response_buffer_kb = 64;
 int guc_max_clusters = 64;
+int guc_max_tracked_pools = 1000;
 int guc_connect_timeout_ms = 10000;
 int guc_query_timeout_ms = 0;
 int guc_worker_wait_timeout_ms = 10000;
@@ -51,6 +52,14 @@ void define_gucs(void)
         "Each slot holds one cluster of one database (up to 16kB of partitions and options); "
         "backends take a cluster from there instead of calling the configuration functions again.",
         &guc_max_clusters, 64, 0, 10000, PGC_POSTMASTER, 0, nullptr, nullptr, nullptr);
+
+    DefineCustomIntVariable(
+        "bgw_proxy.max_tracked_pools",
+        "Pools (database, cluster, partition, role) tracked in pg_stat_bgw_proxy.",
+        "Split evenly between the workers. When a worker's share is full, the pool it used least "
+        "recently and that has no connection is forgotten to make room; if there is none, the new "
+        "pool is served but not shown.",
+        &guc_max_tracked_pools, 1000, 0, 1000000, PGC_POSTMASTER, 0, nullptr, nullptr, nullptr);
 
     DefineCustomIntVariable(
         "bgw_proxy.connect_timeout", "Maximum time to establish a remote connection.",

@@ -11,6 +11,7 @@ extern int guc_workers;
 extern int guc_request_buffer_kb;
 extern int guc_response_buffer_kb;
 extern int guc_max_clusters;
+extern int guc_max_tracked_pools;
 
 /* sighup context */
 extern int guc_connect_timeout_ms;

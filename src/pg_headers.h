@@ -46,6 +46,7 @@ extern "C" {
 #include "storage/procsignal.h"
 #include "storage/shm_mq.h"
 #include "storage/shmem.h"
+#include "storage/spin.h"
 #include "tcop/tcopprot.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"

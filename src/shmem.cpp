@@ -4,6 +4,7 @@
  */
 #include "shmem.h"
 #include "guc.h"
+#include "pool_stats.h"
 
 #include "pg_headers.h"
 
@@ -36,7 +37,11 @@ static Size segment_size(ProxyShared *out)
     off = add_size(off, mul_size(MaxBackends, request_ring_size() + response_ring_size()));
     Size clusters_off = off;
     off = add_size(off, mul_size(guc_max_clusters, MAXALIGN(sizeof(SharedCluster))));
+    Size pool_stats_off = align64(off);
+    off = add_size(pool_stats_off, pool_stats_size());
     if (out) {
+        out->pool_stats_off = pool_stats_off;
+        out->npool_stats = pool_stats_per_worker() * guc_workers;
         out->clusters_off = clusters_off;
         out->nclusters = guc_max_clusters;
         out->workers_off = workers_off;
@@ -79,6 +84,13 @@ static void shmem_startup(void)
         pg_atomic_init_u64(&sh->submitted, 0);
         pg_atomic_init_u64(&sh->completed, 0);
         pg_atomic_init_u64(&sh->queue_full_waits, 0);
+        pg_atomic_init_u64(&sh->picked_up, 0);
+        pg_atomic_init_u64(&sh->withdrawn, 0);
+        pg_atomic_init_u64(&sh->peak_depth, 0);
+        pg_atomic_init_u64(&sh->slot_waits, 0);
+        pg_atomic_init_u64(&sh->submitted_base, 0);
+        pg_atomic_init_u64(&sh->completed_base, 0);
+        pg_atomic_init_u64(&sh->stats_reset, uint64(GetCurrentTimestamp()));
 
         proxy_shared = sh;
         for (int i = 0; i < sh->nworkers; i++) {
@@ -101,6 +113,7 @@ static void shmem_startup(void)
         }
         for (int i = 0; i < sh->nclusters; i++)
             shared_cluster(i)->used = false;
+        pool_stats_init();
         for (int i = 0; i < sh->nslots; i++) {
             RequestSlot *s = request_slot(i);
             memset(s, 0, sizeof(RequestSlot));
@@ -153,6 +166,13 @@ void *slot_request_ring(int i)
 void *slot_response_ring(int i)
 {
     return static_cast<char *>(slot_request_ring(i)) + proxy_shared->request_ring_size;
+}
+
+uint64 queue_depth(void)
+{
+    uint64 out = pg_atomic_read_u64(&proxy_shared->picked_up) + pg_atomic_read_u64(&proxy_shared->withdrawn);
+    uint64 in = pg_atomic_read_u64(&proxy_shared->submitted);
+    return in > out ? in - out : 0;
 }
 
 void require_preloaded(void)

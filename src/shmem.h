@@ -8,6 +8,9 @@
  *   SubmitQueue      per worker, 64-byte aligned          (bgw_proxy.workers)
  *   RequestSlot      per possible backend                 (MaxBackends)
  *   ring memory      per slot: request ring + response ring
+ *   SharedCluster    per cluster cache slot               (bgw_proxy.max_clusters)
+ *   PoolStat         per tracked pool, a region per worker (bgw_proxy.max_tracked_pools;
+ *                    its contract is in pool_stats.h)
  *
  * Who writes what, and how it is read — the protocol every process follows:
  *
@@ -127,8 +130,9 @@ struct ProxyShared {
     LWLock *lock;
 
     /* offsets from the start of this struct */
-    Size workers_off, queues_off, slots_off, rings_off, clusters_off;
+    Size workers_off, queues_off, slots_off, rings_off, clusters_off, pool_stats_off;
     int nclusters;
+    int npool_stats;             /* entries in all; a region of npool_stats / nworkers per worker */
     uint64 cluster_stamp;        /* under lock: last SharedCluster.stamp given */
 
     /* queue counters: any process adds. submitted: a backend, per call
@@ -138,6 +142,20 @@ struct ProxyShared {
     pg_atomic_uint64 submitted;
     pg_atomic_uint64 completed;
     pg_atomic_uint64 queue_full_waits;
+    /* depth of the queues = submitted - picked_up - withdrawn. picked_up:
+     * the worker that wins a SUBMITTED->RUNNING CAS; withdrawn: a backend
+     * that takes back a call no worker picked up. */
+    pg_atomic_uint64 picked_up;
+    pg_atomic_uint64 withdrawn;
+    pg_atomic_uint64 peak_depth;   /* backends raise it (CAS) after pushing a ticket */
+    pg_atomic_uint64 slot_waits;   /* a backend whose slot was still held by its
+                                    * previous (cancelled) call */
+    /* bgw_proxy_stat_reset(): whoever resets writes these; the queue view
+     * shows submitted/completed since the reset, the raw counters keep
+     * serving the depth and in-flight arithmetic */
+    pg_atomic_uint64 submitted_base;
+    pg_atomic_uint64 completed_base;
+    pg_atomic_uint64 stats_reset;  /* TimestampTz */
 };
 
 /* Set in every process by the shmem startup hook; NULL when not preloaded. */
@@ -151,6 +169,11 @@ RequestSlot *request_slot(int i);
 SharedCluster *shared_cluster(int i);
 void *slot_request_ring(int i);
 void *slot_response_ring(int i);
+
+/* Calls submitted and not yet picked up by a worker (or taken back). Reads
+ * what leaves the queues before what enters, so a count caught in between
+ * makes it look smaller, never negative. */
+uint64 queue_depth(void);
 
 /* Errors out with a hint unless bgw_proxy was loaded at server start. */
 void require_preloaded(void);

@@ -3,13 +3,21 @@
  * views. Versioned names (..._1_0) so a later extension version can add
  * columns with a new function while old SQL keeps working.
  *
- * Reads only: atomics without locks, plus the shared lock for the fields a
- * worker publishes together (pid, started_at).
+ * Reads: atomics without locks, the shared lock for the fields a worker
+ * publishes together (pid, started_at), an entry's spinlock to copy its
+ * text (pool_stats.h). The reset functions write only atomics, and text
+ * under the entry's spinlock.
  */
 #include "shmem.h"
+#include "pool_stats.h"
 #include "submit_queue.hpp"
 
 #include "pg_headers.h"
+
+extern "C" {
+#include "catalog/pg_authid.h"
+#include "utils/acl.h"
+}
 
 extern "C" {
 PG_FUNCTION_INFO_V1(pg_stat_bgw_proxy_workers_1_0);
@@ -60,6 +68,32 @@ Datum pg_stat_bgw_proxy_workers_1_0(PG_FUNCTION_ARGS)
     }
     return (Datum) 0;
 }
+
+namespace {
+
+/* Text written by a worker is in the encoding of the database the call
+ * came from, and may be cut in the middle of a character: shown as is when
+ * valid here, else with its non-ASCII bytes as '?'. */
+Datum shared_text(const char *s)
+{
+    int len = int(strlen(s));
+    if (pg_verifymbstr(s, len, true))
+        return CStringGetTextDatum(s);
+    char *copy = pstrdup(s);
+    for (char *p = copy; *p; p++)
+        if (IS_HIGHBIT_SET(*p))
+            *p = '?';
+    return CStringGetTextDatum(copy);
+}
+
+uint64 since_reset(pg_atomic_uint64 *counter, pg_atomic_uint64 *base)
+{
+    uint64 b = pg_atomic_read_u64(base);
+    uint64 v = pg_atomic_read_u64(counter);
+    return v > b ? v - b : 0;
+}
+
+} // namespace
 
 Datum pg_stat_bgw_proxy_queue_1_0(PG_FUNCTION_ARGS)
 {
@@ -121,4 +155,154 @@ Datum bgw_proxy_cluster_cache_1_0(PG_FUNCTION_ARGS)
         tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
     }
     return (Datum) 0;
+}
+
+extern "C" {
+PG_FUNCTION_INFO_V1(pg_stat_bgw_proxy_queue_1_1);
+PG_FUNCTION_INFO_V1(pg_stat_bgw_proxy_1_1);
+PG_FUNCTION_INFO_V1(bgw_proxy_stat_reset_1_1);
+PG_FUNCTION_INFO_V1(bgw_proxy_stat_reset_cluster_1_1);
+}
+
+/* 1.1 adds depth, peak, in flight, slot waits and the reset time; the
+ * columns of 1.0 come first, unchanged. */
+Datum pg_stat_bgw_proxy_queue_1_1(PG_FUNCTION_ARGS)
+{
+    require_preloaded();
+    InitMaterializedSRF(fcinfo, 0);
+    auto *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+    ProxyShared *sh = proxy_shared;
+    Datum values[10];
+    bool nulls[10] = {false};
+    /* completed before submitted: in flight may look smaller, never negative */
+    uint64 completed = pg_atomic_read_u64(&sh->completed);
+    uint64 depth = queue_depth();
+    uint64 submitted = pg_atomic_read_u64(&sh->submitted);
+    values[0] = Int32GetDatum(sh->nworkers);
+    values[1] = Int64GetDatum((int64) kSubmitQueueCapacity);
+    values[2] = Int64GetDatum((int64) since_reset(&sh->submitted, &sh->submitted_base));
+    values[3] = Int64GetDatum((int64) since_reset(&sh->completed, &sh->completed_base));
+    values[4] = Int64GetDatum((int64) pg_atomic_read_u64(&sh->queue_full_waits));
+    values[5] = Int64GetDatum((int64) depth);
+    values[6] = Int64GetDatum((int64) pg_atomic_read_u64(&sh->peak_depth));
+    values[7] = Int64GetDatum((int64) (submitted > completed ? submitted - completed : 0));
+    values[8] = Int64GetDatum((int64) pg_atomic_read_u64(&sh->slot_waits));
+    values[9] = TimestampTzGetDatum((TimestampTz) pg_atomic_read_u64(&sh->stats_reset));
+    tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+    return (Datum) 0;
+}
+
+/* One row per tracked pool. Members of pg_read_all_stats (and superusers)
+ * see every row; other roles see the rows of roles whose privileges they
+ * have. The connection string never carries a password (pool_stats_worker
+ * masks it before it reaches shared memory). */
+Datum pg_stat_bgw_proxy_1_1(PG_FUNCTION_ARGS)
+{
+    require_preloaded();
+    InitMaterializedSRF(fcinfo, 0);
+    auto *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+    Oid me = GetUserId();
+    bool see_all = has_privs_of_role(me, ROLE_PG_READ_ALL_STATS);
+    TimestampTz now = GetCurrentTimestamp();
+
+    for (int i = 0; i < proxy_shared->npool_stats; i++) {
+        PoolStat *e = pool_stat(i);
+        bool used;
+        Oid dbid, roleid;
+        uint32 partition;
+        char cluster[NAMEDATALEN];
+        char conninfo[kStatConninfoLen];
+        char last_error[kStatErrorLen];
+        TimestampTz last_error_at;
+        SpinLockAcquire(&e->mutex);
+        used = e->used;
+        dbid = e->dbid;
+        roleid = e->roleid;
+        partition = e->partition;
+        memcpy(cluster, e->cluster, sizeof(cluster));
+        memcpy(conninfo, e->conninfo, sizeof(conninfo));
+        memcpy(last_error, e->last_error, sizeof(last_error));
+        last_error_at = e->last_error_at;
+        SpinLockRelease(&e->mutex);
+        if (!used || (!see_all && !has_privs_of_role(me, roleid)))
+            continue;
+        cluster[NAMEDATALEN - 1] = conninfo[kStatConninfoLen - 1] = last_error[kStatErrorLen - 1] = '\0';
+
+        Datum values[24];
+        bool nulls[24] = {false};
+        int k = 0;
+        values[k++] = ObjectIdGetDatum(dbid);
+        nulls[k] = cluster[0] == '\0';
+        values[k++] = shared_text(cluster);
+        nulls[k] = cluster[0] == '\0';
+        values[k++] = Int32GetDatum(int32(partition));
+        values[k++] = ObjectIdGetDatum(roleid);
+        values[k++] = shared_text(conninfo);
+        for (pg_atomic_uint32 *g : {&e->conns_open, &e->conns_idle, &e->conns_active, &e->conns_connecting,
+                                    &e->conns_cancelling, &e->waiting})
+            values[k++] = Int32GetDatum(int32(pg_atomic_read_u32(g)));
+        TimestampTz wait_since = TimestampTz(pg_atomic_read_u64(&e->wait_since));
+        values[k++] = Float8GetDatum(wait_since != 0 && now > wait_since ? double(now - wait_since) / 1000.0 : 0.0);
+        for (pg_atomic_uint64 *c : {&e->calls, &e->errors, &e->cancels, &e->rows, &e->bytes_sent,
+                                    &e->bytes_received})
+            values[k++] = Int64GetDatum(int64(pg_atomic_read_u64(c)));
+        values[k++] = Float8GetDatum(double(pg_atomic_read_u64(&e->time_us)) / 1000.0);
+        values[k++] = Int64GetDatum(int64(pg_atomic_read_u64(&e->connects)));
+        values[k++] = Int64GetDatum(int64(pg_atomic_read_u64(&e->disconnects)));
+        nulls[k] = last_error_at == 0;
+        values[k++] = shared_text(last_error);
+        nulls[k] = last_error_at == 0;
+        values[k++] = TimestampTzGetDatum(last_error_at);
+        values[k++] = TimestampTzGetDatum(TimestampTz(pg_atomic_read_u64(&e->stats_reset)));
+        Assert(k == 24);
+        tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+    }
+    return (Datum) 0;
+}
+
+namespace {
+
+/* Zero the counters of one cluster's entries in database dbid, or of
+ * every entry when cluster is NULL. */
+void reset_entries(const char *cluster, Oid dbid)
+{
+    TimestampTz now = GetCurrentTimestamp();
+    for (int i = 0; i < proxy_shared->npool_stats; i++) {
+        PoolStat *e = pool_stat(i);
+        SpinLockAcquire(&e->mutex);
+        bool match = e->used && (!cluster || (e->dbid == dbid && strncmp(e->cluster, cluster, NAMEDATALEN) == 0));
+        if (match) {
+            e->last_error[0] = '\0';
+            e->last_error_at = 0;
+        }
+        SpinLockRelease(&e->mutex);
+        if (match)
+            pool_stat_reset_counters(e, now);
+    }
+}
+
+} // namespace
+
+/* Everything: every pool's counters and the queue's. */
+Datum bgw_proxy_stat_reset_1_1(PG_FUNCTION_ARGS)
+{
+    require_preloaded();
+    ProxyShared *sh = proxy_shared;
+    reset_entries(nullptr, InvalidOid);
+    pg_atomic_write_u64(&sh->submitted_base, pg_atomic_read_u64(&sh->submitted));
+    pg_atomic_write_u64(&sh->completed_base, pg_atomic_read_u64(&sh->completed));
+    pg_atomic_write_u64(&sh->queue_full_waits, 0);
+    pg_atomic_write_u64(&sh->slot_waits, 0);
+    pg_atomic_write_u64(&sh->peak_depth, queue_depth());
+    pg_atomic_write_u64(&sh->stats_reset, uint64(GetCurrentTimestamp()));
+    PG_RETURN_VOID();
+}
+
+/* The pools of one cluster of the current database. */
+Datum bgw_proxy_stat_reset_cluster_1_1(PG_FUNCTION_ARGS)
+{
+    require_preloaded();
+    char *cluster = text_to_cstring(PG_GETARG_TEXT_PP(0));
+    reset_entries(cluster, MyDatabaseId);
+    PG_RETURN_VOID();
 }

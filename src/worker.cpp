@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "conn_pool.hpp"
+#include "pool_stats_worker.h"
 #include "guc.h"
 #include "shmem.h"
 #include "wire.hpp"
@@ -48,6 +49,7 @@ struct Task final : QuerySink {
     uint16 index = 0;
     Job *job = nullptr;
     bool finished = false;
+    JobTally tally;                  /* for pg_stat_bgw_proxy */
 
     bool can_accept() override;
     void on_describe(const PGresult *res) override;
@@ -77,6 +79,7 @@ struct Worker {
     uint32 incarnation = 0;
     WorkerState *state = nullptr;
     Pool pool;
+    StatBook stats;
     std::vector<std::unique_ptr<Call>> calls;
     WaitEventSet *wes = nullptr;
     std::vector<std::tuple<int, int, uint64_t>> wes_sockets; /* what wes was built for */
@@ -142,9 +145,12 @@ void Task::on_row(const PGresult *row)
     for (int i = 0; i < n; i++) {
         if (PQgetisnull(row, 0, i))
             w.null_blob();
-        else
+        else {
             w.blob(PQgetvalue(row, 0, i), size_t(PQgetlength(row, 0, i)));
+            tally.bytes_received += uint64(PQgetlength(row, 0, i));
+        }
     }
+    tally.rows++;
     call->outbox.push_back(std::move(b));
 }
 
@@ -175,6 +181,8 @@ void Task::on_error(const PGresult *res, const char *sqlstate, const std::string
     call->outbox.push_back(std::move(b));
     finished = true;
     job = nullptr;
+    const char *primary = res ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : nullptr;
+    self->stats.job_ended(tally, JobOutcome::Failed, primary ? primary : message.c_str());
 }
 
 void Task::on_done(uint64_t rows)
@@ -187,6 +195,8 @@ void Task::on_done(uint64_t rows)
     call->outbox.push_back(std::move(b));
     finished = true;
     job = nullptr;
+    tally.rows = rows;
+    self->stats.job_ended(tally, JobOutcome::Done, nullptr);
 }
 
 /* ------------------------------------------------------------ slots */
@@ -237,6 +247,7 @@ void abandon_jobs(Call &c)
             t->job = nullptr;
             t->finished = true;
             self->pool.abandon(j);
+            self->stats.job_ended(t->tally, JobOutcome::Cancelled, nullptr);
         }
 }
 
@@ -260,6 +271,7 @@ void pick_up(Ticket t)
      * backend's wake-ups and liveness checks and for reclaim */
     s->worker = self->index;
     s->worker_incarnation = self->incarnation;
+    pg_atomic_fetch_add_u64(&proxy_shared->picked_up, 1);
 
     auto call = std::make_unique<Call>();
     call->slot = int(t.slot);
@@ -294,16 +306,17 @@ void start_call(Call &c, const char *data, Size len)
 {
     wire::Reader r(data, len);
     uint32 magic, flags, connect_ms, query_ms, max_conns, lifetime_s, wait_ms, ntargets;
-    wire::Span function, query;
+    wire::Span function, cluster, query;
     if (!r.u32(magic) || magic != wire::kRequestMagic || !r.u32(flags) || !r.u32(connect_ms) ||
         !r.u32(query_ms) || !r.u32(max_conns) || !r.u32(lifetime_s) || !r.u32(wait_ms) || !r.str(function) ||
-        !r.str(query) || !r.u32(ntargets) ||
+        !r.str(cluster) || !r.str(query) || !r.u32(ntargets) ||
         ntargets == 0 || ntargets > 65535) {
         fail_call(c, "bgw_proxy: malformed request");
         return;
     }
     RequestSlot *s = request_slot(c.slot);
     std::vector<JobSpec> specs(ntargets);
+    std::vector<uint32> partitions;
     for (auto &spec : specs) {
         uint32 partition, nparams;
         wire::Span connstr, user, password, encoding;
@@ -313,6 +326,7 @@ void start_call(Call &c, const char *data, Size len)
             fail_call(c, "bgw_proxy: malformed request");
             return;
         }
+        partitions.push_back(partition);
         spec.connstr.assign(connstr.data, connstr.len);
         spec.user.assign(user.data, user.len);
         spec.password.assign(password.data, password.len);
@@ -346,6 +360,14 @@ void start_call(Call &c, const char *data, Size len)
         t->call = &c;
         t->index = uint16(i);
         c.tasks.push_back(std::move(t));
+    }
+    std::string cluster_name(cluster.data, cluster.len);
+    for (uint32 i = 0; i < ntargets; i++) {
+        Task *t = c.tasks[i].get();
+        specs[i].stat_id = self->stats.job_starting(s->dbid, s->roleid, cluster_name, partitions[i], specs[i],
+                                                    self->pool);
+        t->tally.stat_id = specs[i].stat_id;
+        t->tally.started = Clock::now();
     }
     /* tasks are all in place before any job can report to them */
     for (uint32 i = 0; i < ntargets; i++) {
@@ -463,6 +485,7 @@ void publish_gauges()
     pg_atomic_write_u32(&w->conns_connecting, n.connecting);
     pg_atomic_write_u64(&w->connects, self->pool.connects());
     pg_atomic_write_u32(&w->run_state, self->calls.empty() ? WORKER_IDLE : WORKER_BUSY);
+    self->stats.publish(self->pool);
 }
 
 /* Rebuild the wait set when the sockets or their interests changed. */
@@ -578,6 +601,7 @@ void worker_exit(int code, Datum arg)
     }
     self->calls.clear();
     self->pool.close_all(); /* Terminate messages: clean disconnects remotely */
+    self->stats.zero_gauges();
 
     LWLockAcquire(proxy_shared->lock, LW_EXCLUSIVE);
     pg_atomic_write_u32(&w->conns_open, 0);
@@ -649,6 +673,8 @@ void bgw_proxy_worker_main(Datum main_arg)
         self = new Worker();
         self->index = index;
         self->state = worker_state(index);
+        self->stats.start(index);
+        self->pool.set_observer(&self->stats);
     });
     apply_limits();
 

@@ -1,0 +1,144 @@
+-- pg_stat_bgw_proxy: each column on controlled traffic, resets, privileges,
+-- the queue view, wait events and the extension's upgrade path.
+CREATE SERVER mon FOREIGN DATA WRAPPER bgw_proxy OPTIONS (
+    p0 'dbname=bgw_part0',
+    p1 'dbname=bgw_part1 password=secret1',
+    p2 'dbname=bgw_part2',
+    p3 'postgresql:///bgw_part3?password=secret3&application_name=mon3');
+CREATE FUNCTION mon_call(p int) RETURNS int
+    AS $$ CLUSTER 'mon'; RUN ON p; SELECT whoami(); $$ LANGUAGE bgw_proxy;
+CREATE FUNCTION mon_div(p int, d int) RETURNS int
+    AS $$ CLUSTER 'mon'; RUN ON p; SELECT 100 / d; $$ LANGUAGE bgw_proxy;
+CREATE FUNCTION mon_rows(p int, n int) RETURNS SETOF int
+    AS $$ CLUSTER 'mon'; RUN ON p; SELECT generate_series(1, n); $$ LANGUAGE bgw_proxy;
+CREATE FUNCTION mon_all() RETURNS SETOF int
+    AS $$ CLUSTER 'mon'; RUN ON ALL; SELECT whoami(); $$ LANGUAGE bgw_proxy;
+
+-- what the workers publish asynchronously is polled for, up to 10 s
+CREATE FUNCTION mon_wait_for(cond text) RETURNS bool LANGUAGE plpgsql AS $$
+DECLARE ok bool;
+BEGIN
+    FOR i IN 1 .. 200 LOOP
+        EXECUTE cond INTO ok;
+        IF ok THEN RETURN true; END IF;
+        PERFORM pg_sleep(0.05);
+    END LOOP;
+    RETURN false;
+END $$;
+
+-- no row before the first call
+SELECT count(*) AS rows_before FROM pg_stat_bgw_proxy WHERE cluster = 'mon';
+
+-- five calls to partition 2, one to partition 0
+SELECT mon_call(2), mon_call(2), mon_call(2), mon_call(2), mon_call(2), mon_call(0);
+SELECT database, cluster, partition, role, conninfo, calls, errors, cancels, rows,
+       bytes_received, bytes_sent > 0 AND bytes_sent % calls = 0 AS bytes_sent_per_call,
+       total_time > 0 AS timed, mean_time = total_time / calls AS mean_is_total_over_calls,
+       conns_open, conns_idle, conns_active, conns_connecting, conns_cancelling,
+       calls_waiting, longest_wait, connects, disconnects, last_error, last_error_at,
+       stats_reset <= now() AS reset_in_past
+FROM pg_stat_bgw_proxy WHERE cluster = 'mon' ORDER BY partition;
+
+-- rows and bytes received follow what came back (three values of 1 byte,
+-- then 1000 values: 9 of 1 byte, 90 of 2, 900 of 3, 1 of 4)
+SELECT count(*) FROM mon_rows(0, 3);
+SELECT count(*) FROM mon_rows(0, 1000);
+SELECT calls, rows, bytes_received FROM pg_stat_bgw_proxy WHERE cluster = 'mon' AND partition = 0;
+
+-- a remote error: counted, its text and time kept; the others unchanged
+SELECT mon_div(2, 0);
+SELECT partition, calls, errors, last_error, last_error_at > now() - interval '1 minute' AS recent
+FROM pg_stat_bgw_proxy WHERE cluster = 'mon' ORDER BY partition;
+
+-- passwords never show, whatever the spelling of the connection string
+SELECT mon_call(1), mon_call(3);
+SELECT partition, conninfo, conninfo LIKE '%secret%' AS leaks
+FROM pg_stat_bgw_proxy WHERE cluster = 'mon' AND partition IN (1, 3) ORDER BY partition;
+-- not even in the function behind the view
+SELECT count(*) AS leaking_rows FROM pg_stat_bgw_proxy_1_1() WHERE conninfo LIKE '%secret%';
+
+-- RUN ON ALL counts one call on every partition
+SELECT bgw_proxy_stat_reset('mon');
+SELECT count(*) FROM mon_all();
+SELECT partition, calls, errors, last_error, stats_reset > now() - interval '1 minute' AS just_reset
+FROM pg_stat_bgw_proxy WHERE cluster = 'mon' ORDER BY partition;
+
+-- a per-cluster reset leaves the other clusters and the gauges alone
+SELECT sum(calls) > 0 AS sq_counted FROM pg_stat_bgw_proxy WHERE cluster = 'sq' \gset
+SELECT bgw_proxy_stat_reset('mon');
+SELECT sum(calls) AS mon_calls, sum(errors) AS mon_errors, sum(conns_open) AS mon_conns_open
+FROM pg_stat_bgw_proxy WHERE cluster = 'mon';
+SELECT (sum(calls) > 0) = :'sq_counted'::bool AS sq_untouched FROM pg_stat_bgw_proxy WHERE cluster = 'sq';
+-- the full reset clears everything, the queue's counters too
+SELECT bgw_proxy_stat_reset();
+SELECT sum(calls) AS calls, sum(errors) AS errors, count(last_error) AS last_errors FROM pg_stat_bgw_proxy;
+SELECT submitted, completed, queue_full_waits, slot_waits, depth, in_flight,
+       stats_reset > now() - interval '1 minute' AS just_reset
+FROM pg_stat_bgw_proxy_queue;
+SELECT mon_call(2);
+SELECT submitted, completed, depth, in_flight, peak_depth >= 0 AS has_peak FROM pg_stat_bgw_proxy_queue;
+
+-- privileges: a plain role sees its own pools only, and cannot reset
+CREATE ROLE bgw_mon_user LOGIN;
+GRANT USAGE ON FOREIGN SERVER mon TO bgw_mon_user;
+SET ROLE bgw_mon_user;
+SELECT mon_call(3);
+SELECT role, partition, calls, conninfo FROM pg_stat_bgw_proxy;
+SELECT bgw_proxy_stat_reset();
+SELECT bgw_proxy_stat_reset('mon');
+RESET ROLE;
+-- pg_read_all_stats sees every row (still no password)
+GRANT pg_read_all_stats TO bgw_mon_user;
+SET ROLE bgw_mon_user;
+SELECT count(DISTINCT role) > 1 AS sees_other_roles, count(*) FILTER (WHERE conninfo LIKE '%secret%') AS leaks
+FROM pg_stat_bgw_proxy;
+RESET ROLE;
+SELECT role, calls FROM pg_stat_bgw_proxy WHERE cluster = 'mon' AND partition = 3 ORDER BY role;
+
+-- connects and disconnects: a connection past its lifetime is closed when idle
+CREATE SERVER mon_short FOREIGN DATA WRAPPER bgw_proxy OPTIONS (
+    p0 'dbname=bgw_part0 application_name=mon_short', connection_lifetime '1');
+CREATE FUNCTION mon_short() RETURNS int
+    AS $$ CLUSTER 'mon_short'; RUN ON 0; SELECT whoami(); $$ LANGUAGE bgw_proxy;
+SELECT mon_short();
+SELECT connects, disconnects, conns_open FROM pg_stat_bgw_proxy WHERE cluster = 'mon_short';
+SELECT mon_wait_for($$SELECT disconnects > 0 FROM pg_stat_bgw_proxy WHERE cluster = 'mon_short'$$);
+SELECT connects, disconnects, conns_open, conns_idle FROM pg_stat_bgw_proxy WHERE cluster = 'mon_short';
+
+-- waiting for a connection of a full pool, seen from a third session; the
+-- callers' wait shows in pg_stat_activity as an extension wait
+CREATE EXTENSION dblink;
+CREATE SERVER mon_one FOREIGN DATA WRAPPER bgw_proxy OPTIONS (
+    p0 'dbname=bgw_part0 application_name=mon_one', max_connections '1');
+CREATE FUNCTION mon_nap(s float8) RETURNS int
+    AS $$ CLUSTER 'mon_one'; RUN ON 0; SELECT whoami() FROM pg_sleep(s); $$ LANGUAGE bgw_proxy;
+SELECT mon_nap(0);
+SELECT dblink_connect('holder', 'dbname=contrib_regression application_name=mon_holder');
+SELECT dblink_connect('waiter', 'dbname=contrib_regression application_name=mon_waiter');
+SELECT dblink_send_query('holder', 'SELECT mon_nap(3)');
+SELECT pg_sleep(0.5);
+SELECT dblink_send_query('waiter', 'SELECT mon_nap(0)');
+SELECT mon_wait_for($$SELECT calls_waiting > 0 FROM pg_stat_bgw_proxy WHERE cluster = 'mon_one'$$);
+SELECT pg_sleep(0.3);
+SELECT conns_open, conns_active, calls_waiting, longest_wait > 100 AS waited_a_while
+FROM pg_stat_bgw_proxy WHERE cluster = 'mon_one';
+SELECT application_name, wait_event_type, wait_event FROM pg_stat_activity
+WHERE application_name IN ('mon_holder', 'mon_waiter') ORDER BY application_name;
+SELECT * FROM dblink_get_result('holder') AS r(n int);
+SELECT * FROM dblink_get_result('waiter') AS r(n int);
+SELECT dblink_disconnect('holder'), dblink_disconnect('waiter');
+SELECT conns_open, calls_waiting, longest_wait, calls FROM pg_stat_bgw_proxy WHERE cluster = 'mon_one';
+
+-- the extension's SQL is versioned: 1.0 installs and upgrades to 1.1
+CREATE DATABASE bgw_upgrade;
+\c bgw_upgrade
+CREATE EXTENSION bgw_proxy VERSION '1.0';
+SELECT extversion FROM pg_extension WHERE extname = 'bgw_proxy';
+SELECT count(*) AS queue_columns FROM information_schema.columns WHERE table_name = 'pg_stat_bgw_proxy_queue';
+ALTER EXTENSION bgw_proxy UPDATE;
+SELECT extversion FROM pg_extension WHERE extname = 'bgw_proxy';
+SELECT string_agg(column_name, ', ' ORDER BY ordinal_position) AS queue_columns
+FROM information_schema.columns WHERE table_name = 'pg_stat_bgw_proxy_queue';
+SELECT count(*) AS stat_columns FROM information_schema.columns WHERE table_name = 'pg_stat_bgw_proxy';
+\c contrib_regression
+DROP DATABASE bgw_upgrade;
