@@ -54,6 +54,12 @@ CREATE FUNCTION echo_where_med(username text) RETURNS text AS $$
 $$ LANGUAGE plproxy;
 SELECT echo_where_med('bob');
 SELECT fdwname, fdwvalidator::regproc FROM pg_foreign_data_wrapper ORDER BY 1;
+-- PL/Proxy's own restrictions hold for LANGUAGE plproxy (LANGUAGE bgw_proxy
+-- allows both, see 01_types and 12_shapes)
+CREATE FUNCTION no_variadic(VARIADIC k text[]) RETURNS text AS $$
+    CLUSTER 'userdb'; RUN ON 0; $$ LANGUAGE plproxy;
+CREATE FUNCTION no_select_record() RETURNS SETOF record AS $$
+    CLUSTER 'userdb'; RUN ON 0; SELECT 1, 'a'; $$ LANGUAGE plproxy;
 \c bgw_pl_real
 -- the real PL/Proxy in the same database is refused, clearly
 CREATE EXTENSION plproxy;

@@ -45,6 +45,10 @@ SELECT * FROM dynamic_query('SELECT 1.5::numeric, now() IS NOT NULL') AS (n nume
 CREATE FUNCTION one_record() RETURNS record AS $$ CONNECT 'dbname=bgw_remote'; $$ LANGUAGE bgw_proxy;
 SELECT * FROM one_record() AS (n int, word text);
 SELECT one_record();
+-- LANGUAGE bgw_proxy also takes a SELECT for a dynamic record (PL/Proxy does not)
+CREATE FUNCTION select_record(n int) RETURNS SETOF record AS $$
+    CONNECT 'dbname=bgw_remote'; SELECT g AS id, 'row ' || g AS label FROM generate_series(1, n) g; $$ LANGUAGE bgw_proxy;
+SELECT * FROM select_record(2) AS (id int, label text);
 -- a row type with a dropped column
 CREATE TYPE point3 AS (x int, gone text, y int);
 ALTER TYPE point3 DROP ATTRIBUTE gone;

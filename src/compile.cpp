@@ -44,6 +44,7 @@ struct FunctionInfo {
     Oid *in_elem_types;           /* InvalidOid unless an array */
     const char **in_elem_type_names;
     bool last_is_variadic;
+    bool plproxy_lang;            /* LANGUAGE plproxy (bgw_proxy_plproxy): PL/Proxy's restrictions too */
     bool retset, is_void;
     bool returns_record;          /* declared RECORD: columns come from the call site */
     TypeFuncClass result_class;
@@ -284,6 +285,12 @@ void compile_body(const FunctionInfo &fi, ProxyFunction *pf, Problem &p)
                     "TARGET names the remote function of the generated query; a SELECT replaces that query.");
         return;
     }
+    if (fi.plproxy_lang && fi.returns_record && body.has_select) {
+        set_problem(p, ERRCODE_INVALID_FUNCTION_DEFINITION, body.select_pos,
+                    "SELECT cannot be used in a LANGUAGE plproxy function returning dynamic RECORD",
+                    "PL/Proxy does not allow it; LANGUAGE bgw_proxy does.");
+        return;
+    }
     if (body.has_run && body.run.kind == ValueKind::All && !fi.retset) {
         set_problem(p, ERRCODE_INVALID_FUNCTION_DEFINITION, body.run_pos,
                     "RUN ON ALL requires a set-returning function",
@@ -409,6 +416,15 @@ void gather_info(HeapTuple tup, Oid fn_oid, FunctionCallInfo fcinfo, FunctionInf
     fi.qualified_name = quote_qualified_identifier(nsp, NameStr(proc->proname));
     fi.display_name = psprintf("%s.%s", nsp, NameStr(proc->proname));
     fi.schema = nsp;
+    const char *lang = get_language_name(proc->prolang, true);
+    fi.plproxy_lang = lang && strcmp(lang, "plproxy") == 0;
+
+    /* an IMMUTABLE or STABLE function may be called at plan time, or its
+     * result reused: neither is right for a call to another server */
+    if (proc->provolatile != PROVOLATILE_VOLATILE)
+        ereport(ERROR, (errcode(ERRCODE_INVALID_FUNCTION_DEFINITION),
+                        errmsg("bgw_proxy function %s must be VOLATILE", fi.display_name),
+                        errhint("Remove IMMUTABLE or STABLE from its definition.")));
 
     Oid *types;
     char **names;
@@ -442,6 +458,14 @@ void gather_info(HeapTuple tup, Oid fn_oid, FunctionCallInfo fcinfo, FunctionInf
                             errmsg("bgw_proxy functions cannot have arguments of polymorphic type %s",
                                    format_type_be(types[i])),
                             errhint("The remote query casts every argument to its declared type.")));
+        if (get_typtype(types[i]) == TYPTYPE_PSEUDO && types[i] != RECORDOID)
+            ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+                            errmsg("bgw_proxy functions cannot have arguments of pseudo-type %s",
+                                   format_type_be(types[i]))));
+        if (mode == PROARGMODE_VARIADIC && fi.plproxy_lang)
+            ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+                            errmsg("LANGUAGE plproxy functions cannot have VARIADIC arguments"),
+                            errhint("PL/Proxy does not support them; LANGUAGE bgw_proxy does.")));
     }
 
     fi.retset = proc->proretset;
@@ -456,6 +480,12 @@ void gather_info(HeapTuple tup, Oid fn_oid, FunctionCallInfo fcinfo, FunctionInf
                         errmsg("bgw_proxy functions cannot return polymorphic type %s",
                                format_type_be(proc->prorettype))));
     fi.is_void = (rettype == VOIDOID);
+    /* like PL/Proxy, checked when called (CREATE FUNCTION accepts it) */
+    if (fcinfo && get_typtype(proc->prorettype) == TYPTYPE_PSEUDO && proc->prorettype != VOIDOID &&
+        proc->prorettype != RECORDOID)
+        ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+                        errmsg("bgw_proxy functions cannot return pseudo-type %s",
+                               format_type_be(proc->prorettype))));
     /* RECORD without OUT parameters: the column definition list at the call
      * site gives the columns (get_call_result_type resolves it) */
     fi.returns_record = (proc->prorettype == RECORDOID && !has_out);
