@@ -14,17 +14,9 @@ CREATE FUNCTION mon_rows(p int, n int) RETURNS SETOF int
 CREATE FUNCTION mon_all() RETURNS SETOF int
     AS $$ CLUSTER 'mon'; RUN ON ALL; SELECT whoami(); $$ LANGUAGE bgw_proxy;
 
--- what the workers publish asynchronously is polled for, up to 10 s
-CREATE FUNCTION mon_wait_for(cond text) RETURNS bool LANGUAGE plpgsql AS $$
-DECLARE ok bool;
-BEGIN
-    FOR i IN 1 .. 200 LOOP
-        EXECUTE cond INTO ok;
-        IF ok THEN RETURN true; END IF;
-        PERFORM pg_sleep(0.05);
-    END LOOP;
-    RETURN false;
-END $$;
+\set ECHO none
+\i sql/include/wait_for.sql
+\set ECHO all
 
 -- no row before the first call
 SELECT count(*) AS rows_before FROM pg_stat_bgw_proxy WHERE cluster = 'mon';
@@ -102,7 +94,7 @@ CREATE FUNCTION mon_short() RETURNS int
     AS $$ CLUSTER 'mon_short'; RUN ON 0; SELECT whoami(); $$ LANGUAGE bgw_proxy;
 SELECT mon_short();
 SELECT connects, disconnects, conns_open FROM pg_stat_bgw_proxy WHERE cluster = 'mon_short';
-SELECT mon_wait_for($$SELECT disconnects > 0 FROM pg_stat_bgw_proxy WHERE cluster = 'mon_short'$$);
+SELECT wait_for($$SELECT disconnects > 0 FROM pg_stat_bgw_proxy WHERE cluster = 'mon_short'$$);
 SELECT connects, disconnects, conns_open, conns_idle FROM pg_stat_bgw_proxy WHERE cluster = 'mon_short';
 
 -- waiting for a connection of a full pool, seen from a third session; the
@@ -118,7 +110,7 @@ SELECT dblink_connect('waiter', 'dbname=contrib_regression application_name=mon_
 SELECT dblink_send_query('holder', 'SELECT mon_nap(3)');
 SELECT pg_sleep(0.5);
 SELECT dblink_send_query('waiter', 'SELECT mon_nap(0)');
-SELECT mon_wait_for($$SELECT calls_waiting > 0 FROM pg_stat_bgw_proxy WHERE cluster = 'mon_one'$$);
+SELECT wait_for($$SELECT calls_waiting > 0 FROM pg_stat_bgw_proxy WHERE cluster = 'mon_one'$$);
 SELECT pg_sleep(0.3);
 SELECT conns_open, conns_active, calls_waiting, longest_wait > 100 AS waited_a_while
 FROM pg_stat_bgw_proxy WHERE cluster = 'mon_one';

@@ -55,17 +55,6 @@ int my_slot_index(void)
     return idx;
 }
 
-void wake_worker(int w)
-{
-    WorkerState *ws = worker_state(w);
-    if (pg_atomic_read_u32(&ws->pid) != 0) {
-        pg_read_barrier();
-        PGPROC *p = ws->proc;
-        if (p)
-            SetLatch(&p->procLatch);
-    }
-}
-
 /* What pg_stat_activity shows while a call waits for its worker. Custom
  * wait event names exist from PostgreSQL 17; before, every extension wait
  * shows as wait_event_type and wait_event "Extension". */
@@ -247,6 +236,7 @@ void encode_request(const CallRequest *req, StringInfoBuf &buf)
     w.u32(uint32(guc_pool_wait_timeout_ms));
     w.str(req->function_name);
     w.str(req->cluster_name);
+    w.u64(req->config_stamp);
     w.str(req->query);
     w.u32(uint32(req->ntargets));
     const char *encoding = GetDatabaseEncodingName();

@@ -26,6 +26,7 @@ struct CallTarget {
 struct CallRequest {
     const char *function_name;   /* for error context */
     const char *cluster_name;    /* NULL for CONNECT: names the statistics entry */
+    uint64 config_stamp;         /* the cluster's ClusterConfig.config_stamp; 0 for CONNECT */
     const char *query;
     int connect_timeout_ms;      /* 0: none */
     int query_timeout_ms;        /* 0: none */

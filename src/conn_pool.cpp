@@ -8,6 +8,8 @@
 #include <cstring>
 #include <unordered_map>
 
+#include <poll.h>
+
 namespace bgw {
 
 namespace {
@@ -69,6 +71,14 @@ public:
     /* a deadline passed: fail the job (if any); the pool closes us */
     void expire();
 
+    /* Checked before an idle connection gets a job: an idle connection has
+     * nothing to say, so a readable socket (data, EOF, error) means the
+     * remote closed it or is about to; it is dropped, not used. */
+    bool fit_for_reuse();
+
+    /* Serve no new job: close when idle (now, or once the statement ends). */
+    void retire(const char *reason);
+
 private:
     static void notice_receiver(void *arg, const PGresult *res);
     void flush();
@@ -108,7 +118,8 @@ private:
     int query_timeout_ms_ = 0;
     Clock::time_point deadline_ = Clock::time_point::max();
     Clock::time_point last_used_ = Clock::now();
-    Clock::time_point retire_at_ = Clock::time_point::max(); /* connection_lifetime */
+    Clock::time_point retire_at_ = Clock::time_point::max(); /* connection_lifetime, retire() */
+    const char *retire_reason_ = "connection_lifetime";
 
     friend class Pool;
 };
@@ -419,7 +430,7 @@ void Connection::finish_statement()
     last_used_ = Clock::now();
     if (last_used_ >= retire_at_) {
         dead_ = true;
-        dead_reason_ = "connection_lifetime";
+        dead_reason_ = retire_reason_;
         return;
     }
     pool_.connection_idle(this);
@@ -449,6 +460,29 @@ void Connection::abandon()
     resend_unprepared_ = false;
     deadline_ = after_ms(pool_.limits_.cancel_wait_ms);
     process_input();
+}
+
+bool Connection::fit_for_reuse()
+{
+    if (PQstatus(pg_) != CONNECTION_OK)
+        return false;
+    struct pollfd pfd;
+    pfd.fd = PQsocket(pg_);
+    pfd.events = POLLIN;
+    pfd.revents = 0;
+    int n = poll(&pfd, 1, 0);
+    return n == 0 || (n < 0 && errno == EINTR);
+}
+
+void Connection::retire(const char *reason)
+{
+    retire_reason_ = reason;
+    if (state_ == ConnState::Idle) {
+        dead_ = true;
+        dead_reason_ = reason;
+    } else {
+        retire_at_ = Clock::time_point::min();
+    }
 }
 
 void Connection::expire()
@@ -508,6 +542,16 @@ void Pool::dispatch(KeyPool &kp)
                 connecting_free++;
         }
         Job *job = kp.waiting.front();
+        if (idle && idle->retire_at_ <= Clock::now()) {
+            idle->dead_ = true;
+            idle->dead_reason_ = idle->retire_reason_;
+            continue; /* reap() closes it; look for another */
+        }
+        if (idle && !idle->fit_for_reuse()) {
+            idle->dead_ = true;
+            idle->dead_reason_ = "idle connection closed by remote";
+            continue;
+        }
         if (idle) {
             kp.waiting.pop_front();
             idle->run(job);
@@ -636,7 +680,7 @@ void Pool::on_timer(Clock::time_point now)
                 c->dead_reason_ = "idle_timeout";
             } else if (c->state_ == ConnState::Idle && now >= c->retire_at_) {
                 c->dead_ = true;
-                c->dead_reason_ = "connection_lifetime";
+                c->dead_reason_ = c->retire_reason_;
             }
         }
     reap();
@@ -696,6 +740,25 @@ void Pool::reap()
         else
             ++it;
     }
+}
+
+void Pool::retire_if(const std::function<bool(const Connection &)> &which, const char *reason)
+{
+    for (auto &[key, kp] : keys_)
+        for (Connection *c : kp.conns)
+            if (!c->dead_ && which(*c))
+                c->retire(reason);
+    reap();
+}
+
+void Pool::retire_key(const std::string &key)
+{
+    retire_if([&](const Connection &c) { return c.key() == key; }, "configuration changed");
+}
+
+void Pool::retire_database(const std::string &dbname)
+{
+    retire_if([&](const Connection &c) { return c.pg_ && dbname == PQdb(c.pg_); }, "database being dropped");
 }
 
 void Pool::close_all()

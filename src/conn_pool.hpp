@@ -153,6 +153,13 @@ public:
     void on_timer(Clock::time_point now);
     Clock::time_point next_deadline() const;   /* time_point::max() if none */
 
+    /* Retire connections: idle ones are closed now, the others as soon as
+     * their statement ends (they serve no new job). By key: the
+     * configuration behind it changed. By database: DROP DATABASE of that
+     * name is waiting for the sessions connected to it to leave. */
+    void retire_key(const std::string &key);
+    void retire_database(const std::string &dbname);
+
     /* Close everything politely (Terminate message; running statements are
      * cancelled first), e.g. at worker exit. May block briefly. */
     void close_all();
@@ -170,6 +177,7 @@ private:
     };
 
     void dispatch(KeyPool &kp);
+    void retire_if(const std::function<bool(const Connection &)> &which, const char *reason);
     void reap();
     void connection_idle(Connection *c);
     void connection_failed(Connection *c, Job *job, const std::string &msg);

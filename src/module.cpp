@@ -3,6 +3,7 @@
  */
 #include "guc.h"
 #include "shmem.h"
+#include "utility_hook.h"
 #include "worker.h"
 
 #include "pg_headers.h"
@@ -29,5 +30,6 @@ void _PG_init(void)
                         errhint("Raise max_worker_processes or lower bgw_proxy.workers; parallel query and "
                                 "other extensions also use worker processes.")));
     bgw::shmem_register_hooks();
+    bgw::utility_hook_register();
     bgw::register_workers();
 }

@@ -91,6 +91,7 @@ static void shmem_startup(void)
         pg_atomic_init_u64(&sh->submitted_base, 0);
         pg_atomic_init_u64(&sh->completed_base, 0);
         pg_atomic_init_u64(&sh->stats_reset, uint64(GetCurrentTimestamp()));
+        pg_atomic_init_u64(&sh->drop_epoch, 0);
 
         proxy_shared = sh;
         for (int i = 0; i < sh->nworkers; i++) {

@@ -156,6 +156,13 @@ struct ProxyShared {
     pg_atomic_uint64 submitted_base;
     pg_atomic_uint64 completed_base;
     pg_atomic_uint64 stats_reset;  /* TimestampTz */
+
+    /* DROP DATABASE: the backend about to drop writes the name under `lock`
+     * (exclusive), then increments the epoch and wakes the workers; a
+     * worker that sees a new epoch reads the name under `lock` (shared)
+     * and retires its connections to that database. */
+    char drop_dbname[NAMEDATALEN];
+    pg_atomic_uint64 drop_epoch;
 };
 
 /* Set in every process by the shmem startup hook; NULL when not preloaded. */

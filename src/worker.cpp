@@ -19,6 +19,7 @@
 #include <cstring>
 #include <memory>
 #include <tuple>
+#include <unordered_map>
 #include <string>
 #include <vector>
 
@@ -81,6 +82,10 @@ struct Worker {
     Pool pool;
     StatBook stats;
     std::vector<std::unique_ptr<Call>> calls;
+    /* per (database, role, cluster, partition, remote user): the pool key
+     * and cluster configuration its last call used */
+    std::unordered_map<std::string, std::pair<std::string, uint64>> last_config;
+    uint64 drop_epoch = 0;           /* ProxyShared.drop_epoch last acted on */
     WaitEventSet *wes = nullptr;
     std::vector<std::tuple<int, int, uint64_t>> wes_sockets; /* what wes was built for */
 };
@@ -290,6 +295,44 @@ void pick_up(Ticket t)
     pg_atomic_fetch_add_u32(&self->state->in_flight, 1);
 }
 
+/* A call to a partition whose configuration (cluster version, options,
+ * connection string, user mapping) differs from what the last call to it
+ * used: the connections made for the old one are retired once idle. */
+void retire_on_config_change(Oid dbid, Oid roleid, const std::string &cluster, uint32 partition,
+                             const JobSpec &spec, uint64 stamp)
+{
+    std::string who = std::to_string(dbid) + '\x1f' + std::to_string(roleid) + '\x1f' + cluster + '\x1f' +
+                      std::to_string(partition) + '\x1f' + spec.user;
+    auto &seen = self->last_config;
+    auto it = seen.find(who);
+    if (it == seen.end()) {
+        if (seen.size() >= 100000)
+            seen.clear(); /* forgetting only delays a retirement to idle_timeout */
+        seen.emplace(who, std::make_pair(spec.key, stamp));
+        return;
+    }
+    if (it->second.first != spec.key || it->second.second != stamp) {
+        self->pool.retire_key(it->second.first);
+        it->second = std::make_pair(spec.key, stamp);
+    }
+}
+
+/* DROP DATABASE (ours or another backend's) waits for the sessions on that
+ * database to leave: retire our connections to a database of that name. */
+void retire_for_dropped_database()
+{
+    uint64 epoch = pg_atomic_read_u64(&proxy_shared->drop_epoch);
+    if (epoch == self->drop_epoch)
+        return;
+    self->drop_epoch = epoch;
+    char name[NAMEDATALEN];
+    LWLockAcquire(proxy_shared->lock, LW_SHARED);
+    memcpy(name, proxy_shared->drop_dbname, NAMEDATALEN);
+    LWLockRelease(proxy_shared->lock);
+    name[NAMEDATALEN - 1] = '\0';
+    self->pool.retire_database(name);
+}
+
 /* A request that cannot be decoded is a bug, but only this call pays. */
 void fail_call(Call &c, const char *message)
 {
@@ -307,9 +350,10 @@ void start_call(Call &c, const char *data, Size len)
     wire::Reader r(data, len);
     uint32 magic, flags, connect_ms, query_ms, max_conns, lifetime_s, wait_ms, ntargets;
     wire::Span function, cluster, query;
+    uint64 config_stamp;
     if (!r.u32(magic) || magic != wire::kRequestMagic || !r.u32(flags) || !r.u32(connect_ms) ||
         !r.u32(query_ms) || !r.u32(max_conns) || !r.u32(lifetime_s) || !r.u32(wait_ms) || !r.str(function) ||
-        !r.str(cluster) || !r.str(query) || !r.u32(ntargets) ||
+        !r.str(cluster) || !r.u64(config_stamp) || !r.str(query) || !r.u32(ntargets) ||
         ntargets == 0 || ntargets > 65535) {
         fail_call(c, "bgw_proxy: malformed request");
         return;
@@ -363,6 +407,8 @@ void start_call(Call &c, const char *data, Size len)
     }
     std::string cluster_name(cluster.data, cluster.len);
     for (uint32 i = 0; i < ntargets; i++) {
+        if (!cluster_name.empty())
+            retire_on_config_change(s->dbid, s->roleid, cluster_name, partitions[i], specs[i], config_stamp);
         Task *t = c.tasks[i].get();
         specs[i].stat_id = self->stats.job_starting(s->dbid, s->roleid, cluster_name, partitions[i], specs[i],
                                                     self->pool);
@@ -543,6 +589,7 @@ void run_loop()
             apply_limits();
         }
 
+        retire_for_dropped_database();
         Ticket t;
         while (worker_queue(self->index)->pop(t))
             pick_up(t);
@@ -646,6 +693,17 @@ void register_workers(void)
     }
 }
 
+void wake_worker(int w)
+{
+    WorkerState *ws = worker_state(w);
+    if (pg_atomic_read_u32(&ws->pid) != 0) {
+        pg_read_barrier();
+        PGPROC *p = ws->proc;
+        if (p)
+            SetLatch(&p->procLatch);
+    }
+}
+
 int worker_for_key(const char *key, size_t len)
 {
     uint32 h = hash_bytes(reinterpret_cast<const unsigned char *>(key), int(len));
@@ -677,6 +735,7 @@ void bgw_proxy_worker_main(Datum main_arg)
         self->pool.set_observer(&self->stats);
     });
     apply_limits();
+    self->drop_epoch = pg_atomic_read_u64(&proxy_shared->drop_epoch);
 
     WorkerState *w = self->state;
     LWLockAcquire(proxy_shared->lock, LW_EXCLUSIVE);

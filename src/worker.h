@@ -12,4 +12,7 @@ void register_workers(void);
  * worker, so its connections are reused by every backend. */
 int worker_for_key(const char *key, size_t len);
 
+/* Set worker w's latch if it is running (from any process). */
+void wake_worker(int w);
+
 } // namespace bgw

@@ -1,0 +1,63 @@
+/*
+ * utility_hook.cpp — DROP DATABASE and the pooled connections.
+ *
+ * DROP DATABASE fails if other sessions are connected to the database; it
+ * waits up to 5 seconds for them to leave. When the database is one of our
+ * partitions on this same server, those sessions are often idle pooled
+ * connections of our workers. So before the drop runs, the workers are told
+ * the name (shmem.h: drop_dbname / drop_epoch) and retire their connections
+ * to a database of that name: idle ones are closed at once, busy ones when
+ * their statement ends. A connection to a same-named database on another
+ * server is closed too; the next call simply reconnects.
+ *
+ * PostgreSQL-style code: no C++ object with a destructor in these frames.
+ */
+#include "shmem.h"
+#include "utility_hook.h"
+#include "worker.h"
+
+#include "pg_headers.h"
+
+extern "C" {
+#include "nodes/parsenodes.h"
+#include "tcop/utility.h"
+}
+
+namespace bgw {
+
+namespace {
+
+ProcessUtility_hook_type prev_utility_hook = nullptr;
+
+void announce_drop(const char *dbname)
+{
+    LWLockAcquire(proxy_shared->lock, LW_EXCLUSIVE);
+    strlcpy(proxy_shared->drop_dbname, dbname, NAMEDATALEN);
+    LWLockRelease(proxy_shared->lock);
+    pg_atomic_fetch_add_u64(&proxy_shared->drop_epoch, 1);
+    for (int i = 0; i < proxy_shared->nworkers; i++)
+        wake_worker(i);
+}
+
+void bgw_process_utility(PlannedStmt *pstmt, const char *query_string, bool read_only_tree,
+                         ProcessUtilityContext context, ParamListInfo params, QueryEnvironment *query_env,
+                         DestReceiver *dest, QueryCompletion *qc)
+{
+    Node *stmt = pstmt->utilityStmt;
+    if (proxy_shared && stmt && IsA(stmt, DropdbStmt))
+        announce_drop(((DropdbStmt *) stmt)->dbname);
+    if (prev_utility_hook)
+        prev_utility_hook(pstmt, query_string, read_only_tree, context, params, query_env, dest, qc);
+    else
+        standard_ProcessUtility(pstmt, query_string, read_only_tree, context, params, query_env, dest, qc);
+}
+
+} // namespace
+
+void utility_hook_register(void)
+{
+    prev_utility_hook = ProcessUtility_hook;
+    ProcessUtility_hook = bgw_process_utility;
+}
+
+} // namespace bgw
