@@ -67,8 +67,7 @@ LANGUAGE C STRICT VOLATILE PARALLEL SAFE;
 
 CREATE OR REPLACE VIEW pg_stat_bgw_proxy_queue AS
     SELECT * FROM pg_stat_bgw_proxy_queue_1_1();
-
-DROP FUNCTION pg_stat_bgw_proxy_queue_1_0();
+-- pg_stat_bgw_proxy_queue_1_0() stays: SQL written against 1.0 keeps working.
 
 -- Resets: every counter, or those of one cluster of the current database.
 -- Administrators only unless granted, like pg_stat_statements_reset().

@@ -104,7 +104,7 @@ private:
     bool prepare_disabled_ = false;   /* the remote lost one: a pooler in between */
     std::string preparing_;           /* name being prepared for job_, or empty */
     uint64_t id_ = 0;                 /* unique in the pool: sockets are reused */
-    int stat_id_ = -1;                /* the JobSpec::stat_id it was opened for */
+    int64_t stat_ref_ = -1;           /* the JobSpec::stat_ref it was opened for */
     bool connected_ = false;          /* the handshake succeeded (observer told) */
     bool require_password_ = false;   /* from the job that opened the connection */
     bool prepare_ok_ = false;
@@ -150,7 +150,7 @@ bool Connection::start_connect(const JobSpec &spec, std::string &err)
     PQsetnonblocking(pg_, 1);
     PQsetNoticeReceiver(pg_, notice_receiver, this);
     require_password_ = spec.require_password;
-    stat_id_ = spec.stat_id;
+    stat_ref_ = spec.stat_ref;
     if (spec.lifetime_s > 0) {
         /* staggered by up to +-10% so a pool does not reconnect all at once */
         long ms = long(spec.lifetime_s) * 1000;
@@ -277,7 +277,7 @@ void Connection::on_io(bool readable, bool writable)
             pool_.connects_++;
             connected_ = true;
             if (pool_.observer_)
-                pool_.observer_->connected(stat_id_);
+                pool_.observer_->connected(stat_ref_);
             state_ = ConnState::Idle;
             deadline_ = Clock::time_point::max();
             last_used_ = Clock::now();
@@ -726,7 +726,7 @@ void Pool::reap()
                     dead->job_ = nullptr;
                 }
                 if (dead->connected_ && observer_)
-                    observer_->disconnected(dead->stat_id_);
+                    observer_->disconnected(dead->stat_ref_);
                 delete dead;
                 closed = true;
             } else {
@@ -776,7 +776,7 @@ void Pool::close_all()
                 }
             }
             if (c->connected_ && observer_)
-                observer_->disconnected(c->stat_id_);
+                observer_->disconnected(c->stat_ref_);
             delete c;
         }
         for (Job *j : kp.waiting)
@@ -796,18 +796,30 @@ static void count_connection(PoolCounts &n, ConnState st)
     }
 }
 
+static KeyCounts count_key(const std::deque<Job *> &waiting, const std::list<Connection *> &conns)
+{
+    KeyCounts n;
+    for (Connection *c : conns)
+        count_connection(n, c->state());
+    n.waiting = uint32_t(waiting.size());
+    if (!waiting.empty())
+        n.oldest_wait = waiting.front()->queued_at;
+    return n;
+}
+
 bool Pool::key_counts(const std::string &key, KeyCounts &n) const
 {
     auto it = keys_.find(key);
     if (it == keys_.end())
         return false;
-    n = KeyCounts();
-    for (Connection *c : it->second.conns)
-        count_connection(n, c->state());
-    n.waiting = uint32_t(it->second.waiting.size());
-    if (!it->second.waiting.empty())
-        n.oldest_wait = it->second.waiting.front()->queued_at;
+    n = count_key(it->second.waiting, it->second.conns);
     return true;
+}
+
+void Pool::for_each_key(const std::function<void(const std::string &, const KeyCounts &)> &fn) const
+{
+    for (const auto &[key, kp] : keys_)
+        fn(key, count_key(kp.waiting, kp.conns));
 }
 
 PoolCounts Pool::counts() const

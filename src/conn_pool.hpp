@@ -77,7 +77,7 @@ struct JobSpec {
     int max_connections = 0;         /* this pool's limit; 0: PoolLimits::max_per_key */
     int lifetime_s = 0;              /* close connections older than this (0: never) */
     int pool_wait_timeout_ms = 0;    /* give up waiting for a connection (0: never) */
-    int stat_id = -1;                /* opaque to the pool: given back to the PoolObserver */
+    int64_t stat_ref = -1;           /* opaque to the pool: given back to the PoolObserver */
     std::string query;
     std::vector<std::string> params;
     std::vector<bool> param_null;
@@ -112,13 +112,13 @@ struct KeyCounts : PoolCounts {
 };
 
 /* Told when a connection opens (the handshake succeeded) and when an open
- * connection closes, with the stat_id of the job it was opened for. Must
+ * connection closes, with the stat_ref of the job it was opened for. Must
  * not throw. */
 class PoolObserver {
 public:
     virtual ~PoolObserver() = default;
-    virtual void connected(int stat_id) = 0;
-    virtual void disconnected(int stat_id) = 0;
+    virtual void connected(int64_t stat_ref) = 0;
+    virtual void disconnected(int64_t stat_ref) = 0;
 };
 
 class Pool {
@@ -167,6 +167,8 @@ public:
     PoolCounts counts() const;
     /* false when the key has no connection and no waiting job */
     bool key_counts(const std::string &key, KeyCounts &out) const;
+    /* every key that has a connection or a waiting job */
+    void for_each_key(const std::function<void(const std::string &key, const KeyCounts &n)> &fn) const;
     uint64_t connects() const { return connects_; }
 
 private:

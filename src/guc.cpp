@@ -59,7 +59,7 @@ void define_gucs(void)
         "Split evenly between the workers. When a worker's share is full, the pool it used least "
         "recently and that has no connection is forgotten to make room; if there is none, the new "
         "pool is served but not shown.",
-        &guc_max_tracked_pools, 1000, 0, 1000000, PGC_POSTMASTER, 0, nullptr, nullptr, nullptr);
+        &guc_max_tracked_pools, 1000, 0, 100000, PGC_POSTMASTER, 0, nullptr, nullptr, nullptr);
 
     DefineCustomIntVariable(
         "bgw_proxy.connect_timeout", "Maximum time to establish a remote connection.",

@@ -12,9 +12,10 @@
 
 namespace bgw {
 
+/* Rounded up: a setting below the number of workers still tracks some. */
 int pool_stats_per_worker(void)
 {
-    return guc_workers > 0 ? guc_max_tracked_pools / guc_workers : 0;
+    return guc_workers > 0 ? (guc_max_tracked_pools + guc_workers - 1) / guc_workers : 0;
 }
 
 Size pool_stats_size(void)
@@ -25,6 +26,14 @@ Size pool_stats_size(void)
 PoolStat *pool_stat(int i)
 {
     return reinterpret_cast<PoolStat *>(reinterpret_cast<char *>(proxy_shared) + proxy_shared->pool_stats_off) + i;
+}
+
+void pool_stat_zero_gauges(PoolStat *e)
+{
+    for (pg_atomic_uint32 *g : {&e->conns_open, &e->conns_idle, &e->conns_active, &e->conns_connecting,
+                                &e->conns_cancelling, &e->waiting})
+        pg_atomic_write_u32(g, 0);
+    pg_atomic_write_u64(&e->wait_since, 0);
 }
 
 void pool_stat_reset_counters(PoolStat *e, TimestampTz now)
@@ -41,6 +50,7 @@ void pool_stats_init(void)
         PoolStat *e = pool_stat(i);
         memset(e, 0, sizeof(PoolStat));
         SpinLockInit(&e->mutex);
+        pg_atomic_init_u32(&e->changecount, 0);
         for (pg_atomic_uint32 *g : {&e->conns_open, &e->conns_idle, &e->conns_active, &e->conns_connecting,
                                     &e->conns_cancelling, &e->waiting})
             pg_atomic_init_u32(g, 0);

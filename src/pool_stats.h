@@ -13,15 +13,24 @@
  *   (dbid ... conninfo)        claims or re-uses the entry or the partition's
  *                              connection string changes; `used` is set and
  *                              cleared under `mutex` too.
+ *   changecount                the owning worker, around a claim: odd while
+ *                              the entry changes hands (key written, numbers
+ *                              zeroed). A reader that sees it odd, or changed
+ *                              across its copy, copies again; so a row never
+ *                              mixes one pool's key with another's numbers.
  *   last_error, last_error_at  the owning worker, under `mutex`, when a call
- *                              of the entry ends in an error.
+ *                              of the entry ends in an error. Text fields are
+ *                              in `encoding` (the calling database's), cut at
+ *                              a character boundary.
  *   gauges (conns_*, waiting,  the owning worker, pg_atomic_write, once per
  *   wait_since)                event-loop iteration; zeroed when it starts.
  *   counters (calls ...        the owning worker adds with pg_atomic_fetch_add
  *   disconnects)               as jobs end and connections open and close;
  *                              any backend may zero them with
  *                              bgw_proxy_stat_reset() (an add racing a reset
- *                              lands before or after it; either is fine).
+ *                              lands before or after it, counter by counter:
+ *                              a call ending during a reset may be half
+ *                              counted).
  *   stats_reset                whoever resets (worker at claim, backend on
  *                              reset), pg_atomic_write.
  *
@@ -39,12 +48,15 @@ constexpr int kStatConninfoLen = 512;
 constexpr int kStatErrorLen = 256;
 
 struct PoolStat {
+    pg_atomic_uint32 changecount;
     slock_t mutex;
     bool used;
     Oid dbid;
     Oid roleid;
     uint32 partition;
+    int encoding;                /* of the text fields: the calling database's */
     char cluster[NAMEDATALEN];   /* empty for a CONNECT function */
+    char remote_user[NAMEDATALEN]; /* the user it connects as, when the call names one */
     uint64 connect_hash;         /* CONNECT: hash of its connection string; 0 for clusters */
     char conninfo[kStatConninfoLen]; /* the connection string, password masked */
     char last_error[kStatErrorLen];
@@ -79,6 +91,8 @@ void pool_stats_init(void);
 PoolStat *pool_stat(int i);
 int pool_stats_per_worker(void);
 
+/* Zero one entry's gauges (owning worker only). */
+void pool_stat_zero_gauges(PoolStat *e);
 /* Zero one entry's counters (not its gauges) and stamp stats_reset. */
 void pool_stat_reset_counters(PoolStat *e, TimestampTz now);
 

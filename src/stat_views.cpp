@@ -71,14 +71,32 @@ Datum pg_stat_bgw_proxy_workers_1_0(PG_FUNCTION_ARGS)
 
 namespace {
 
-/* Text written by a worker is in the encoding of the database the call
- * came from, and may be cut in the middle of a character: shown as is when
- * valid here, else with its non-ASCII bytes as '?'. */
-Datum shared_text(const char *s)
+/* Text a worker stored in the encoding of the calling database (cut at a
+ * character boundary), shown in ours: converted when they differ; what
+ * does not convert shows its non-ASCII bytes as '?'. */
+Datum shared_text(const char *s, int encoding)
 {
     int len = int(strlen(s));
-    if (pg_verifymbstr(s, len, true))
-        return CStringGetTextDatum(s);
+    char *out = nullptr;
+    if (encoding == GetDatabaseEncoding() || encoding == PG_SQL_ASCII) {
+        if (pg_verifymbstr(s, len, true))
+            return CStringGetTextDatum(s);
+    } else {
+        MemoryContext cxt = CurrentMemoryContext;
+        PG_TRY();
+        {
+            out = (char *) pg_do_encoding_conversion((unsigned char *) s, len, encoding, GetDatabaseEncoding());
+        }
+        PG_CATCH();
+        {
+            MemoryContextSwitchTo(cxt);
+            FlushErrorState();
+            out = nullptr;
+        }
+        PG_END_TRY();
+        if (out)
+            return CStringGetTextDatum(out);
+    }
     char *copy = pstrdup(s);
     for (char *p = copy; *p; p++)
         if (IS_HIGHBIT_SET(*p))
@@ -204,57 +222,82 @@ Datum pg_stat_bgw_proxy_1_1(PG_FUNCTION_ARGS)
     Oid me = GetUserId();
     bool see_all = has_privs_of_role(me, ROLE_PG_READ_ALL_STATS);
     TimestampTz now = GetCurrentTimestamp();
+    constexpr int kCols = 24;
 
     for (int i = 0; i < proxy_shared->npool_stats; i++) {
         PoolStat *e = pool_stat(i);
         bool used;
         Oid dbid, roleid;
         uint32 partition;
+        int encoding;
         char cluster[NAMEDATALEN];
         char conninfo[kStatConninfoLen];
         char last_error[kStatErrorLen];
         TimestampTz last_error_at;
-        SpinLockAcquire(&e->mutex);
-        used = e->used;
-        dbid = e->dbid;
-        roleid = e->roleid;
-        partition = e->partition;
-        memcpy(cluster, e->cluster, sizeof(cluster));
-        memcpy(conninfo, e->conninfo, sizeof(conninfo));
-        memcpy(last_error, e->last_error, sizeof(last_error));
-        last_error_at = e->last_error_at;
-        SpinLockRelease(&e->mutex);
+        uint32 gauges[6];
+        uint64 counters[10];
+        TimestampTz wait_since, reset_at;
+
+        /* copy again if the entry changed hands meanwhile (pool_stats.h) */
+        for (;;) {
+            uint32 before = pg_atomic_read_u32(&e->changecount);
+            if (before & 1) {
+                CHECK_FOR_INTERRUPTS();
+                pg_spin_delay();
+                continue;
+            }
+            pg_read_barrier();
+            SpinLockAcquire(&e->mutex);
+            used = e->used;
+            dbid = e->dbid;
+            roleid = e->roleid;
+            partition = e->partition;
+            encoding = e->encoding;
+            memcpy(cluster, e->cluster, sizeof(cluster));
+            memcpy(conninfo, e->conninfo, sizeof(conninfo));
+            memcpy(last_error, e->last_error, sizeof(last_error));
+            last_error_at = e->last_error_at;
+            SpinLockRelease(&e->mutex);
+            int k = 0;
+            for (pg_atomic_uint32 *g : {&e->conns_open, &e->conns_idle, &e->conns_active, &e->conns_connecting,
+                                        &e->conns_cancelling, &e->waiting})
+                gauges[k++] = pg_atomic_read_u32(g);
+            k = 0;
+            for (pg_atomic_uint64 *c : {&e->calls, &e->errors, &e->cancels, &e->rows, &e->bytes_sent,
+                                        &e->bytes_received, &e->time_us, &e->connects, &e->disconnects})
+                counters[k++] = pg_atomic_read_u64(c);
+            wait_since = TimestampTz(pg_atomic_read_u64(&e->wait_since));
+            reset_at = TimestampTz(pg_atomic_read_u64(&e->stats_reset));
+            pg_read_barrier();
+            if (pg_atomic_read_u32(&e->changecount) == before)
+                break;
+        }
         if (!used || (!see_all && !has_privs_of_role(me, roleid)))
             continue;
         cluster[NAMEDATALEN - 1] = conninfo[kStatConninfoLen - 1] = last_error[kStatErrorLen - 1] = '\0';
 
-        Datum values[24];
-        bool nulls[24] = {false};
+        Datum values[kCols];
+        bool nulls[kCols] = {false};
         int k = 0;
         values[k++] = ObjectIdGetDatum(dbid);
-        nulls[k] = cluster[0] == '\0';
-        values[k++] = shared_text(cluster);
-        nulls[k] = cluster[0] == '\0';
+        nulls[k] = nulls[k + 1] = cluster[0] == '\0';
+        values[k++] = shared_text(cluster, encoding);
         values[k++] = Int32GetDatum(int32(partition));
         values[k++] = ObjectIdGetDatum(roleid);
-        values[k++] = shared_text(conninfo);
-        for (pg_atomic_uint32 *g : {&e->conns_open, &e->conns_idle, &e->conns_active, &e->conns_connecting,
-                                    &e->conns_cancelling, &e->waiting})
-            values[k++] = Int32GetDatum(int32(pg_atomic_read_u32(g)));
-        TimestampTz wait_since = TimestampTz(pg_atomic_read_u64(&e->wait_since));
+        values[k++] = shared_text(conninfo, encoding);
+        for (uint32 g : gauges)
+            values[k++] = Int32GetDatum(int32(g));
         values[k++] = Float8GetDatum(wait_since != 0 && now > wait_since ? double(now - wait_since) / 1000.0 : 0.0);
-        for (pg_atomic_uint64 *c : {&e->calls, &e->errors, &e->cancels, &e->rows, &e->bytes_sent,
-                                    &e->bytes_received})
-            values[k++] = Int64GetDatum(int64(pg_atomic_read_u64(c)));
-        values[k++] = Float8GetDatum(double(pg_atomic_read_u64(&e->time_us)) / 1000.0);
-        values[k++] = Int64GetDatum(int64(pg_atomic_read_u64(&e->connects)));
-        values[k++] = Int64GetDatum(int64(pg_atomic_read_u64(&e->disconnects)));
-        nulls[k] = last_error_at == 0;
-        values[k++] = shared_text(last_error);
-        nulls[k] = last_error_at == 0;
+        for (int c = 0; c < 6; c++) /* calls ... bytes_received */
+            values[k++] = Int64GetDatum(int64(counters[c]));
+        values[k++] = Float8GetDatum(double(counters[6]) / 1000.0);
+        values[k++] = Int64GetDatum(int64(counters[7]));
+        values[k++] = Int64GetDatum(int64(counters[8]));
+        nulls[k] = nulls[k + 1] = last_error_at == 0;
+        values[k++] = shared_text(last_error, encoding);
         values[k++] = TimestampTzGetDatum(last_error_at);
-        values[k++] = TimestampTzGetDatum(TimestampTz(pg_atomic_read_u64(&e->stats_reset)));
-        Assert(k == 24);
+        values[k++] = TimestampTzGetDatum(reset_at);
+        Assert(k == kCols);
         tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
     }
     return (Datum) 0;

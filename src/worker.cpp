@@ -44,6 +44,8 @@ namespace {
 
 struct Call;
 
+constexpr size_t kLastErrorText = 256;
+
 /* One target of a call: receives its job's output and encodes it. */
 struct Task final : QuerySink {
     Call *call = nullptr;
@@ -186,8 +188,16 @@ void Task::on_error(const PGresult *res, const char *sqlstate, const std::string
     call->outbox.push_back(std::move(b));
     finished = true;
     job = nullptr;
+    /* last_error: the remote's message, or ours with libpq's reason */
     const char *primary = res ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : nullptr;
-    self->stats.job_ended(tally, JobOutcome::Failed, primary ? primary : message.c_str());
+    char text[kLastErrorText];
+    if (primary)
+        snprintf(text, sizeof(text), "%s", primary);
+    else if (!detail.empty())
+        snprintf(text, sizeof(text), "%s: %s", message.c_str(), detail.c_str());
+    else
+        snprintf(text, sizeof(text), "%s", message.c_str());
+    self->stats.job_ended(tally, JobOutcome::Failed, text);
 }
 
 void Task::on_done(uint64_t rows)
@@ -201,7 +211,7 @@ void Task::on_done(uint64_t rows)
     finished = true;
     job = nullptr;
     tally.rows = rows;
-    self->stats.job_ended(tally, JobOutcome::Done, nullptr);
+    self->stats.job_ended(tally, JobOutcome::Done);
 }
 
 /* ------------------------------------------------------------ slots */
@@ -244,16 +254,20 @@ void release_slot(Call &c)
     set_done_and_wake(s);
 }
 
-void abandon_jobs(Call &c)
+/* The call ends before its jobs: the caller left (Cancelled), or the
+ * worker gave up on it (Failed, with why). Targets that already ended are
+ * not counted again. */
+void abandon_jobs(Call &c, JobOutcome outcome = JobOutcome::Cancelled, const char *why = nullptr)
 {
-    for (auto &t : c.tasks)
+    for (auto &t : c.tasks) {
         if (t->job) {
             Job *j = t->job;
             t->job = nullptr;
             t->finished = true;
             self->pool.abandon(j);
-            self->stats.job_ended(t->tally, JobOutcome::Cancelled, nullptr);
         }
+        self->stats.job_ended(t->tally, outcome, why);
+    }
 }
 
 void pick_up(Ticket t)
@@ -410,9 +424,9 @@ void start_call(Call &c, const char *data, Size len)
         if (!cluster_name.empty())
             retire_on_config_change(s->dbid, s->roleid, cluster_name, partitions[i], specs[i], config_stamp);
         Task *t = c.tasks[i].get();
-        specs[i].stat_id = self->stats.job_starting(s->dbid, s->roleid, cluster_name, partitions[i], specs[i],
+        specs[i].stat_ref = self->stats.job_starting(s->dbid, s->roleid, cluster_name, partitions[i], specs[i],
                                                     self->pool);
-        t->tally.stat_id = specs[i].stat_id;
+        t->tally.stat_ref = specs[i].stat_ref;
         t->tally.started = Clock::now();
     }
     /* tasks are all in place before any job can report to them */
@@ -507,7 +521,7 @@ void step_all_calls()
              * the ring...) must not take the others down with the worker */
             strlcpy(msg, e.what(), sizeof(msg));
             Call &c = *calls[i];
-            abandon_jobs(c);
+            abandon_jobs(c, JobOutcome::Failed, msg);
             c.outbox.clear();
             release_slot(c);
             done = failed = true;
@@ -638,6 +652,8 @@ void worker_exit(int code, Datum arg)
     for (auto &c : self->calls) {
         c->abandoned = true;
         account_end(*c);
+        for (auto &t : c->tasks)
+            self->stats.job_ended(t->tally, JobOutcome::Failed, "bgw_proxy worker exited during the call");
         RequestSlot *s = request_slot(c->slot);
         if (c->request)
             shm_mq_detach(c->request);
