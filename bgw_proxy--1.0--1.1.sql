@@ -23,6 +23,7 @@ CREATE FUNCTION pg_stat_bgw_proxy_1_1(
     OUT errors bigint,
     OUT cancels bigint,
     OUT rows bigint,
+    OUT binary_calls bigint,
     OUT bytes_sent bigint,
     OUT bytes_received bigint,
     OUT total_time double precision,
@@ -39,7 +40,7 @@ CREATE VIEW pg_stat_bgw_proxy AS
     SELECT s.dbid, d.datname AS database, s.cluster, s.partition, s.roleid, r.rolname AS role,
            s.conninfo, s.conns_open, s.conns_idle, s.conns_active, s.conns_connecting,
            s.conns_cancelling, s.calls_waiting, s.longest_wait,
-           s.calls, s.errors, s.cancels, s.rows, s.bytes_sent, s.bytes_received,
+           s.calls, s.errors, s.cancels, s.rows, s.binary_calls, s.bytes_sent, s.bytes_received,
            s.total_time,
            CASE WHEN s.calls > 0 THEN s.total_time / s.calls END AS mean_time,
            s.connects, s.disconnects, s.last_error, s.last_error_at, s.stats_reset

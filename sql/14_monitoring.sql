@@ -34,8 +34,8 @@ SELECT database, cluster, partition, role, conninfo, calls, errors, cancels, row
        stats_reset <= now() AS reset_in_past
 FROM pg_stat_bgw_proxy WHERE cluster = 'mon' ORDER BY partition;
 
--- rows and bytes received follow what came back (three values of 1 byte,
--- then 1000 values: 9 of 1 byte, 90 of 2, 900 of 3, 1 of 4)
+-- rows and bytes received follow what came back (int results come in
+-- binary, 4 bytes each)
 SELECT count(*) FROM mon_rows(0, 3);
 SELECT count(*) FROM mon_rows(0, 1000);
 SELECT calls, rows, bytes_received FROM pg_stat_bgw_proxy WHERE cluster = 'mon' AND partition = 0;

@@ -228,7 +228,7 @@ void encode_request(const CallRequest *req, StringInfoBuf &buf)
 {
     wire::Writer<StringInfoBuf> w(buf);
     w.u32(wire::kRequestMagic);
-    w.u32(guc_remote_prepare ? wire::kFlagPrepare : 0);
+    w.u32((guc_remote_prepare ? wire::kFlagPrepare : 0) | (req->disable_binary ? wire::kFlagNoBinary : 0));
     w.u32(uint32(req->connect_timeout_ms));
     w.u32(uint32(req->query_timeout_ms));
     w.u32(uint32(req->max_connections));
@@ -340,17 +340,28 @@ void run_call(const CallRequest *req, const ResultSink *sink)
                     ereport(ERROR, (errcode(ERRCODE_PROTOCOL_VIOLATION),
                                     errmsg("bgw_proxy: malformed row from worker")));
                 wire::Span *fields = static_cast<wire::Span *>(palloc(sizeof(wire::Span) * (nfields + 1)));
+                uint32 *types = nullptr;
+                uint8 *formats = nullptr;
+                if (kind == wire::kDescribe) {
+                    types = static_cast<uint32 *>(palloc(sizeof(uint32) * (nfields + 1)));
+                    formats = static_cast<uint8 *>(palloc(nfields + 1));
+                }
                 bool ok = true;
                 for (int i = 0; i < nfields && ok; i++)
-                    ok = kind == wire::kRow ? rd.blob(fields[i]) : rd.str(fields[i]);
+                    ok = kind == wire::kRow ? rd.blob(fields[i])
+                                            : rd.str(fields[i]) && rd.u32(types[i]) && rd.u8(formats[i]);
                 if (!ok || !rd.at_end())
                     ereport(ERROR, (errcode(ERRCODE_PROTOCOL_VIOLATION),
                                     errmsg("bgw_proxy: malformed row from worker")));
                 if (kind == wire::kRow)
                     sink->row(sink->arg, target, nfields, fields);
                 else
-                    sink->describe(sink->arg, target, nfields, fields);
+                    sink->describe(sink->arg, target, nfields, fields, types, formats);
                 pfree(fields);
+                if (types)
+                    pfree(types);
+                if (formats)
+                    pfree(formats);
             } else if (kind == wire::kError || kind == wire::kNotice) {
                 raise_remote(req, target, char(kind), rd);
             }

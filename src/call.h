@@ -26,7 +26,8 @@ struct CallTarget {
 struct CallRequest {
     const char *function_name;   /* for error context */
     const char *cluster_name;    /* NULL for CONNECT: names the statistics entry */
-    uint64 config_stamp;         /* the cluster's ClusterConfig.config_stamp; 0 for CONNECT */
+    uint64 config_stamp;
+    bool disable_binary;         /* results in text only */         /* the cluster's ClusterConfig.config_stamp; 0 for CONNECT */
     const char *query;
     int connect_timeout_ms;      /* 0: none */
     int query_timeout_ms;        /* 0: none */
@@ -39,8 +40,10 @@ struct CallRequest {
 
 /* Called once per row with its fields (valid until the callback returns). */
 typedef void (*RowCallback)(void *arg, int target, int nfields, const wire::Span *fields);
-/* Called once per target with its column names, before its rows. */
-typedef void (*DescribeCallback)(void *arg, int target, int nfields, const wire::Span *names);
+/* Called once per target with its columns, before its rows: names, the
+ * remote type OIDs, and the format (0 text, 1 binary) their values come in. */
+typedef void (*DescribeCallback)(void *arg, int target, int nfields, const wire::Span *names, const uint32 *types,
+                                 const uint8 *formats);
 
 /* Called when a target has sent all its rows. */
 typedef void (*TargetDoneCallback)(void *arg, int target);

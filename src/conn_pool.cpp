@@ -37,6 +37,53 @@ std::string trimmed_error(PGconn *pg)
     return out;
 }
 
+/* Result types received in binary: built-in (same OID on every server),
+ * binary form without embedded OIDs or text in the client encoding
+ * (text-like types gain nothing and would need encoding care), stable
+ * since long before PostgreSQL 10. Arrays of them carry their element
+ * OID, which is built-in too. */
+bool binary_safe_type(Oid type)
+{
+    switch (type) {
+    case 16:   /* bool */
+    case 17:   /* bytea */
+    case 20:   /* int8 */
+    case 21:   /* int2 */
+    case 23:   /* int4 */
+    case 26:   /* oid */
+    case 700:  /* float4 */
+    case 701:  /* float8 */
+    case 1082: /* date */
+    case 1083: /* time */
+    case 1114: /* timestamp */
+    case 1184: /* timestamptz */
+    case 1186: /* interval */
+    case 1700: /* numeric */
+    case 2950: /* uuid */
+    case 1000: /* bool[] */
+    case 1001: /* bytea[] */
+    case 1005: /* int2[] */
+    case 1007: /* int4[] */
+    case 1016: /* int8[] */
+    case 1021: /* float4[] */
+    case 1022: /* float8[] */
+    case 1028: /* oid[] */
+    case 1115: /* timestamp[] */
+    case 1182: /* date[] */
+    case 1183: /* time[] */
+    case 1185: /* timestamptz[] */
+    case 1187: /* interval[] */
+    case 1231: /* numeric[] */
+    case 2951: /* uuid[] */
+        return true;
+    default:
+        return false;
+    }
+}
+
+/* The remote must be at least this version for binary results. */
+constexpr int kBinaryMinServerVersion = 100000;
+
 /* More distinct queries than this on one connection run unprepared. */
 constexpr size_t kMaxPreparedPerConnection = 256;
 
@@ -86,6 +133,7 @@ private:
     void fail_job(const PGresult *res, const char *sqlstate, const std::string &msg,
                   const std::string &detail = std::string());
     void finish_statement();
+    void sent_or_died(bool sent);
 
     Pool &pool_;
     std::string key_;
@@ -99,8 +147,14 @@ private:
     bool job_failed_ = false;    /* error delivered, draining the rest */
     bool described_ = false;     /* on_describe called for this statement */
 
-    /* prepared statements of this connection: query text -> name */
-    std::unordered_map<std::string, std::string> prepared_;
+    /* prepared statements of this connection: query text -> name, format */
+    struct Prepared {
+        std::string name;
+        bool binary;
+    };
+    std::unordered_map<std::string, Prepared> prepared_;
+    bool describing_ = false;         /* prepared; its describe is under way */
+    bool describe_binary_ = false;    /* what the describe said */
     bool prepare_disabled_ = false;   /* the remote lost one: a pooler in between */
     std::string preparing_;           /* name being prepared for job_, or empty */
     uint64_t id_ = 0;                 /* unique in the pool: sockets are reused */
@@ -219,6 +273,10 @@ bool Connection::send_statement()
     int n = int(values.size());
     bool use_prepared = s.prepare && !prepare_disabled_ && !resend_unprepared_;
     auto it = use_prepared ? prepared_.find(s.query) : prepared_.end();
+    if (it != prepared_.end() && it->second.binary && !s.binary) {
+        it = prepared_.end(); /* this call wants text (disable_binary): a plain query */
+        use_prepared = false;
+    }
 
     if (use_prepared && it == prepared_.end() && prepared_.size() < kMaxPreparedPerConnection) {
         preparing_ = "bgw_proxy_" + std::to_string(++next_statement_);
@@ -227,7 +285,8 @@ bool Connection::send_statement()
     }
     preparing_.clear();
     int ok = (it != prepared_.end())
-                 ? PQsendQueryPrepared(pg_, it->second.c_str(), n, values.data(), lengths.data(), nullptr, 0)
+                 ? PQsendQueryPrepared(pg_, it->second.name.c_str(), n, values.data(), lengths.data(), nullptr,
+                                       it->second.binary ? 1 : 0)
                  : PQsendQueryParams(pg_, s.query.c_str(), n, nullptr, values.data(), lengths.data(),
                                      nullptr, 0);
     return ok && PQsetSingleRowMode(pg_);
@@ -347,8 +406,13 @@ void Connection::process_input()
         }
         ExecStatusType st = PQresultStatus(res);
         if (delivering && !preparing_.empty()) {
-            /* the answer to PQsendPrepare: ok, or the error for the job */
-            if (st == PGRES_COMMAND_OK)
+            /* the answer to PQsendPrepare (or to its describe): ok, or
+             * the error for the job */
+            if (st == PGRES_COMMAND_OK && describing_) {
+                describe_binary_ = PQnfields(res) > 0;
+                for (int i = 0; i < PQnfields(res); i++)
+                    describe_binary_ = describe_binary_ && binary_safe_type(PQftype(res, i));
+            } else if (st == PGRES_COMMAND_OK)
                 prepare_ok_ = true;
             else {
                 const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
@@ -385,13 +449,34 @@ void Connection::process_input()
     }
 }
 
+/* After queueing the next message of a statement: flush it, or fail. */
+void Connection::sent_or_died(bool sent)
+{
+    if (!sent) {
+        fail_job(nullptr, "08006", kConnectionLost, trimmed_error(pg_));
+        dead_ = true;
+        dead_reason_ = "could not send query";
+        return;
+    }
+    flush();
+}
+
 void Connection::finish_statement()
 {
     if (job_ && !job_failed_ && state_ == ConnState::Busy && PQtransactionStatus(pg_) == PQTRANS_IDLE) {
         /* the first half of prepare-then-execute, or a resend */
         bool next = false;
+        if (!preparing_.empty() && prepare_ok_ && !describing_ && job_->spec.binary &&
+            PQserverVersion(pg_) >= kBinaryMinServerVersion) {
+            /* which format its results can come in: asked once */
+            describing_ = true;
+            describe_binary_ = false;
+            sent_or_died(PQsendDescribePrepared(pg_, preparing_.c_str()));
+            return;
+        }
         if (!preparing_.empty() && prepare_ok_) {
-            prepared_.emplace(job_->spec.query, preparing_);
+            prepared_.emplace(job_->spec.query, Prepared{preparing_, describing_ && describe_binary_});
+            describing_ = false;
             next = true;
         } else if (resend_unprepared_) {
             next = true;
@@ -399,17 +484,12 @@ void Connection::finish_statement()
         if (next) {
             bool sent = send_statement();
             resend_unprepared_ = false;
-            if (!sent) {
-                fail_job(nullptr, "08006", kConnectionLost, trimmed_error(pg_));
-                dead_ = true;
-                dead_reason_ = "could not send query";
-                return;
-            }
-            flush();
+            sent_or_died(sent);
             return;
         }
     }
     preparing_.clear();
+    describing_ = false;
     resend_unprepared_ = false;
     cancel_done_.reset();
     drained_ = false;
@@ -457,6 +537,7 @@ void Connection::abandon()
     state_ = ConnState::Cancelling;
     drained_ = false;
     preparing_.clear();
+    describing_ = false;
     resend_unprepared_ = false;
     deadline_ = after_ms(pool_.limits_.cancel_wait_ms);
     process_input();

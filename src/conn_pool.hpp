@@ -11,7 +11,11 @@
  *   any --error / timeout / EOF / lifetime--> closed (PQfinish, gone)
  *
  * Statements are prepared once per connection and query text (a generic
- * plan then spares the remote its parse and plan on every call). If the
+ * plan then spares the remote its parse and plan on every call). A
+ * prepared statement is also described once: if every column it returns
+ * is of a built-in type whose binary form is the same on every server
+ * version we talk to (no OIDs inside, no text encoding), its results are
+ * asked for in binary; otherwise, and for unprepared statements, in text. If the
  * remote says a statement it prepared does not exist (a transaction-mode
  * pooler such as pgbouncer in between), the connection stops preparing and
  * the call is sent again unprepared: nothing ran remotely, so that is safe.
@@ -74,6 +78,7 @@ struct JobSpec {
     int connect_timeout_ms = 0;      /* 0: none */
     int query_timeout_ms = 0;        /* 0: none */
     bool prepare = true;             /* run as a prepared statement of the connection */
+    bool binary = true;              /* results may come in binary (see conn_pool.cpp) */
     int max_connections = 0;         /* this pool's limit; 0: PoolLimits::max_per_key */
     int lifetime_s = 0;              /* close connections older than this (0: never) */
     int pool_wait_timeout_ms = 0;    /* give up waiting for a connection (0: never) */

@@ -38,7 +38,7 @@ void pool_stat_zero_gauges(PoolStat *e)
 
 void pool_stat_reset_counters(PoolStat *e, TimestampTz now)
 {
-    for (pg_atomic_uint64 *c : {&e->calls, &e->errors, &e->cancels, &e->rows, &e->bytes_sent,
+    for (pg_atomic_uint64 *c : {&e->calls, &e->errors, &e->cancels, &e->rows, &e->binary_calls, &e->bytes_sent,
                                 &e->bytes_received, &e->time_us, &e->connects, &e->disconnects})
         pg_atomic_write_u64(c, 0);
     pg_atomic_write_u64(&e->stats_reset, uint64(now));
@@ -55,7 +55,7 @@ void pool_stats_init(void)
                                     &e->conns_cancelling, &e->waiting})
             pg_atomic_init_u32(g, 0);
         pg_atomic_init_u64(&e->wait_since, 0);
-        for (pg_atomic_uint64 *c : {&e->calls, &e->errors, &e->cancels, &e->rows, &e->bytes_sent,
+        for (pg_atomic_uint64 *c : {&e->calls, &e->errors, &e->cancels, &e->rows, &e->binary_calls, &e->bytes_sent,
                                     &e->bytes_received, &e->time_us, &e->connects, &e->disconnects,
                                     &e->stats_reset})
             pg_atomic_init_u64(c, 0);

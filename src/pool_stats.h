@@ -74,6 +74,7 @@ struct PoolStat {
     pg_atomic_uint64 errors;
     pg_atomic_uint64 cancels;      /* abandoned by the caller (cancel, error, exit) */
     pg_atomic_uint64 rows;
+    pg_atomic_uint64 binary_calls; /* calls whose results came in binary */
     pg_atomic_uint64 bytes_sent;   /* statement text and parameter values */
     pg_atomic_uint64 bytes_received; /* result values */
     pg_atomic_uint64 time_us;      /* sum over calls of submit-to-end time */

@@ -295,6 +295,8 @@ void StatBook::job_ended(JobTally &t, JobOutcome outcome, const char *error)
     auto us = std::chrono::duration_cast<std::chrono::microseconds>(l->last_used - t.started).count();
     add(&e->calls, 1);
     add(&e->rows, t.rows);
+    if (t.binary)
+        add(&e->binary_calls, 1);
     add(&e->bytes_received, t.bytes_received);
     add(&e->time_us, uint64(std::max<int64_t>(0, us)));
     if (outcome == JobOutcome::Cancelled)

@@ -29,6 +29,7 @@ struct JobTally {
     Clock::time_point started;
     uint64_t rows = 0;
     uint64_t bytes_received = 0;
+    bool binary = false;         /* its results came in binary */
 };
 
 class StatBook final : public PoolObserver {

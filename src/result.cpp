@@ -11,7 +11,7 @@ void result_begin(ResultBuilder *rb, ProxyFunction *pf, FunctionCallInfo fcinfo,
 {
     memset(rb, 0, sizeof(*rb));
     rb->ntargets = ntargets;
-    rb->colmap = (int **) palloc0(sizeof(int *) * (ntargets + 1));
+    rb->decoders = (ColumnDecoder **) palloc0(sizeof(ColumnDecoder *) * (ntargets + 1));
     rb->pf = pf;
     rb->fcinfo = fcinfo;
     rb->call_cxt = CurrentMemoryContext;
@@ -35,7 +35,8 @@ void result_begin(ResultBuilder *rb, ProxyFunction *pf, FunctionCallInfo fcinfo,
             elog(ERROR, "bgw_proxy: composite result expected");
         rb->desc = CreateTupleDescCopy(d);
         rb->attin = TupleDescGetAttInMetadata(rb->desc);
-        rb->cstrings = (char **) palloc0(sizeof(char *) * (rb->desc->natts + 1));
+        rb->values = (Datum *) palloc0(sizeof(Datum) * (rb->desc->natts + 1));
+        rb->nulls = (bool *) palloc0(sizeof(bool) * (rb->desc->natts + 1));
     } else if (!pf->is_void) {
         if (pf->retset) {
             rb->desc = CreateTemplateTupleDesc(1);
@@ -57,36 +58,89 @@ void result_begin(ResultBuilder *rb, ProxyFunction *pf, FunctionCallInfo fcinfo,
     rb->row_cxt = AllocSetContextCreate(CurrentMemoryContext, "bgw_proxy row", ALLOCSET_DEFAULT_SIZES);
 }
 
+namespace {
+
+/* How to read remote column `field` as a value of the declared type. */
+void init_decoder(ColumnDecoder *d, int field, Oid declared, const uint32 *types, const uint8 *formats,
+                  MemoryContext cxt)
+{
+    memset(d, 0, sizeof(*d));
+    d->field = field;
+    if (field < 0 || formats[field] != 1)
+        return;
+    /* the worker asks for binary only for built-in types with a stable
+     * binary form (conn_pool.cpp), so the remote type is one of ours */
+    Oid remote = Oid(types[field]);
+    Oid recv;
+    getTypeBinaryInputInfo(remote, &recv, &d->recv_ioparam);
+    fmgr_info_cxt(recv, &d->recv, cxt);
+    d->binary = true;
+    d->same_type = (remote == declared);
+    if (!d->same_type) {
+        Oid out;
+        bool varlena;
+        getTypeOutputInfo(remote, &out, &varlena);
+        fmgr_info_cxt(out, &d->remote_out, cxt);
+    }
+}
+
+/* A binary value as the declared type (input function `in`, typmod). */
+Datum decode_binary(ColumnDecoder *d, const wire::Span &v, FmgrInfo *in, Oid in_ioparam, int32 typmod)
+{
+    StringInfoData buf;
+    buf.data = (char *) palloc(v.len + 1);
+    memcpy(buf.data, v.data, v.len);
+    buf.data[v.len] = '\0';
+    buf.len = int(v.len);
+    buf.maxlen = int(v.len) + 1;
+    buf.cursor = 0;
+    Datum value = ReceiveFunctionCall(&d->recv, &buf, d->recv_ioparam, d->same_type ? typmod : -1);
+    if (d->same_type)
+        return value;
+    return InputFunctionCall(in, OutputFunctionCall(&d->remote_out, value), in_ioparam, typmod);
+}
+
+} // namespace
+
 /* Composite results are matched by column name, as PL/Proxy does: the
  * remote query may list them in another order, and a missing one is an
- * error rather than a silently shifted row. */
-void result_on_describe(void *arg, int target, int nfields, const wire::Span *names)
+ * error rather than a silently shifted row. Each column is then decoded
+ * from the format it comes in. */
+void result_on_describe(void *arg, int target, int nfields, const wire::Span *names, const uint32 *types,
+                        const uint8 *formats)
 {
     auto *rb = static_cast<ResultBuilder *>(arg);
     ProxyFunction *pf = rb->pf;
-    if (pf->result_class != TYPEFUNC_COMPOSITE || pf->is_void || target < 0 || target >= rb->ntargets)
+    if (pf->is_void || target < 0 || target >= rb->ntargets)
         return;
+    if (pf->result_class != TYPEFUNC_COMPOSITE) {
+        auto *d = (ColumnDecoder *) MemoryContextAlloc(rb->call_cxt, sizeof(ColumnDecoder));
+        init_decoder(d, nfields > 0 ? 0 : -1, pf->result_type, types, formats, rb->call_cxt);
+        rb->decoders[target] = d;
+        return;
+    }
     if (nfields != pf->ncolumns)
         ereport(ERROR, (errcode(ERRCODE_DATATYPE_MISMATCH),
                         errmsg("bgw_proxy function %s: remote query returned %d columns, expected %d",
                                pf->name, nfields, pf->ncolumns)));
-    int *map = (int *) palloc(sizeof(int) * (rb->desc->natts + 1));
+    auto *decoders = (ColumnDecoder *) MemoryContextAlloc(rb->call_cxt, sizeof(ColumnDecoder) * (rb->desc->natts + 1));
     for (int i = 0; i < rb->desc->natts; i++) {
         Form_pg_attribute a = TupleDescAttr(rb->desc, i);
-        map[i] = -1;
-        if (a->attisdropped)
-            continue;
-        const char *want = NameStr(a->attname);
-        for (int f = 0; f < nfields && map[i] < 0; f++)
-            if (names[f].len == strlen(want) && memcmp(names[f].data, want, names[f].len) == 0)
-                map[i] = f;
-        if (map[i] < 0)
-            ereport(ERROR, (errcode(ERRCODE_UNDEFINED_COLUMN),
-                            errmsg("bgw_proxy function %s: column \"%s\" is not in the remote result", pf->name,
-                                   want),
-                            errhint("Name the columns of the SELECT after the function's result columns.")));
+        int field = -1;
+        if (!a->attisdropped) {
+            const char *want = NameStr(a->attname);
+            for (int f = 0; f < nfields && field < 0; f++)
+                if (names[f].len == strlen(want) && memcmp(names[f].data, want, names[f].len) == 0)
+                    field = f;
+            if (field < 0)
+                ereport(ERROR, (errcode(ERRCODE_UNDEFINED_COLUMN),
+                                errmsg("bgw_proxy function %s: column \"%s\" is not in the remote result",
+                                       pf->name, want),
+                                errhint("Name the columns of the SELECT after the function's result columns.")));
+        }
+        init_decoder(&decoders[i], field, a->atttypid, types, formats, rb->call_cxt);
     }
-    rb->colmap[target] = map;
+    rb->decoders[target] = decoders;
 }
 
 /* The tuplestore a target's rows go to now (see ResultBuilder). */
@@ -142,17 +196,28 @@ void result_on_row(void *arg, int target, int nfields, const wire::Span *fields)
                         errmsg("bgw_proxy function %s: remote query returned more than one row", pf->name),
                         errhint("Declare the function RETURNS SETOF to return several rows.")));
 
+    ColumnDecoder *dec = (target >= 0 && target < rb->ntargets) ? rb->decoders[target] : nullptr;
+    if (!dec)
+        ereport(ERROR, (errcode(ERRCODE_PROTOCOL_VIOLATION),
+                        errmsg("bgw_proxy function %s: a row arrived before its column names", pf->name)));
     MemoryContext old = MemoryContextSwitchTo(rb->row_cxt);
     auto cstr = [](const wire::Span &s) -> char * { return s.is_null ? nullptr : pnstrdup(s.data, s.len); };
 
     if (pf->result_class == TYPEFUNC_COMPOSITE) {
-        const int *map = (target >= 0 && target < rb->ntargets) ? rb->colmap[target] : nullptr;
-        if (!map)
-            ereport(ERROR, (errcode(ERRCODE_PROTOCOL_VIOLATION),
-                            errmsg("bgw_proxy function %s: a row arrived before its column names", pf->name)));
-        for (int i = 0; i < rb->desc->natts; i++)
-            rb->cstrings[i] = (map[i] < 0 || map[i] >= nfields) ? nullptr : cstr(fields[map[i]]);
-        HeapTuple tup = BuildTupleFromCStrings(rb->attin, rb->cstrings);
+        AttInMetadata *in = rb->attin;
+        for (int i = 0; i < rb->desc->natts; i++) {
+            int f = dec[i].field;
+            rb->nulls[i] = f < 0 || f >= nfields || fields[f].is_null;
+            if (rb->nulls[i])
+                rb->values[i] = (Datum) 0;
+            else if (dec[i].binary)
+                rb->values[i] = decode_binary(&dec[i], fields[f], &in->attinfuncs[i], in->attioparams[i],
+                                              in->atttypmods[i]);
+            else
+                rb->values[i] = InputFunctionCall(&in->attinfuncs[i], cstr(fields[f]), in->attioparams[i],
+                                                  in->atttypmods[i]);
+        }
+        HeapTuple tup = heap_form_tuple(rb->desc, rb->values, rb->nulls);
         if (rb->store) {
             tuplestore_puttuple(store_for(rb, target), tup);
         } else {
@@ -161,15 +226,24 @@ void result_on_row(void *arg, int target, int nfields, const wire::Span *fields)
             rb->isnull = false;
         }
     } else {
-        char *s = cstr(fields[0]);
+        /* the value is built in the context it must live in: the call's for
+         * a scalar result, the row's (copied by the tuplestore) for SETOF */
+        if (!rb->store)
+            MemoryContextSwitchTo(rb->call_cxt);
+        const wire::Span &f = fields[0];
+        Datum v = (Datum) 0;
+        if (f.is_null)
+            v = InputFunctionCall(&pf->result_in, nullptr, pf->result_ioparam, -1);
+        else if (dec->binary)
+            v = decode_binary(dec, f, &pf->result_in, pf->result_ioparam, -1);
+        else
+            v = InputFunctionCall(&pf->result_in, cstr(f), pf->result_ioparam, -1);
         if (rb->store) {
-            Datum v = InputFunctionCall(&pf->result_in, s, pf->result_ioparam, -1);
-            bool isnull = (s == nullptr);
+            bool isnull = f.is_null;
             tuplestore_putvalues(store_for(rb, target), rb->desc, &v, &isnull);
         } else {
-            MemoryContextSwitchTo(rb->call_cxt);
-            rb->value = InputFunctionCall(&pf->result_in, s, pf->result_ioparam, -1);
-            rb->isnull = (s == nullptr);
+            rb->value = v;
+            rb->isnull = f.is_null;
         }
     }
     MemoryContextSwitchTo(old);

@@ -12,6 +12,17 @@
 
 namespace bgw {
 
+/* How one result column of one target is decoded. */
+struct ColumnDecoder {
+    int field;                  /* remote column; -1: none (a dropped attribute) */
+    bool binary;                /* the value comes in the remote type's binary form */
+    bool same_type;             /* remote type == declared type: received directly */
+    FmgrInfo recv;              /* binary: the remote type's receive function */
+    Oid recv_ioparam;
+    FmgrInfo remote_out;        /* binary, another type: its output function, then
+                                 * the declared type's input (with typmod, domain checks) */
+};
+
 struct ResultBuilder {
     ProxyFunction *pf;
     FunctionCallInfo fcinfo;
@@ -19,9 +30,10 @@ struct ResultBuilder {
     MemoryContext row_cxt;      /* reset after every row */
     TupleDesc desc;             /* composite, or SETOF's tuple shape */
     AttInMetadata *attin;       /* composite */
-    char **cstrings;            /* per attribute of desc (dropped: NULL) */
     int ntargets;
-    int **colmap;               /* per target: remote column of each attribute, by name */
+    ColumnDecoder **decoders;   /* per target: per result column (composite: attribute) */
+    Datum *values;              /* composite: the row being built */
+    bool *nulls;
     /* SETOF of several targets: rows come back in target order, as PL/Proxy
      * returns them. The head target's rows go straight into `store`; a later
      * target's wait in its own tuplestore (spilling to disk past work_mem)
@@ -36,7 +48,8 @@ struct ResultBuilder {
 };
 
 void result_begin(ResultBuilder *rb, ProxyFunction *pf, FunctionCallInfo fcinfo, int ntargets);
-void result_on_describe(void *arg, int target, int nfields, const wire::Span *names);
+void result_on_describe(void *arg, int target, int nfields, const wire::Span *names, const uint32 *types,
+                        const uint8 *formats);
 void result_on_row(void *arg, int target, int nfields, const wire::Span *fields);
 void result_on_target_done(void *arg, int target);
 Datum result_finish(ResultBuilder *rb);

@@ -222,7 +222,7 @@ Datum pg_stat_bgw_proxy_1_1(PG_FUNCTION_ARGS)
     Oid me = GetUserId();
     bool see_all = has_privs_of_role(me, ROLE_PG_READ_ALL_STATS);
     TimestampTz now = GetCurrentTimestamp();
-    constexpr int kCols = 24;
+    constexpr int kCols = 25;
 
     for (int i = 0; i < proxy_shared->npool_stats; i++) {
         PoolStat *e = pool_stat(i);
@@ -263,8 +263,9 @@ Datum pg_stat_bgw_proxy_1_1(PG_FUNCTION_ARGS)
                                         &e->conns_cancelling, &e->waiting})
                 gauges[k++] = pg_atomic_read_u32(g);
             k = 0;
-            for (pg_atomic_uint64 *c : {&e->calls, &e->errors, &e->cancels, &e->rows, &e->bytes_sent,
-                                        &e->bytes_received, &e->time_us, &e->connects, &e->disconnects})
+            for (pg_atomic_uint64 *c : {&e->calls, &e->errors, &e->cancels, &e->rows, &e->binary_calls,
+                                        &e->bytes_sent, &e->bytes_received, &e->time_us, &e->connects,
+                                        &e->disconnects})
                 counters[k++] = pg_atomic_read_u64(c);
             wait_since = TimestampTz(pg_atomic_read_u64(&e->wait_since));
             reset_at = TimestampTz(pg_atomic_read_u64(&e->stats_reset));
@@ -288,11 +289,11 @@ Datum pg_stat_bgw_proxy_1_1(PG_FUNCTION_ARGS)
         for (uint32 g : gauges)
             values[k++] = Int32GetDatum(int32(g));
         values[k++] = Float8GetDatum(wait_since != 0 && now > wait_since ? double(now - wait_since) / 1000.0 : 0.0);
-        for (int c = 0; c < 6; c++) /* calls ... bytes_received */
+        for (int c = 0; c < 7; c++) /* calls ... bytes_received */
             values[k++] = Int64GetDatum(int64(counters[c]));
-        values[k++] = Float8GetDatum(double(counters[6]) / 1000.0);
-        values[k++] = Int64GetDatum(int64(counters[7]));
+        values[k++] = Float8GetDatum(double(counters[7]) / 1000.0);
         values[k++] = Int64GetDatum(int64(counters[8]));
+        values[k++] = Int64GetDatum(int64(counters[9]));
         nulls[k] = nulls[k + 1] = last_error_at == 0;
         values[k++] = shared_text(last_error, encoding);
         values[k++] = TimestampTzGetDatum(last_error_at);

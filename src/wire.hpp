@@ -6,13 +6,15 @@
  *     u32 kRequestMagic, u32 flags, u32 connect_timeout_ms, u32 query_timeout_ms,
  *     u32 max_connections (per pool, 0: the GUC), u32 connection_lifetime_s (0: none),
  *     u32 pool_wait_timeout_ms (0: none),
- *     str function (for error context), str query, u32 ntargets, then per target:
+ *     str function (for error context), str cluster (empty: CONNECT), u64 config_stamp,
+ *     str query, u32 ntargets, then per target:
  *       u32 partition, str connstr, str user, str password, u8 require_password, str encoding,
  *       u32 nparams, then per param: blob   (empty user/password: not given)
  *
  *   response (worker -> backend), one message each:
- *     'T' u16 target, u16 nfields, then nfields strs          column names, before the rows
- *     'D' u16 target, u16 nfields, then nfields blobs         a row, text format
+ *     'T' u16 target, u16 nfields, then per field:             the columns, before the rows:
+ *         str name, u32 remote type OID, u8 format (0 text, 1 binary)
+ *     'D' u16 target, u16 nfields, then nfields blobs         a row, in those formats
  *     'E' u16 target, fields (below)                           remote or connect error
  *     'N' u16 target, fields                                   a remote notice
  *     'C' u16 target, u64 rows                                 one target finished
@@ -41,7 +43,8 @@ constexpr uint32_t kRequestMagic = 0x42475031; /* "BGP1" */
 constexpr uint32_t kNullLength = 0xffffffffu;
 
 /* request flags */
-constexpr uint32_t kFlagPrepare = 1; /* run as a prepared statement of the connection */
+constexpr uint32_t kFlagPrepare = 1;  /* run as a prepared statement of the connection */
+constexpr uint32_t kFlagNoBinary = 2; /* results in text only (cluster option disable_binary) */
 
 enum : char {
     kDescribe = 'T',

@@ -136,8 +136,12 @@ void Task::on_describe(const PGresult *res)
     w.u8(wire::kDescribe);
     w.u16(index);
     w.u16(uint16(n));
-    for (int i = 0; i < n; i++)
+    for (int i = 0; i < n; i++) {
         w.str(PQfname(res, i));
+        w.u32(PQftype(res, i));
+        w.u8(uint8(PQfformat(res, i)));
+    }
+    tally.binary = n > 0 && PQfformat(res, 0) == 1;
     call->outbox.push_back(std::move(b));
 }
 
@@ -395,6 +399,7 @@ void start_call(Call &c, const char *data, Size len)
         spec.connect_timeout_ms = int(connect_ms);
         spec.query_timeout_ms = int(query_ms);
         spec.prepare = (flags & wire::kFlagPrepare) != 0;
+        spec.binary = (flags & wire::kFlagNoBinary) == 0;
         spec.max_connections = int(max_conns);
         spec.lifetime_s = int(lifetime_s);
         spec.pool_wait_timeout_ms = int(wait_ms);
