@@ -27,6 +27,26 @@ ALTER USER MAPPING FOR bgw_other SERVER sq OPTIONS (ADD password 'secret');
 SET ROLE bgw_other;
 SELECT sq_user(1) AS own_mapping;
 RESET ROLE;
+-- an administrator who leaves authentication to the remotes can turn the
+-- check off, as PL/Proxy never checked (superuser-only setting, reloaded)
+ALTER SYSTEM SET bgw_proxy.mapping_password_required = off;
+SELECT pg_reload_conf();
+SELECT pg_sleep(0.5);
+SHOW bgw_proxy.mapping_password_required;
+SET ROLE bgw_other;
+SELECT sq_user(1) AS own_mapping;
+RESET ROLE;
+ALTER USER MAPPING FOR bgw_other SERVER sq OPTIONS (DROP password);
+SET ROLE bgw_other;
+SELECT sq_user(1) AS own_mapping_no_password;
+RESET ROLE;
+ALTER SYSTEM RESET bgw_proxy.mapping_password_required;
+SELECT pg_reload_conf();
+SELECT pg_sleep(0.5);
+SHOW bgw_proxy.mapping_password_required;
+SET ROLE bgw_other;
+SELECT sq_user(1) AS own_mapping_no_password;
+RESET ROLE;
 -- mapped to itself, or set up for a superuser: fine
 ALTER USER MAPPING FOR bgw_other SERVER sq OPTIONS (SET user 'bgw_other');
 SET ROLE bgw_other;

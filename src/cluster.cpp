@@ -3,6 +3,7 @@
  */
 #include "wire.hpp"
 #include "cluster.h"
+#include "guc.h"
 #include "shmem.h"
 
 #include "pg_headers.h"
@@ -587,23 +588,25 @@ ClusterLogin cluster_login(ClusterConfig *c, const char **route_key)
         c->cached_role_name = MemoryContextStrdup(c->cxt, rolename);
         c->cached_map_user = map_user ? MemoryContextStrdup(c->cxt, map_user) : nullptr;
         c->cached_map_password = map_password ? MemoryContextStrdup(c->cxt, map_password) : nullptr;
-        /* Any role with USAGE may create its own user mapping: naming another
-         * remote user must not work without that user's password, whatever
-         * the remote's trust or peer rules say (as in postgres_fdw). */
-        bool require = map_user && strcmp(map_user, rolename) != 0 && !superuser_arg(role);
-        if (require && !map_password)
-            ereport(ERROR, (errcode(ERRCODE_S_R_E_PROHIBITED_SQL_STATEMENT_ATTEMPTED),
-                            errmsg("password is required to connect to cluster \"%s\" as \"%s\"", c->name,
-                                   map_user),
-                            errdetail("Non-superusers must give a password in the user mapping to connect as "
-                                      "another user.")));
-        c->cached_require_password = require;
         c->cached_route_key = MemoryContextStrdup(c->cxt, psprintf("cluster %s|%u", c->name, role));
         c->cached_role = role;
     }
+    /* Any role with USAGE may create its own user mapping: naming another
+     * remote user must not work without that user's password, whatever the
+     * remote's trust or peer rules say (as in postgres_fdw), unless the
+     * administrator turned that off (PL/Proxy never checked). */
+    bool require = guc_mapping_password_required && c->cached_map_user &&
+                   strcmp(c->cached_map_user, c->cached_role_name) != 0 && !superuser_arg(role);
+    if (require && !c->cached_map_password)
+        ereport(ERROR, (errcode(ERRCODE_S_R_E_PROHIBITED_SQL_STATEMENT_ATTEMPTED),
+                        errmsg("password is required to connect to cluster \"%s\" as \"%s\"", c->name,
+                               c->cached_map_user),
+                        errdetail("Non-superusers must give a password in the user mapping to connect as "
+                                  "another user."),
+                        errhint("Add the password to the user mapping, or (if every remote authenticates "
+                                "such users itself) set bgw_proxy.mapping_password_required = off.")));
     *route_key = c->cached_route_key;
-    return ClusterLogin{c->cached_role_name, c->cached_map_user, c->cached_map_password,
-                        c->cached_require_password};
+    return ClusterLogin{c->cached_role_name, c->cached_map_user, c->cached_map_password, require};
 }
 
 } // namespace bgw

@@ -47,7 +47,6 @@ struct ClusterConfig {
     char *cached_role_name;
     char *cached_map_user;
     char *cached_map_password;
-    bool cached_require_password;
     char *cached_route_key;
 };
 

@@ -23,6 +23,7 @@ int guc_pool_wait_timeout_ms = 30000;
 int guc_idle_timeout_s = 300;
 int guc_max_pool_connections = 32;
 bool guc_remote_prepare = true;
+bool guc_mapping_password_required = true;
 
 void define_gucs(void)
 {
@@ -102,6 +103,14 @@ void define_gucs(void)
         "transaction-mode pooler that loses prepared statements is detected and falls back to "
         "plain queries by itself.",
         &guc_remote_prepare, true, PGC_SUSET, 0, nullptr, nullptr, nullptr);
+
+    DefineCustomBoolVariable(
+        "bgw_proxy.mapping_password_required",
+        "Non-superusers whose user mapping names another remote user must give its password.",
+        "As in postgres_fdw: any role with USAGE on a cluster can create its own user mapping, so "
+        "without this check it could connect as any remote user the remote trusts. PL/Proxy does not "
+        "check; turn it off only where the remotes authenticate such connections themselves.",
+        &guc_mapping_password_required, true, PGC_SIGHUP, 0, nullptr, nullptr, nullptr);
 
     MarkGUCPrefixReserved("bgw_proxy");
 }
