@@ -150,12 +150,11 @@ RequestSlot *acquire_slot(int idx)
     }
 }
 
-/* "partition 2, database "x"" for error contexts: which remote it was,
- * without anything secret from the connection string. */
-const char *describe_target(const CallRequest *req, int target)
+/* The database name a target's connection string gives, or NULL. */
+const char *target_dbname(const CallRequest *req, int target)
 {
     if (target < 0 || target >= req->ntargets)
-        return "unknown partition";
+        return nullptr;
     const CallTarget &t = req->targets[target];
     const char *dbname = nullptr;
     char *err = nullptr;
@@ -167,8 +166,19 @@ const char *describe_target(const CallRequest *req, int target)
             dbname = pstrdup(o->val);
     if (opts)
         PQconninfoFree(opts);
-    return dbname ? psprintf("partition %u, database \"%s\"", t.partition, dbname)
-                  : psprintf("partition %u", t.partition);
+    return dbname;
+}
+
+/* "partition 2, database "x"" for error contexts: which remote it was,
+ * without anything secret from the connection string. */
+const char *describe_target(const CallRequest *req, int target)
+{
+    if (target < 0 || target >= req->ntargets)
+        return "unknown partition";
+    const char *dbname = target_dbname(req, target);
+    uint32 partition = req->targets[target].partition;
+    return dbname ? psprintf("partition %u, database \"%s\"", partition, dbname)
+                  : psprintf("partition %u", partition);
 }
 
 void raise_remote(const CallRequest *req, int target, char kind, wire::Reader &r)
@@ -208,6 +218,14 @@ void raise_remote(const CallRequest *req, int target, char kind, wire::Reader &r
             level = INFO;
         else if (severity && (strcmp(severity, "DEBUG") == 0 || strcmp(severity, "LOG") == 0))
             level = DEBUG1;
+        if (req->plproxy_notices && message) {
+            /* LANGUAGE plproxy: the form PL/Proxy users' log filters know */
+            const char *dbname = target_dbname(req, target);
+            char *prefixed = psprintf("%s(%d): [%s] REMOTE %s: %s", req->function_name, req->nargs,
+                                      dbname ? dbname : "", severity ? severity : "NOTICE", message);
+            pfree(message);
+            message = prefixed;
+        }
     }
     relaying_remote = true;
     ereport(level,

@@ -25,6 +25,8 @@ struct CallTarget {
 
 struct CallRequest {
     const char *function_name;   /* for error context */
+    bool plproxy_notices;        /* relay remote notices as "f(n): [db] REMOTE NOTICE: msg" */
+    int nargs;                   /* the n of that form */
     const char *cluster_name;    /* NULL for CONNECT: names the statistics entry */
     uint64 config_stamp;
     bool disable_binary;         /* results in text only */         /* the cluster's ClusterConfig.config_stamp; 0 for CONNECT */

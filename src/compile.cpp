@@ -521,6 +521,7 @@ ProxyFunction *compile(HeapTuple tup, Oid fn_oid, FunctionCallInfo fcinfo)
     pf->fn_tid = tup->t_self;
     pf->cxt = cxt;
     pf->name = pstrdup(fi.display_name);
+    pf->plproxy_lang = fi.plproxy_lang;
     pf->retset = fi.retset;
     pf->is_void = fi.is_void;
     pf->result_class = fi.result_class;
