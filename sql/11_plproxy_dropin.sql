@@ -53,9 +53,13 @@ CREATE FUNCTION echo_where_med(username text) RETURNS text AS $$
     TARGET echo_where;
 $$ LANGUAGE plproxy;
 SELECT echo_where_med('bob');
--- remote notices in PL/Proxy's form: function(nargs): [database] REMOTE level: text
+-- remote notices and errors in PL/Proxy's form: function(nargs): [database]
+-- REMOTE level: text, with the remote's SQLSTATE
 CREATE FUNCTION chatty() RETURNS int AS $$ CONNECT 'dbname=bgw_remote'; $$ LANGUAGE plproxy;
 SELECT chatty();
+CREATE FUNCTION fail(code text, msg text) RETURNS int AS $$ CONNECT 'dbname=bgw_remote'; $$ LANGUAGE plproxy;
+SELECT fail('22012', 'remote division');
+\echo :LAST_ERROR_SQLSTATE
 SELECT fdwname, fdwvalidator::regproc FROM pg_foreign_data_wrapper ORDER BY 1;
 -- PL/Proxy's own restrictions hold for LANGUAGE plproxy (LANGUAGE bgw_proxy
 -- allows both, see 01_types and 12_shapes)

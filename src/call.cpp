@@ -218,14 +218,14 @@ void raise_remote(const CallRequest *req, int target, char kind, wire::Reader &r
             level = INFO;
         else if (severity && (strcmp(severity, "DEBUG") == 0 || strcmp(severity, "LOG") == 0))
             level = DEBUG1;
-        if (req->plproxy_notices && message) {
-            /* LANGUAGE plproxy: the form PL/Proxy users' log filters know */
-            const char *dbname = target_dbname(req, target);
-            char *prefixed = psprintf("%s(%d): [%s] REMOTE %s: %s", req->function_name, req->nargs,
-                                      dbname ? dbname : "", severity ? severity : "NOTICE", message);
-            pfree(message);
-            message = prefixed;
-        }
+    }
+    if (req->plproxy_messages && message) {
+        /* LANGUAGE plproxy: the form PL/Proxy users' log filters know */
+        const char *dbname = target_dbname(req, target);
+        char *prefixed = psprintf("%s(%d): [%s] REMOTE %s: %s", req->function_name, req->nargs,
+                                  dbname ? dbname : "", severity ? severity : "ERROR", message);
+        pfree(message);
+        message = prefixed;
     }
     relaying_remote = true;
     ereport(level,

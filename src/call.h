@@ -25,7 +25,7 @@ struct CallTarget {
 
 struct CallRequest {
     const char *function_name;   /* for error context */
-    bool plproxy_notices;        /* relay remote notices as "f(n): [db] REMOTE NOTICE: msg" */
+    bool plproxy_messages;       /* relay remote errors and notices as "f(n): [db] REMOTE ERROR: msg" */
     int nargs;                   /* the n of that form */
     const char *cluster_name;    /* NULL for CONNECT: names the statistics entry */
     uint64 config_stamp;

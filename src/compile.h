@@ -41,7 +41,7 @@ struct ProxyFunction {
     MemoryContext cxt;          /* owns everything below */
 
     char *name;                 /* schema.name, for messages */
-    bool plproxy_lang;          /* LANGUAGE plproxy: remote notices in PL/Proxy's form */
+    bool plproxy_lang;          /* LANGUAGE plproxy: remote messages in PL/Proxy's form */
 
     /* where: CONNECT, or CLUSTER + RUN ON (+ SPLIT) */
     LocalExpr connect;

@@ -362,7 +362,7 @@ void route_call(ProxyFunction *pf, FunctionCallInfo fcinfo, CallRequest *req)
 {
     memset(req, 0, sizeof(*req));
     req->function_name = pf->name;
-    req->plproxy_notices = pf->plproxy_lang;
+    req->plproxy_messages = pf->plproxy_lang;
     req->nargs = pf->nargs;
     req->query = pf->query;
 

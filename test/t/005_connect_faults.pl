@@ -66,14 +66,19 @@
 #              (a resolver that hangs would hang the worker: libpq resolves
 #              host names synchronously inside PQconnectStartParams).
 #  6 shutdown  with idle pooled connections open (3 to the remote for this
-#              scenario, plus those left by scenarios 2-4 and one to
-#              "late"), the proxy is stopped with pg_ctl -m fast. Afterwards
-#              the remotes have no session of the proxy left, every one of
-#              those sessions logged its disconnection, and none logged
-#              "unexpected EOF on client connection" or "could not receive
-#              data from client". A positive control first shows that the
-#              log check can fail: a psql killed with SIGKILL produces the
-#              EOF line on the remote.
+#              scenario, plus those left by scenarios 2-4, and one to
+#              "late") and one call in flight on one of the 3, the proxy is
+#              stopped with pg_ctl -m fast. Afterwards: the call in flight
+#              failed and its remote statement was cancelled ("canceling
+#              statement due to user request" in the remote's log, as the
+#              README promises); the remotes have no session of the proxy
+#              left; every one of those sessions logged its disconnection;
+#              and none logged "unexpected EOF on client connection" or
+#              "could not receive data from client". A positive control
+#              first shows that the log check can fail: a psql killed with
+#              SIGKILL leaves the EOF line on the remote.
+# Every failing pool (1-5) must also show its calls and errors, no open
+# connection, and the reason in last_error of pg_stat_bgw_proxy.
 # After scenarios 1-5: no request in flight in the worker, submitted =
 # completed in pg_stat_bgw_proxy_queue (as before the scenario), no crash
 # line in the proxy's log.
@@ -611,6 +616,18 @@ SKIP:
 
 	is(outstanding(), '0', 'overall: submitted = completed on the proxy');
 
+	# and one call in flight on one of them
+	my $busy = start_call($proxy, 'tap_shut_busy', ['SELECT nap_shut(3600)']);
+	ok( poll_until(
+			$remote,
+			"SELECT count(*) FROM pg_stat_activity WHERE application_name = 'bgwproxy_shut' "
+			  . "AND state = 'active' AND query LIKE '%pg_sleep%'",
+			'1'),
+		'shut: a call is running on one of them');
+	my $busy_pid = $remote->safe_psql('postgres',
+		"SELECT pid FROM pg_stat_activity WHERE application_name = 'bgwproxy_shut' "
+		  . "AND state = 'active'");
+
 	# every session of the proxy on both remotes
 	my $ours = "application_name LIKE 'bgwproxy\\_%' OR application_name = 'bgw_proxy'";
 	my $pids_sql =
@@ -623,6 +640,9 @@ SKIP:
 	is(scalar @{ $pids{late} }, 1, 'shut: and one on "late"');
 
 	$proxy->stop('fast');
+	my ($brc, $bout, $berr) = finish_call($busy);
+	isnt($brc, 0, 'shut: the call in flight ended with the server')
+	  or diag("stdout: $bout");
 
 	for my $n ([ 'remote', $remote ], [ 'late', $late ])
 	{
@@ -647,6 +667,9 @@ SKIP:
 		} grep { /$eof_re/ } split /\n/, $log;
 		ok(!@eof, "shut: $name: no \"unexpected EOF\" / \"could not receive data\" from the proxy's sessions")
 		  or diag(join "\n", @eof);
+		like($log, qr/\[$busy_pid\] .*ERROR:  canceling statement due to user request/,
+			'shut: remote: the statement in flight was cancelled')
+		  if $name eq 'remote';
 	}
 
 	my @crashes = grep { /$crash_re/ } split /\n/, slurp_file($proxy->logfile);
