@@ -91,6 +91,19 @@ FROM pg_stat_bgw_proxy;
 RESET ROLE;
 SELECT role, calls FROM pg_stat_bgw_proxy WHERE cluster = 'mon' AND partition = 3 ORDER BY role;
 
+-- a call the caller gives up on counts in cancels (and calls), not errors
+CREATE FUNCTION mon_sleep(p int, s float8) RETURNS void
+    AS $$ CLUSTER 'mon'; RUN ON p; SELECT pg_sleep(s); $$ LANGUAGE bgw_proxy;
+SELECT bgw_proxy_stat_reset('mon');
+SET statement_timeout = '300ms';
+SELECT mon_sleep(1, 30);
+RESET statement_timeout;
+SELECT wait_for($$SELECT conns_cancelling = 0 FROM pg_stat_bgw_proxy WHERE cluster = 'mon' AND partition = 1$$) AS cancel_resolved;
+SELECT partition, calls, errors, cancels FROM pg_stat_bgw_proxy WHERE cluster = 'mon' AND role = 'postgres' ORDER BY partition;
+-- the next call on that partition works on the same, drained connection
+SELECT mon_call(1);
+SELECT calls, cancels, connects, conns_open FROM pg_stat_bgw_proxy WHERE cluster = 'mon' AND partition = 1 AND role = 'postgres';
+
 -- connects and disconnects: a connection past its lifetime is closed when idle
 CREATE SERVER mon_short FOREIGN DATA WRAPPER bgw_proxy OPTIONS (
     p0 'dbname=bgw_part0 application_name=mon_short', connection_lifetime '3');

@@ -667,7 +667,8 @@ SKIP:
 		} grep { /$eof_re/ } split /\n/, $log;
 		ok(!@eof, "shut: $name: no \"unexpected EOF\" / \"could not receive data\" from the proxy's sessions")
 		  or diag(join "\n", @eof);
-		like($log, qr/\[$busy_pid\] .*ERROR:  canceling statement due to user request/,
+		# (ok, not like: a failure would print the whole log)
+		ok($log =~ /\[$busy_pid\] .*ERROR:  canceling statement due to user request/,
 			'shut: remote: the statement in flight was cancelled')
 		  if $name eq 'remote';
 	}
