@@ -98,7 +98,8 @@ SELECT bgw_proxy_stat_reset('mon');
 SET statement_timeout = '300ms';
 SELECT mon_sleep(1, 30);
 RESET statement_timeout;
-SELECT wait_for($$SELECT conns_cancelling = 0 FROM pg_stat_bgw_proxy WHERE cluster = 'mon' AND partition = 1$$) AS cancel_resolved;
+SELECT wait_for($$SELECT conns_cancelling = 0 FROM pg_stat_bgw_proxy WHERE cluster = 'mon' AND partition = 1 AND role = 'postgres'$$)
+    AS cancel_resolved;
 SELECT partition, calls, errors, cancels FROM pg_stat_bgw_proxy WHERE cluster = 'mon' AND role = 'postgres' ORDER BY partition;
 -- the next call on that partition works on the same, drained connection
 SELECT mon_call(1);
