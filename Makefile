@@ -39,7 +39,7 @@ override CXXFLAGS := $(filter-out -Wmissing-prototypes -Wdeclaration-after-state
 $(OBJS): $(wildcard src/*.h src/*.hpp)
 
 UNIT_TESTS = $(patsubst test/unit/%.cpp,test/unit/%,$(wildcard test/unit/test_*.cpp))
-UNIT_SRCS  = src/body_parser.cpp src/conn_pool.cpp src/cancel_sender.cpp
+UNIT_SRCS  = src/body_parser.cpp src/conn_pool.cpp src/cancel_sender.cpp src/helper_threads.cpp src/resolver.cpp
 
 test/unit/%: test/unit/%.cpp $(UNIT_SRCS) $(wildcard src/*.hpp test/unit/*.hpp)
 	$(CXX) -std=c++17 -O1 -g -Wall -Wextra -fsanitize=address,undefined -Isrc \

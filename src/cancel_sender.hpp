@@ -3,11 +3,8 @@
  *
  * libpq 15 only has the blocking PQcancel() (a new TCP connection to the
  * remote, a packet, a wait for close). A worker must never block, so cancels
- * are handed to one helper thread per worker. The thread runs nothing but
- * PQcancel/PQfreeCancel — libpq documents both as thread-safe — and touches
- * no PostgreSQL state, no palloc, no latch; all signals are blocked in it so
- * the worker's signal handling is unchanged. It is created on first use,
- * detached, and dies with the process.
+ * run on its helper threads (helper_threads.hpp), which run nothing but
+ * PQcancel/PQfreeCancel here — libpq documents both as thread-safe.
  *
  * Pure C++ + libpq.
  */

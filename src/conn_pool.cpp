@@ -3,6 +3,7 @@
  */
 #include "conn_pool.hpp"
 #include "cancel_sender.hpp"
+#include "resolver.hpp"
 
 #include <algorithm>
 #include <cstring>
@@ -102,6 +103,8 @@ public:
     }
 
     bool start_connect(const JobSpec &spec, std::string &err);
+    /* Resolving: open the connection once the host names are resolved */
+    void poll_resolution();
     void run(Job *job);
     void on_io(bool readable, bool writable);
     void abandon();
@@ -175,25 +178,59 @@ private:
     Clock::time_point retire_at_ = Clock::time_point::max(); /* connection_lifetime, retire() */
     const char *retire_reason_ = "connection_lifetime";
 
+    /* what the connection is opened with, kept while Resolving */
+    struct Target {
+        std::string connstr, user, password, encoding;
+    };
+    bool open(const Target &t, const Resolution *r, std::string &err);
+    ResolutionPtr resolution_;
+    std::unique_ptr<Target> target_;
+
     friend class Pool;
 };
 
 bool Connection::start_connect(const JobSpec &spec, std::string &err)
 {
+    require_password_ = spec.require_password;
+    stat_ref_ = spec.stat_ref;
+    if (spec.lifetime_s > 0) {
+        /* staggered by up to +-10% so a pool does not reconnect all at once */
+        long ms = long(spec.lifetime_s) * 1000;
+        long jitter = ms / 10 > 0 ? long(std::hash<const void *>()(this) % uint64_t(ms / 5)) - ms / 10 : 0;
+        retire_at_ = Clock::now() + std::chrono::milliseconds(ms + jitter);
+    }
+    deadline_ = after_ms(spec.connect_timeout_ms); /* resolving included */
+    Target t{spec.connstr, spec.user, spec.password, spec.encoding};
+    resolution_ = resolve_hosts_async(spec.connstr);
+    if (resolution_) {
+        state_ = ConnState::Resolving;
+        target_ = std::make_unique<Target>(std::move(t));
+        return true;
+    }
+    return open(t, nullptr, err);
+}
+
+bool Connection::open(const Target &t, const Resolution *r, std::string &err)
+{
     /* dbname carries the whole connection string (expand_dbname); what
      * follows overrides it, so the encoding always matches the caller's. */
     /* user and password are separate keywords, never text appended to the
      * string: that would break URIs and strings ending in a backslash */
-    const char *keywords[6] = {"dbname", "client_encoding", "fallback_application_name"};
-    const char *values[6] = {spec.connstr.c_str(), spec.encoding.c_str(), "bgw_proxy"};
+    const char *keywords[9] = {"dbname", "client_encoding", "fallback_application_name"};
+    const char *values[9] = {t.connstr.c_str(), t.encoding.c_str(), "bgw_proxy"};
     int n = 3;
-    if (!spec.user.empty()) {
-        keywords[n] = "user";
-        values[n++] = spec.user.c_str();
-    }
-    if (!spec.password.empty()) {
-        keywords[n] = "password";
-        values[n++] = spec.password.c_str();
+    auto add = [&](const char *k, const std::string &v) {
+        if (!v.empty()) {
+            keywords[n] = k;
+            values[n++] = v.c_str();
+        }
+    };
+    add("user", t.user);
+    add("password", t.password);
+    if (r) {
+        add("host", r->host);
+        add("hostaddr", r->hostaddr);
+        add("port", r->port);
     }
     keywords[n] = values[n] = nullptr;
     pg_ = PQconnectStartParams(keywords, values, 1);
@@ -203,23 +240,36 @@ bool Connection::start_connect(const JobSpec &spec, std::string &err)
     }
     PQsetnonblocking(pg_, 1);
     PQsetNoticeReceiver(pg_, notice_receiver, this);
-    require_password_ = spec.require_password;
-    stat_ref_ = spec.stat_ref;
-    if (spec.lifetime_s > 0) {
-        /* staggered by up to +-10% so a pool does not reconnect all at once */
-        long ms = long(spec.lifetime_s) * 1000;
-        long jitter = ms / 10 > 0 ? long(std::hash<const void *>()(this) % uint64_t(ms / 5)) - ms / 10 : 0;
-        retire_at_ = Clock::now() + std::chrono::milliseconds(ms + jitter);
-    }
     state_ = ConnState::Connecting;
     want_write_ = true;
-    deadline_ = after_ms(spec.connect_timeout_ms);
     return true;
+}
+
+void Connection::poll_resolution()
+{
+    if (state_ != ConnState::Resolving || !resolution_->done.load(std::memory_order_acquire))
+        return;
+    ResolutionPtr r = std::move(resolution_);
+    std::unique_ptr<Target> t = std::move(target_);
+    std::string err;
+    if (r->ok && open(*t, r.get(), err))
+        return;
+    if (!r->ok)
+        err = r->error.empty() ? std::string("could not resolve the remote host name") : r->error;
+    if (pending_) {
+        Job *j = pending_;
+        pending_ = nullptr;
+        pool_.connection_failed(this, j, err);
+    }
+    dead_ = true;
+    dead_reason_ = "connection failed";
 }
 
 int Connection::events() const
 {
     switch (state_) {
+    case ConnState::Resolving:
+        return 0;
     case ConnState::Connecting:
         return want_write_ ? 2 : 1;
     case ConnState::Idle:
@@ -519,7 +569,7 @@ void Connection::finish_statement()
 void Connection::abandon()
 {
     Job *j = job_;
-    if (state_ == ConnState::Connecting) {
+    if (state_ == ConnState::Connecting || state_ == ConnState::Resolving) {
         pending_ = nullptr;
         return;
     }
@@ -568,10 +618,11 @@ void Connection::retire(const char *reason)
 
 void Connection::expire()
 {
-    const char *reason = state_ == ConnState::Connecting ? "connect_timeout expired"
+    bool opening = state_ == ConnState::Connecting || state_ == ConnState::Resolving;
+    const char *reason = opening ? "connect_timeout expired"
                          : state_ == ConnState::Busy     ? "query_timeout expired"
                                                          : "cancel did not finish in time";
-    if (state_ == ConnState::Connecting && pending_) {
+    if (opening && pending_) {
         Job *j = pending_;
         pending_ = nullptr;
         pool_.connection_failed(this, j, std::string("connect_timeout expired"));
@@ -619,7 +670,7 @@ void Pool::dispatch(KeyPool &kp)
                 continue;
             if (c->state_ == ConnState::Idle && !idle)
                 idle = c;
-            if (c->state_ == ConnState::Connecting && !c->pending_)
+            if ((c->state_ == ConnState::Connecting || c->state_ == ConnState::Resolving) && !c->pending_)
                 connecting_free++;
         }
         Job *job = kp.waiting.front();
@@ -750,6 +801,9 @@ void Pool::on_timer(Clock::time_point now)
         for (Connection *c : kp.conns) {
             if (c->dead_)
                 continue;
+            c->poll_resolution();
+            if (c->dead_)
+                continue;
             if (c->state_ == ConnState::Cancelling && c->drained_ && c->cancel_done_ &&
                 c->cancel_done_->load(std::memory_order_acquire))
                 c->finish_statement();
@@ -776,8 +830,8 @@ Clock::time_point Pool::next_deadline() const
     for (const auto &[key, kp] : keys_)
         for (Connection *c : kp.conns) {
             t = std::min(t, c->deadline_);
-            if (c->state_ == ConnState::Cancelling && c->drained_)
-                t = std::min(t, Clock::now() + std::chrono::milliseconds(5)); /* poll the cancel */
+            if ((c->state_ == ConnState::Cancelling && c->drained_) || c->state_ == ConnState::Resolving)
+                t = std::min(t, Clock::now() + std::chrono::milliseconds(5)); /* poll the helper thread */
             if (c->state_ == ConnState::Idle && limits_.idle_timeout_s > 0)
                 t = std::min(t, c->last_used_ + std::chrono::seconds(limits_.idle_timeout_s));
             if (c->state_ == ConnState::Idle)
@@ -870,6 +924,7 @@ static void count_connection(PoolCounts &n, ConnState st)
 {
     n.open++;
     switch (st) {
+    case ConnState::Resolving:
     case ConnState::Connecting: n.connecting++; break;
     case ConnState::Idle: n.idle++; break;
     case ConnState::Busy: n.active++; break;

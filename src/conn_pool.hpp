@@ -5,6 +5,7 @@
  * client encoding, role), each driven as an explicit state machine with
  * non-blocking libpq:
  *
+ *   Resolving --host names resolved (resolver.hpp)--> Connecting
  *   Connecting --PQconnectPoll ok--> Idle <--------------------+
  *   Idle --job assigned--> Busy --last result read, tx idle--> |
  *   Busy --job abandoned--> Cancelling --results drained-----> +
@@ -98,7 +99,7 @@ struct Job {
     Clock::time_point queued_at = Clock::now();
 };
 
-enum class ConnState { Connecting, Idle, Busy, Cancelling };
+enum class ConnState { Resolving, Connecting, Idle, Busy, Cancelling };
 
 struct PoolLimits {
     int max_per_key = 32;
