@@ -55,6 +55,17 @@ CREATE FUNCTION whoami() RETURNS int LANGUAGE sql AS $$ SELECT 42 $$;
 CREATE FUNCTION in_dropped() RETURNS int AS $$ CONNECT 'dbname=bgw_dropped application_name=dropped'; SELECT whoami(); $$ LANGUAGE bgw_proxy;
 SELECT in_dropped();
 SELECT conns_named('dropped') AS pooled;
+-- a drop that cannot run (not the owner, in a transaction block) leaves
+-- the pool alone
+CREATE ROLE bgw_not_owner;
+SET ROLE bgw_not_owner;
+DROP DATABASE bgw_dropped;
+RESET ROLE;
+BEGIN;
+DROP DATABASE bgw_dropped;
+ROLLBACK;
+SELECT pg_sleep(0.2);
+SELECT conns_named('dropped') AS still_pooled;
 DROP DATABASE bgw_dropped;
 -- afterwards: a clear error, nothing stuck
 SELECT in_dropped();

@@ -254,8 +254,13 @@ void encode_request(const CallRequest *req, StringInfoBuf &buf)
     w.u32(uint32(guc_pool_wait_timeout_ms));
     w.str(req->function_name);
     w.str(req->cluster_name);
-    w.u64(req->config_stamp);
+    w.u64(uint64(req->config_version));
     w.str(req->query);
+    w.u16(uint16(req->nresult_columns));
+    for (int i = 0; i < req->nresult_columns; i++) {
+        w.str(req->result_names[i]);
+        w.u32(req->result_types[i]);
+    }
     w.u32(uint32(req->ntargets));
     const char *encoding = GetDatabaseEncodingName();
     for (int t = 0; t < req->ntargets; t++) {

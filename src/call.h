@@ -28,13 +28,16 @@ struct CallRequest {
     bool plproxy_messages;       /* relay remote errors and notices as "f(n): [db] REMOTE ERROR: msg" */
     int nargs;                   /* the n of that form */
     const char *cluster_name;    /* NULL for CONNECT: names the statistics entry */
-    uint64 config_stamp;
-    bool disable_binary;         /* results in text only */         /* the cluster's ClusterConfig.config_stamp; 0 for CONNECT */
+    int64 config_version;        /* a function-defined cluster's version; -1: SQL/MED or CONNECT */
+    bool disable_binary;         /* results in text only */
     const char *query;
     int connect_timeout_ms;      /* 0: none */
     int query_timeout_ms;        /* 0: none */
     int max_connections;         /* per pool; 0: bgw_proxy.max_pool_connections */
     int connection_lifetime_s;   /* 0: none */
+    int nresult_columns;         /* as declared: binary results only where they match */
+    const char **result_names;   /* "" for a scalar result */
+    Oid *result_types;
     int ntargets;
     CallTarget *targets;
     const char *route_key;       /* which worker: same key, same worker */

@@ -493,12 +493,6 @@ ClusterConfig *cluster_get(const char *name)
         }
         check_partition_count(c);
         check_connstrs(c);
-        StringInfoBuf buf;
-        initStringInfo(&buf.si);
-        serialize(c, buf);
-        c->config_stamp = hash_bytes_extended(reinterpret_cast<const unsigned char *>(buf.si.data), buf.si.len,
-                                              uint64(uint32(c->version)));
-        pfree(buf.si.data);
     }
     PG_CATCH();
     {

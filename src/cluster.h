@@ -25,8 +25,6 @@ struct ClusterConfig {
     char name[NAMEDATALEN];      /* hash key */
     MemoryContext cxt;           /* owns everything below */
     int32 version;
-    uint64 config_stamp;         /* changes with any partition, option or the version:
-                                  * tells the workers to retire older connections */
     Oid serverid;                /* SQL/MED: the foreign server, else InvalidOid */
     bool stale;                  /* SQL/MED: a server or mapping changed */
     int nparts;

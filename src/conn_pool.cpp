@@ -4,12 +4,14 @@
 #include "conn_pool.hpp"
 #include "cancel_sender.hpp"
 #include "resolver.hpp"
+#include "wire.hpp"
 
 #include <algorithm>
 #include <cstring>
 #include <unordered_map>
 
 #include <poll.h>
+#include <unistd.h>
 
 namespace bgw {
 
@@ -38,48 +40,40 @@ std::string trimmed_error(PGconn *pg)
     return out;
 }
 
-/* Result types received in binary: built-in (same OID on every server),
- * binary form without embedded OIDs or text in the client encoding
- * (text-like types gain nothing and would need encoding care), stable
- * since long before PostgreSQL 10. Arrays of them carry their element
- * OID, which is built-in too. */
-bool binary_safe_type(Oid type)
+/* Binary results only where every column the remote statement returns is
+ * binary-safe and exactly the type the proxy function declares for it
+ * (matched by name, or the single scalar): a value of another type would
+ * have to be converted locally, through text, with the caller's settings
+ * (TimeZone, DateStyle, extra_float_digits) instead of the remote's. */
+bool binary_matches(const PGresult *res, const std::vector<ResultColumn> &want)
 {
-    switch (type) {
-    case 16:   /* bool */
-    case 17:   /* bytea */
-    case 20:   /* int8 */
-    case 21:   /* int2 */
-    case 23:   /* int4 */
-    case 26:   /* oid */
-    case 700:  /* float4 */
-    case 701:  /* float8 */
-    case 1082: /* date */
-    case 1083: /* time */
-    case 1114: /* timestamp */
-    case 1184: /* timestamptz */
-    case 1186: /* interval */
-    case 1700: /* numeric */
-    case 2950: /* uuid */
-    case 1000: /* bool[] */
-    case 1001: /* bytea[] */
-    case 1005: /* int2[] */
-    case 1007: /* int4[] */
-    case 1016: /* int8[] */
-    case 1021: /* float4[] */
-    case 1022: /* float8[] */
-    case 1028: /* oid[] */
-    case 1115: /* timestamp[] */
-    case 1182: /* date[] */
-    case 1183: /* time[] */
-    case 1185: /* timestamptz[] */
-    case 1187: /* interval[] */
-    case 1231: /* numeric[] */
-    case 2951: /* uuid[] */
-        return true;
-    default:
+    int n = PQnfields(res);
+    if (n == 0 || want.empty())
         return false;
+    bool scalar = want.size() == 1 && want[0].name.empty();
+    for (int i = 0; i < n; i++) {
+        Oid type = PQftype(res, i);
+        uint32_t declared = 0;
+        if (scalar)
+            declared = n == 1 ? want[0].type : 0;
+        else
+            for (const ResultColumn &c : want)
+                if (c.name == PQfname(res, i))
+                    declared = c.type;
+        if (!wire::binary_safe_type(type) || declared != type)
+            return false;
     }
+    return true;
+}
+
+/* Prepared statements are kept per query text and declared result types
+ * (two functions may run the same query and declare different types). */
+std::string statement_key(const JobSpec &s)
+{
+    std::string key = s.query;
+    for (const ResultColumn &c : s.result_types)
+        key += '\x1e' + c.name + '\x1f' + std::to_string(c.type);
+    return key;
 }
 
 /* The remote must be at least this version for binary results. */
@@ -175,7 +169,8 @@ private:
     int query_timeout_ms_ = 0;
     Clock::time_point deadline_ = Clock::time_point::max();
     Clock::time_point last_used_ = Clock::now();
-    Clock::time_point retire_at_ = Clock::time_point::max(); /* connection_lifetime, retire() */
+    Clock::time_point retire_at_ = Clock::time_point::max(); /* connection_lifetime */
+    bool retired_ = false;            /* retire(): serves no new job, closes when idle */
     const char *retire_reason_ = "connection_lifetime";
 
     /* what the connection is opened with, kept while Resolving */
@@ -322,14 +317,17 @@ bool Connection::send_statement()
     }
     int n = int(values.size());
     bool use_prepared = s.prepare && !prepare_disabled_ && !resend_unprepared_;
-    auto it = use_prepared ? prepared_.find(s.query) : prepared_.end();
+    auto it = use_prepared ? prepared_.find(statement_key(s)) : prepared_.end();
     if (it != prepared_.end() && it->second.binary && !s.binary) {
         it = prepared_.end(); /* this call wants text (disable_binary): a plain query */
         use_prepared = false;
     }
 
     if (use_prepared && it == prepared_.end() && prepared_.size() < kMaxPreparedPerConnection) {
-        preparing_ = "bgw_proxy_" + std::to_string(++next_statement_);
+        /* unique across sessions too: behind a pooler, another client's
+         * statement of the same name may exist in the server session */
+        preparing_ = "bgw_proxy_" + std::to_string(getpid()) + "_" + std::to_string(id_) + "_" +
+                     std::to_string(++next_statement_);
         prepare_ok_ = false;
         return PQsendPrepare(pg_, preparing_.c_str(), s.query.c_str(), n, nullptr);
     }
@@ -380,6 +378,12 @@ void Connection::on_io(bool readable, bool writable)
             }
             dead_ = true;
             dead_reason_ = "password not used";
+            return;
+        }
+        if (st == PGRES_POLLING_OK && retired_) {
+            /* retired while connecting: its job goes back to the queue (reap) */
+            dead_ = true;
+            dead_reason_ = retire_reason_;
             return;
         }
         if (st == PGRES_POLLING_OK) {
@@ -458,13 +462,21 @@ void Connection::process_input()
         if (delivering && !preparing_.empty()) {
             /* the answer to PQsendPrepare (or to its describe): ok, or
              * the error for the job */
+            const char *code = PQresultErrorField(res, PG_DIAG_SQLSTATE);
             if (st == PGRES_COMMAND_OK && describing_) {
-                describe_binary_ = PQnfields(res) > 0;
-                for (int i = 0; i < PQnfields(res); i++)
-                    describe_binary_ = describe_binary_ && binary_safe_type(PQftype(res, i));
-            } else if (st == PGRES_COMMAND_OK)
+                describe_binary_ = binary_matches(res, job_->spec.result_types);
+            } else if (st == PGRES_COMMAND_OK) {
                 prepare_ok_ = true;
-            else {
+            } else if (code && (strcmp(code, "26000") == 0 || strcmp(code, "42P05") == 0)) {
+                /* a transaction-mode pooler sent the prepare and its describe
+                 * to different sessions (or one where the name is taken):
+                 * this connection stops preparing, the call runs plain */
+                prepare_disabled_ = true;
+                prepared_.clear();
+                prepare_ok_ = false;
+                describing_ = false;
+                resend_unprepared_ = true;
+            } else {
                 const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
                 /* an error libpq made itself (the connection broke) has none */
                 if (!state)
@@ -472,7 +484,7 @@ void Connection::process_input()
                 fail_job(res, state, PQresultErrorMessage(res));
             }
         } else if (delivering && st == PGRES_FATAL_ERROR && rows_ == 0 && !prepare_disabled_ &&
-                   prepared_.count(job_->spec.query) &&
+                   prepared_.count(statement_key(job_->spec)) &&
                    strcmp(PQresultErrorField(res, PG_DIAG_SQLSTATE) ?: "", "26000") == 0) {
             /* our prepared statement is gone: a pooler hands us other sessions */
             prepare_disabled_ = true;
@@ -525,7 +537,7 @@ void Connection::finish_statement()
             return;
         }
         if (!preparing_.empty() && prepare_ok_) {
-            prepared_.emplace(job_->spec.query, Prepared{preparing_, describing_ && describe_binary_});
+            prepared_.emplace(statement_key(job_->spec), Prepared{preparing_, describing_ && describe_binary_});
             describing_ = false;
             next = true;
         } else if (resend_unprepared_) {
@@ -558,7 +570,7 @@ void Connection::finish_statement()
     state_ = ConnState::Idle;
     deadline_ = Clock::time_point::max();
     last_used_ = Clock::now();
-    if (last_used_ >= retire_at_) {
+    if (retired_ || last_used_ >= retire_at_) {
         dead_ = true;
         dead_reason_ = retire_reason_;
         return;
@@ -612,7 +624,7 @@ void Connection::retire(const char *reason)
         dead_ = true;
         dead_reason_ = reason;
     } else {
-        retire_at_ = Clock::time_point::min();
+        retired_ = true;
     }
 }
 
@@ -670,11 +682,12 @@ void Pool::dispatch(KeyPool &kp)
                 continue;
             if (c->state_ == ConnState::Idle && !idle)
                 idle = c;
-            if ((c->state_ == ConnState::Connecting || c->state_ == ConnState::Resolving) && !c->pending_)
+            if ((c->state_ == ConnState::Connecting || c->state_ == ConnState::Resolving) && !c->pending_ &&
+                !c->retired_)
                 connecting_free++;
         }
         Job *job = kp.waiting.front();
-        if (idle && idle->retire_at_ <= Clock::now()) {
+        if (idle && (idle->retired_ || idle->retire_at_ <= Clock::now())) {
             idle->dead_ = true;
             idle->dead_reason_ = idle->retire_reason_;
             continue; /* reap() closes it; look for another */
@@ -813,7 +826,7 @@ void Pool::on_timer(Clock::time_point now)
                      now - c->last_used_ >= std::chrono::seconds(limits_.idle_timeout_s)) {
                 c->dead_ = true;
                 c->dead_reason_ = "idle_timeout";
-            } else if (c->state_ == ConnState::Idle && now >= c->retire_at_) {
+            } else if (c->state_ == ConnState::Idle && (c->retired_ || now >= c->retire_at_)) {
                 c->dead_ = true;
                 c->dead_reason_ = c->retire_reason_;
             }

@@ -69,6 +69,12 @@ public:
     virtual void on_done(uint64_t rows) = 0;
 };
 
+/* A result column as the proxy function declares it. */
+struct ResultColumn {
+    std::string name;                /* empty: the function's single, scalar result */
+    uint32_t type = 0;
+};
+
 struct JobSpec {
     std::string key;                 /* pool key: connstr + encoding + role */
     std::string connstr;
@@ -80,6 +86,7 @@ struct JobSpec {
     int query_timeout_ms = 0;        /* 0: none */
     bool prepare = true;             /* run as a prepared statement of the connection */
     bool binary = true;              /* results may come in binary (see conn_pool.cpp) */
+    std::vector<ResultColumn> result_types; /* binary only where the remote returns exactly these */
     int max_connections = 0;         /* this pool's limit; 0: PoolLimits::max_per_key */
     int lifetime_s = 0;              /* close connections older than this (0: never) */
     int pool_wait_timeout_ms = 0;    /* give up waiting for a connection (0: never) */

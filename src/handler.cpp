@@ -34,6 +34,7 @@ Datum bgw_proxy_call_handler(PG_FUNCTION_ARGS)
 
     ResultBuilder rb;
     result_begin(&rb, pf, fcinfo, req.ntargets);
+    result_declare_columns(&rb, &req);
     ResultSink sink = {result_on_describe, result_on_row, result_on_target_done, &rb};
     if (req.ntargets > 0)
         call_run(&req, &sink);

@@ -60,32 +60,29 @@ void result_begin(ResultBuilder *rb, ProxyFunction *pf, FunctionCallInfo fcinfo,
 
 namespace {
 
-/* How to read remote column `field` as a value of the declared type. */
+/* How to read remote column `field` as a value of the declared type. The
+ * worker asks for binary only where the remote type is the declared one
+ * and binary-safe (wire.hpp); anything else is refused, never guessed. */
 void init_decoder(ColumnDecoder *d, int field, Oid declared, const uint32 *types, const uint8 *formats,
-                  MemoryContext cxt)
+                  MemoryContext cxt, const char *function)
 {
     memset(d, 0, sizeof(*d));
     d->field = field;
-    if (field < 0 || formats[field] != 1)
+    if (field < 0 || formats[field] == 0)
         return;
-    /* the worker asks for binary only for built-in types with a stable
-     * binary form (conn_pool.cpp), so the remote type is one of ours */
-    Oid remote = Oid(types[field]);
+    if (formats[field] != 1 || Oid(types[field]) != declared || !wire::binary_safe_type(declared))
+        ereport(ERROR, (errcode(ERRCODE_PROTOCOL_VIOLATION),
+                        errmsg("bgw_proxy function %s: a result column came in an unexpected format", function),
+                        errdetail("Remote type %u in format %d, declared type %u.", types[field],
+                                  int(formats[field]), declared)));
     Oid recv;
-    getTypeBinaryInputInfo(remote, &recv, &d->recv_ioparam);
+    getTypeBinaryInputInfo(declared, &recv, &d->recv_ioparam);
     fmgr_info_cxt(recv, &d->recv, cxt);
     d->binary = true;
-    d->same_type = (remote == declared);
-    if (!d->same_type) {
-        Oid out;
-        bool varlena;
-        getTypeOutputInfo(remote, &out, &varlena);
-        fmgr_info_cxt(out, &d->remote_out, cxt);
-    }
 }
 
-/* A binary value as the declared type (input function `in`, typmod). */
-Datum decode_binary(ColumnDecoder *d, const wire::Span &v, FmgrInfo *in, Oid in_ioparam, int32 typmod)
+/* A binary value of the declared type (with its typmod). */
+Datum decode_binary(ColumnDecoder *d, const wire::Span &v, int32 typmod)
 {
     StringInfoData buf;
     buf.data = (char *) palloc(v.len + 1);
@@ -94,10 +91,7 @@ Datum decode_binary(ColumnDecoder *d, const wire::Span &v, FmgrInfo *in, Oid in_
     buf.len = int(v.len);
     buf.maxlen = int(v.len) + 1;
     buf.cursor = 0;
-    Datum value = ReceiveFunctionCall(&d->recv, &buf, d->recv_ioparam, d->same_type ? typmod : -1);
-    if (d->same_type)
-        return value;
-    return InputFunctionCall(in, OutputFunctionCall(&d->remote_out, value), in_ioparam, typmod);
+    return ReceiveFunctionCall(&d->recv, &buf, d->recv_ioparam, typmod);
 }
 
 } // namespace
@@ -115,7 +109,7 @@ void result_on_describe(void *arg, int target, int nfields, const wire::Span *na
         return;
     if (pf->result_class != TYPEFUNC_COMPOSITE) {
         auto *d = (ColumnDecoder *) MemoryContextAlloc(rb->call_cxt, sizeof(ColumnDecoder));
-        init_decoder(d, nfields > 0 ? 0 : -1, pf->result_type, types, formats, rb->call_cxt);
+        init_decoder(d, nfields > 0 ? 0 : -1, pf->result_type, types, formats, rb->call_cxt, pf->name);
         rb->decoders[target] = d;
         return;
     }
@@ -138,7 +132,7 @@ void result_on_describe(void *arg, int target, int nfields, const wire::Span *na
                                        pf->name, want),
                                 errhint("Name the columns of the SELECT after the function's result columns.")));
         }
-        init_decoder(&decoders[i], field, a->atttypid, types, formats, rb->call_cxt);
+        init_decoder(&decoders[i], field, a->atttypid, types, formats, rb->call_cxt, pf->name);
     }
     rb->decoders[target] = decoders;
 }
@@ -208,11 +202,14 @@ void result_on_row(void *arg, int target, int nfields, const wire::Span *fields)
         for (int i = 0; i < rb->desc->natts; i++) {
             int f = dec[i].field;
             rb->nulls[i] = f < 0 || f >= nfields || fields[f].is_null;
-            if (rb->nulls[i])
-                rb->values[i] = (Datum) 0;
+            if (f < 0)
+                rb->values[i] = (Datum) 0; /* dropped attribute */
+            else if (rb->nulls[i])
+                /* the input function sees NULLs too: a domain's NOT NULL or CHECK applies */
+                rb->values[i] = InputFunctionCall(&in->attinfuncs[i], nullptr, in->attioparams[i],
+                                                  in->atttypmods[i]);
             else if (dec[i].binary)
-                rb->values[i] = decode_binary(&dec[i], fields[f], &in->attinfuncs[i], in->attioparams[i],
-                                              in->atttypmods[i]);
+                rb->values[i] = decode_binary(&dec[i], fields[f], in->atttypmods[i]);
             else
                 rb->values[i] = InputFunctionCall(&in->attinfuncs[i], cstr(fields[f]), in->attioparams[i],
                                                   in->atttypmods[i]);
@@ -235,7 +232,7 @@ void result_on_row(void *arg, int target, int nfields, const wire::Span *fields)
         if (f.is_null)
             v = InputFunctionCall(&pf->result_in, nullptr, pf->result_ioparam, -1);
         else if (dec->binary)
-            v = decode_binary(dec, f, &pf->result_in, pf->result_ioparam, -1);
+            v = decode_binary(dec, f, -1);
         else
             v = InputFunctionCall(&pf->result_in, cstr(f), pf->result_ioparam, -1);
         if (rb->store) {
@@ -249,6 +246,30 @@ void result_on_row(void *arg, int target, int nfields, const wire::Span *fields)
     MemoryContextSwitchTo(old);
     MemoryContextReset(rb->row_cxt);
     rb->rows++;
+}
+
+void result_declare_columns(ResultBuilder *rb, CallRequest *req)
+{
+    ProxyFunction *pf = rb->pf;
+    req->nresult_columns = 0;
+    if (pf->is_void)
+        return;
+    int n = pf->result_class == TYPEFUNC_COMPOSITE ? rb->desc->natts : 1;
+    req->result_names = (const char **) palloc0(sizeof(char *) * (n + 1));
+    req->result_types = (Oid *) palloc0(sizeof(Oid) * (n + 1));
+    if (pf->result_class != TYPEFUNC_COMPOSITE) {
+        req->result_names[0] = "";
+        req->result_types[0] = pf->result_type;
+        req->nresult_columns = 1;
+        return;
+    }
+    for (int i = 0; i < n; i++) {
+        Form_pg_attribute a = TupleDescAttr(rb->desc, i);
+        if (a->attisdropped)
+            continue;
+        req->result_names[req->nresult_columns] = NameStr(a->attname);
+        req->result_types[req->nresult_columns++] = a->atttypid;
+    }
 }
 
 Datum result_finish(ResultBuilder *rb)

@@ -15,12 +15,9 @@ namespace bgw {
 /* How one result column of one target is decoded. */
 struct ColumnDecoder {
     int field;                  /* remote column; -1: none (a dropped attribute) */
-    bool binary;                /* the value comes in the remote type's binary form */
-    bool same_type;             /* remote type == declared type: received directly */
-    FmgrInfo recv;              /* binary: the remote type's receive function */
+    bool binary;                /* the value comes in binary: of the declared type itself */
+    FmgrInfo recv;              /* binary: the declared type's receive function */
     Oid recv_ioparam;
-    FmgrInfo remote_out;        /* binary, another type: its output function, then
-                                 * the declared type's input (with typmod, domain checks) */
 };
 
 struct ResultBuilder {
@@ -48,6 +45,8 @@ struct ResultBuilder {
 };
 
 void result_begin(ResultBuilder *rb, ProxyFunction *pf, FunctionCallInfo fcinfo, int ntargets);
+/* Tell the worker the declared result columns (after result_begin). */
+void result_declare_columns(ResultBuilder *rb, CallRequest *req);
 void result_on_describe(void *arg, int target, int nfields, const wire::Span *names, const uint32 *types,
                         const uint8 *formats);
 void result_on_row(void *arg, int target, int nfields, const wire::Span *fields);

@@ -348,7 +348,7 @@ void route_cluster(ProxyFunction *pf, const CallArgs &a, CallRequest *req)
     req->targets = targets;
     req->route_key = route_key;
     req->cluster_name = c->name;
-    req->config_stamp = c->config_stamp;
+    req->config_version = OidIsValid(c->serverid) ? -1 : int64(c->version);
     req->disable_binary = c->disable_binary;
     req->connect_timeout_ms = c->connect_timeout_ms ? c->connect_timeout_ms : guc_connect_timeout_ms;
     req->query_timeout_ms = c->query_timeout_ms ? c->query_timeout_ms : guc_query_timeout_ms;

@@ -121,6 +121,8 @@ struct SharedCluster {
     char data[kClusterSlotData];
 };
 
+constexpr int kDropRing = 8;
+
 struct ProxyShared {
     uint32 magic;
     int nworkers;
@@ -157,11 +159,12 @@ struct ProxyShared {
     pg_atomic_uint64 completed_base;
     pg_atomic_uint64 stats_reset;  /* TimestampTz */
 
-    /* DROP DATABASE: the backend about to drop writes the name under `lock`
-     * (exclusive), then increments the epoch and wakes the workers; a
-     * worker that sees a new epoch reads the name under `lock` (shared)
-     * and retires its connections to that database. */
-    char drop_dbname[NAMEDATALEN];
+    /* DROP DATABASE: the backend about to drop takes `lock` exclusively,
+     * increments drop_epoch and writes the name into ring entry
+     * epoch % kDropRing, then wakes the workers. A worker that sees a new
+     * epoch reads, under `lock` shared, the names of every epoch it has not
+     * seen (at most kDropRing back) and retires its connections to them. */
+    char drop_names[kDropRing][NAMEDATALEN];
     pg_atomic_uint64 drop_epoch;
 };
 

@@ -35,40 +35,6 @@ static const char *run_state_name(uint32 s)
     }
 }
 
-Datum pg_stat_bgw_proxy_workers_1_0(PG_FUNCTION_ARGS)
-{
-    require_preloaded();
-    InitMaterializedSRF(fcinfo, 0);
-    auto *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-
-    for (int i = 0; i < proxy_shared->nworkers; i++) {
-        WorkerState *w = worker_state(i);
-        Datum values[11];
-        bool nulls[11] = {false};
-
-        LWLockAcquire(proxy_shared->lock, LW_SHARED);
-        uint32 pid = pg_atomic_read_u32(&w->pid);
-        TimestampTz started = w->started_at;
-        LWLockRelease(proxy_shared->lock);
-
-        values[0] = Int32GetDatum(i);
-        values[1] = Int32GetDatum((int32) pid);
-        nulls[1] = (pid == 0);
-        values[2] = CStringGetTextDatum(run_state_name(pg_atomic_read_u32(&w->run_state)));
-        values[3] = TimestampTzGetDatum(started);
-        nulls[3] = (pid == 0);
-        values[4] = Int32GetDatum((int32) pg_atomic_read_u32(&w->conns_open));
-        values[5] = Int32GetDatum((int32) pg_atomic_read_u32(&w->conns_idle));
-        values[6] = Int32GetDatum((int32) pg_atomic_read_u32(&w->conns_active));
-        values[7] = Int32GetDatum((int32) pg_atomic_read_u32(&w->conns_connecting));
-        values[8] = Int32GetDatum((int32) pg_atomic_read_u32(&w->in_flight));
-        values[9] = Int64GetDatum((int64) pg_atomic_read_u64(&w->served));
-        values[10] = Int64GetDatum((int64) pg_atomic_read_u64(&w->connects));
-        tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
-    }
-    return (Datum) 0;
-}
-
 namespace {
 
 /* Text a worker stored in the encoding of the calling database (cut at a
@@ -104,6 +70,23 @@ Datum shared_text(const char *s, int encoding)
     return CStringGetTextDatum(copy);
 }
 
+/* The materialized result set, after checking that the SQL declaration of
+ * the function (from the installed extension script) has the columns this
+ * library builds: a mismatch would put values in the wrong slots. */
+ReturnSetInfo *begin_rows(FunctionCallInfo fcinfo, int ncolumns)
+{
+    require_preloaded();
+    InitMaterializedSRF(fcinfo, 0);
+    auto *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+    if (rsinfo->setDesc->natts != ncolumns)
+        ereport(ERROR, (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+                        errmsg("bgw_proxy: the SQL definition of this function does not match the library"),
+                        errdetail("It declares %d columns, the library returns %d.", rsinfo->setDesc->natts,
+                                  ncolumns),
+                        errhint("Run ALTER EXTENSION bgw_proxy UPDATE.")));
+    return rsinfo;
+}
+
 uint64 since_reset(pg_atomic_uint64 *counter, pg_atomic_uint64 *base)
 {
     uint64 b = pg_atomic_read_u64(base);
@@ -113,11 +96,42 @@ uint64 since_reset(pg_atomic_uint64 *counter, pg_atomic_uint64 *base)
 
 } // namespace
 
+Datum pg_stat_bgw_proxy_workers_1_0(PG_FUNCTION_ARGS)
+{
+    auto *rsinfo = begin_rows(fcinfo, 11);
+
+    for (int i = 0; i < proxy_shared->nworkers; i++) {
+        WorkerState *w = worker_state(i);
+        Datum values[11];
+        bool nulls[11] = {false};
+
+        LWLockAcquire(proxy_shared->lock, LW_SHARED);
+        uint32 pid = pg_atomic_read_u32(&w->pid);
+        TimestampTz started = w->started_at;
+        LWLockRelease(proxy_shared->lock);
+
+        values[0] = Int32GetDatum(i);
+        values[1] = Int32GetDatum((int32) pid);
+        nulls[1] = (pid == 0);
+        values[2] = CStringGetTextDatum(run_state_name(pg_atomic_read_u32(&w->run_state)));
+        values[3] = TimestampTzGetDatum(started);
+        nulls[3] = (pid == 0);
+        values[4] = Int32GetDatum((int32) pg_atomic_read_u32(&w->conns_open));
+        values[5] = Int32GetDatum((int32) pg_atomic_read_u32(&w->conns_idle));
+        values[6] = Int32GetDatum((int32) pg_atomic_read_u32(&w->conns_active));
+        values[7] = Int32GetDatum((int32) pg_atomic_read_u32(&w->conns_connecting));
+        values[8] = Int32GetDatum((int32) pg_atomic_read_u32(&w->in_flight));
+        values[9] = Int64GetDatum((int64) pg_atomic_read_u64(&w->served));
+        values[10] = Int64GetDatum((int64) pg_atomic_read_u64(&w->connects));
+        tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+    }
+    return (Datum) 0;
+}
+
+
 Datum pg_stat_bgw_proxy_queue_1_0(PG_FUNCTION_ARGS)
 {
-    require_preloaded();
-    InitMaterializedSRF(fcinfo, 0);
-    auto *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+    auto *rsinfo = begin_rows(fcinfo, 5);
     Datum values[5];
     bool nulls[5] = {false};
     values[0] = Int32GetDatum(proxy_shared->nworkers);
@@ -136,9 +150,7 @@ PG_FUNCTION_INFO_V1(bgw_proxy_cluster_cache_1_0);
 /* The shared cluster cache: which configurations every backend shares. */
 Datum bgw_proxy_cluster_cache_1_0(PG_FUNCTION_ARGS)
 {
-    require_preloaded();
-    InitMaterializedSRF(fcinfo, 0);
-    auto *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+    auto *rsinfo = begin_rows(fcinfo, 4);
     /* copy what the rows need under the lock; build them after */
     struct Row {
         bool used;
@@ -186,9 +198,7 @@ PG_FUNCTION_INFO_V1(bgw_proxy_stat_reset_cluster_1_1);
  * columns of 1.0 come first, unchanged. */
 Datum pg_stat_bgw_proxy_queue_1_1(PG_FUNCTION_ARGS)
 {
-    require_preloaded();
-    InitMaterializedSRF(fcinfo, 0);
-    auto *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+    auto *rsinfo = begin_rows(fcinfo, 10);
     ProxyShared *sh = proxy_shared;
     Datum values[10];
     bool nulls[10] = {false};
@@ -216,13 +226,11 @@ Datum pg_stat_bgw_proxy_queue_1_1(PG_FUNCTION_ARGS)
  * masks it before it reaches shared memory). */
 Datum pg_stat_bgw_proxy_1_1(PG_FUNCTION_ARGS)
 {
-    require_preloaded();
-    InitMaterializedSRF(fcinfo, 0);
-    auto *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+    constexpr int kCols = 25;
+    auto *rsinfo = begin_rows(fcinfo, kCols);
     Oid me = GetUserId();
     bool see_all = has_privs_of_role(me, ROLE_PG_READ_ALL_STATS);
     TimestampTz now = GetCurrentTimestamp();
-    constexpr int kCols = 25;
 
     for (int i = 0; i < proxy_shared->npool_stats; i++) {
         PoolStat *e = pool_stat(i);

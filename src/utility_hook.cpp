@@ -19,7 +19,9 @@
 #include "pg_headers.h"
 
 extern "C" {
+#include "commands/dbcommands.h"
 #include "nodes/parsenodes.h"
+#include "utils/acl.h"
 #include "tcop/utility.h"
 }
 
@@ -32,11 +34,23 @@ ProcessUtility_hook_type prev_utility_hook = nullptr;
 void announce_drop(const char *dbname)
 {
     LWLockAcquire(proxy_shared->lock, LW_EXCLUSIVE);
-    strlcpy(proxy_shared->drop_dbname, dbname, NAMEDATALEN);
+    uint64 epoch = pg_atomic_read_u64(&proxy_shared->drop_epoch) + 1;
+    strlcpy(proxy_shared->drop_names[epoch % kDropRing], dbname, NAMEDATALEN);
+    pg_atomic_write_u64(&proxy_shared->drop_epoch, epoch);
     LWLockRelease(proxy_shared->lock);
-    pg_atomic_fetch_add_u64(&proxy_shared->drop_epoch, 1);
     for (int i = 0; i < proxy_shared->nworkers; i++)
         wake_worker(i);
+}
+
+/* Only a drop that can go ahead: at top level, outside a transaction
+ * block, of an existing database, by its owner. Anything else fails on
+ * its own, and must not make every pool reconnect. */
+bool drop_will_run(const DropdbStmt *stmt, ProcessUtilityContext context)
+{
+    if (context != PROCESS_UTILITY_TOPLEVEL || IsTransactionBlock() || !stmt->dbname)
+        return false;
+    Oid db = get_database_oid(stmt->dbname, true);
+    return OidIsValid(db) && pg_database_ownercheck(db, GetUserId());
 }
 
 void bgw_process_utility(PlannedStmt *pstmt, const char *query_string, bool read_only_tree,
@@ -44,7 +58,7 @@ void bgw_process_utility(PlannedStmt *pstmt, const char *query_string, bool read
                          DestReceiver *dest, QueryCompletion *qc)
 {
     Node *stmt = pstmt->utilityStmt;
-    if (proxy_shared && stmt && IsA(stmt, DropdbStmt))
+    if (proxy_shared && stmt && IsA(stmt, DropdbStmt) && drop_will_run((DropdbStmt *) stmt, context))
         announce_drop(((DropdbStmt *) stmt)->dbname);
     if (prev_utility_hook)
         prev_utility_hook(pstmt, query_string, read_only_tree, context, params, query_env, dest, qc);

@@ -6,8 +6,10 @@
  *     u32 kRequestMagic, u32 flags, u32 connect_timeout_ms, u32 query_timeout_ms,
  *     u32 max_connections (per pool, 0: the GUC), u32 connection_lifetime_s (0: none),
  *     u32 pool_wait_timeout_ms (0: none),
- *     str function (for error context), str cluster (empty: CONNECT), u64 config_stamp,
- *     str query, u32 ntargets, then per target:
+ *     str function (for error context), str cluster (empty: CONNECT),
+ *     i64 config_version (a function-defined cluster's version, else -1),
+ *     str query, u16 ncolumns, then per declared result column: str name (empty for a
+ *     scalar), u32 type OID; u32 ntargets, then per target:
  *       u32 partition, str connstr, str user, str password, u8 require_password, str encoding,
  *       u32 nparams, then per param: blob   (empty user/password: not given)
  *
@@ -45,6 +47,50 @@ constexpr uint32_t kNullLength = 0xffffffffu;
 /* request flags */
 constexpr uint32_t kFlagPrepare = 1;  /* run as a prepared statement of the connection */
 constexpr uint32_t kFlagNoBinary = 2; /* results in text only (cluster option disable_binary) */
+
+/* Result types that may travel in binary: built-in (the same OID on every
+ * server), a binary form without embedded OIDs or text in the client
+ * encoding (text-like types gain nothing and would need encoding care),
+ * and no value range added since PostgreSQL 10 that an older receiver
+ * would misread (interval gained infinities in 17: not listed). Arrays of
+ * them carry their element OID, which is built-in too. Both sides check
+ * it: the worker before asking for binary, the backend before decoding. */
+inline bool binary_safe_type(uint32_t type)
+{
+    switch (type) {
+    case 16:   /* bool */
+    case 17:   /* bytea */
+    case 20:   /* int8 */
+    case 21:   /* int2 */
+    case 23:   /* int4 */
+    case 26:   /* oid */
+    case 700:  /* float4 */
+    case 701:  /* float8 */
+    case 1082: /* date */
+    case 1083: /* time */
+    case 1114: /* timestamp */
+    case 1184: /* timestamptz */
+    case 1700: /* numeric */
+    case 2950: /* uuid */
+    case 1000: /* bool[] */
+    case 1001: /* bytea[] */
+    case 1005: /* int2[] */
+    case 1007: /* int4[] */
+    case 1016: /* int8[] */
+    case 1021: /* float4[] */
+    case 1022: /* float8[] */
+    case 1028: /* oid[] */
+    case 1115: /* timestamp[] */
+    case 1182: /* date[] */
+    case 1183: /* time[] */
+    case 1185: /* timestamptz[] */
+    case 1231: /* numeric[] */
+    case 2951: /* uuid[] */
+        return true;
+    default:
+        return false;
+    }
+}
 
 enum : char {
     kDescribe = 'T',

@@ -86,7 +86,7 @@ struct Worker {
     std::vector<std::unique_ptr<Call>> calls;
     /* per (database, role, cluster, partition, remote user): the pool key
      * and cluster configuration its last call used */
-    std::unordered_map<std::string, std::pair<std::string, uint64>> last_config;
+    std::unordered_map<std::string, std::pair<std::string, int64>> last_config;
     uint64 drop_epoch = 0;           /* ProxyShared.drop_epoch last acted on */
     WaitEventSet *wes = nullptr;
     std::vector<std::tuple<int, int, uint64_t>> wes_sockets; /* what wes was built for */
@@ -313,11 +313,13 @@ void pick_up(Ticket t)
     pg_atomic_fetch_add_u32(&self->state->in_flight, 1);
 }
 
-/* A call to a partition whose configuration (cluster version, options,
- * connection string, user mapping) differs from what the last call to it
- * used: the connections made for the old one are retired once idle. */
+/* Connections made for an older configuration of a partition are retired
+ * once idle: for a function-defined cluster, when a call comes with a
+ * higher version (a lower one is a backend that has not seen the bump yet:
+ * ignored, so two versions in use cannot make the pool flip); for a SQL/MED
+ * cluster, when the connection string or user mapping password changed. */
 void retire_on_config_change(Oid dbid, Oid roleid, const std::string &cluster, uint32 partition,
-                             const JobSpec &spec, uint64 stamp)
+                             const JobSpec &spec, int64 version)
 {
     std::string who = std::to_string(dbid) + '\x1f' + std::to_string(roleid) + '\x1f' + cluster + '\x1f' +
                       std::to_string(partition) + '\x1f' + spec.user;
@@ -326,12 +328,15 @@ void retire_on_config_change(Oid dbid, Oid roleid, const std::string &cluster, u
     if (it == seen.end()) {
         if (seen.size() >= 100000)
             seen.clear(); /* forgetting only delays a retirement to idle_timeout */
-        seen.emplace(who, std::make_pair(spec.key, stamp));
+        seen.emplace(who, std::make_pair(spec.key, version));
         return;
     }
-    if (it->second.first != spec.key || it->second.second != stamp) {
-        self->pool.retire_key(it->second.first);
-        it->second = std::make_pair(spec.key, stamp);
+    auto &[key, seen_version] = it->second;
+    bool newer = version >= 0 ? version > seen_version : key != spec.key;
+    if (newer) {
+        self->pool.retire_key(key);
+        key = spec.key;
+        seen_version = version;
     }
 }
 
@@ -339,16 +344,36 @@ void retire_on_config_change(Oid dbid, Oid roleid, const std::string &cluster, u
  * database to leave: retire our connections to a database of that name. */
 void retire_for_dropped_database()
 {
-    uint64 epoch = pg_atomic_read_u64(&proxy_shared->drop_epoch);
-    if (epoch == self->drop_epoch)
+    if (pg_atomic_read_u64(&proxy_shared->drop_epoch) == self->drop_epoch)
         return;
-    self->drop_epoch = epoch;
-    char name[NAMEDATALEN];
+    char names[kDropRing][NAMEDATALEN];
+    int n = 0;
     LWLockAcquire(proxy_shared->lock, LW_SHARED);
-    memcpy(name, proxy_shared->drop_dbname, NAMEDATALEN);
+    uint64 epoch = pg_atomic_read_u64(&proxy_shared->drop_epoch);
+    uint64 from = std::max(self->drop_epoch + 1, epoch >= kDropRing ? epoch - kDropRing + 1 : 1);
+    for (uint64 e = from; e <= epoch; e++)
+        memcpy(names[n++], proxy_shared->drop_names[e % kDropRing], NAMEDATALEN);
     LWLockRelease(proxy_shared->lock);
-    name[NAMEDATALEN - 1] = '\0';
-    self->pool.retire_database(name);
+    self->drop_epoch = epoch;
+    for (int i = 0; i < n; i++) {
+        names[i][NAMEDATALEN - 1] = '\0';
+        self->pool.retire_database(names[i]);
+    }
+}
+
+bool read_result_columns(wire::Reader &r, std::vector<ResultColumn> &out)
+{
+    uint16 n;
+    if (!r.u16(n))
+        return false;
+    out.resize(n);
+    for (ResultColumn &c : out) {
+        wire::Span name;
+        if (!r.str(name) || !r.u32(c.type))
+            return false;
+        c.name.assign(name.data, name.len);
+    }
+    return true;
 }
 
 /* A request that cannot be decoded is a bug, but only this call pays. */
@@ -368,10 +393,11 @@ void start_call(Call &c, const char *data, Size len)
     wire::Reader r(data, len);
     uint32 magic, flags, connect_ms, query_ms, max_conns, lifetime_s, wait_ms, ntargets;
     wire::Span function, cluster, query;
-    uint64 config_stamp;
+    uint64 config_version;
+    std::vector<ResultColumn> columns;
     if (!r.u32(magic) || magic != wire::kRequestMagic || !r.u32(flags) || !r.u32(connect_ms) ||
         !r.u32(query_ms) || !r.u32(max_conns) || !r.u32(lifetime_s) || !r.u32(wait_ms) || !r.str(function) ||
-        !r.str(cluster) || !r.u64(config_stamp) || !r.str(query) || !r.u32(ntargets) ||
+        !r.str(cluster) || !r.u64(config_version) || !r.str(query) || !read_result_columns(r, columns) || !r.u32(ntargets) ||
         ntargets == 0 || ntargets > 65535) {
         fail_call(c, "bgw_proxy: malformed request");
         return;
@@ -400,6 +426,7 @@ void start_call(Call &c, const char *data, Size len)
         spec.query_timeout_ms = int(query_ms);
         spec.prepare = (flags & wire::kFlagPrepare) != 0;
         spec.binary = (flags & wire::kFlagNoBinary) == 0;
+        spec.result_types = columns;
         spec.max_connections = int(max_conns);
         spec.lifetime_s = int(lifetime_s);
         spec.pool_wait_timeout_ms = int(wait_ms);
@@ -427,7 +454,8 @@ void start_call(Call &c, const char *data, Size len)
     std::string cluster_name(cluster.data, cluster.len);
     for (uint32 i = 0; i < ntargets; i++) {
         if (!cluster_name.empty())
-            retire_on_config_change(s->dbid, s->roleid, cluster_name, partitions[i], specs[i], config_stamp);
+            retire_on_config_change(s->dbid, s->roleid, cluster_name, partitions[i], specs[i],
+                                    int64(config_version));
         Task *t = c.tasks[i].get();
         specs[i].stat_ref = self->stats.job_starting(s->dbid, s->roleid, cluster_name, partitions[i], specs[i],
                                                     self->pool);
