@@ -13,7 +13,7 @@ CancelDone send_cancel_async(PGconn *conn)
         return nullptr;
     try {
         auto done = std::make_shared<std::atomic<bool>>(false);
-        bool queued = run_on_helper_thread([c, done] {
+        bool queued = run_on_helper_thread(HelperLane::Cancel, [c, done] {
             char errbuf[256];
             /* A failed cancel is not fatal: the worker's query/cancel
              * timeouts close the connection if the statement does not end. */

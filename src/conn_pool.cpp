@@ -180,6 +180,7 @@ private:
     bool open(const Target &t, const Resolution *r, std::string &err);
     ResolutionPtr resolution_;
     std::unique_ptr<Target> target_;
+    std::string dns_errors_;          /* host names that did not resolve, for the error */
 
     friend class Pool;
 };
@@ -247,6 +248,13 @@ void Connection::poll_resolution()
     ResolutionPtr r = std::move(resolution_);
     std::unique_ptr<Target> t = std::move(target_);
     std::string err;
+    if (retired_) {
+        /* retired meanwhile: its job goes back to the queue (reap) */
+        dead_ = true;
+        dead_reason_ = retire_reason_;
+        return;
+    }
+    dns_errors_ = r->dns_errors;
     if (r->ok && open(*t, r.get(), err))
         return;
     if (!r->ok)
@@ -397,6 +405,8 @@ void Connection::on_io(bool readable, bool writable)
             pool_.connection_idle(this);
         } else if (st == PGRES_POLLING_FAILED) {
             std::string msg = trimmed_error(pg_);
+            if (!dns_errors_.empty())
+                msg += "; " + dns_errors_;
             if (pending_) {
                 Job *j = pending_;
                 pending_ = nullptr;
@@ -631,13 +641,14 @@ void Connection::retire(const char *reason)
 void Connection::expire()
 {
     bool opening = state_ == ConnState::Connecting || state_ == ConnState::Resolving;
-    const char *reason = opening ? "connect_timeout expired"
+    const char *reason = state_ == ConnState::Resolving ? "connect_timeout expired while resolving the host name"
+                         : opening                      ? "connect_timeout expired"
                          : state_ == ConnState::Busy     ? "query_timeout expired"
                                                          : "cancel did not finish in time";
     if (opening && pending_) {
         Job *j = pending_;
         pending_ = nullptr;
-        pool_.connection_failed(this, j, std::string("connect_timeout expired"));
+        pool_.connection_failed(this, j, std::string(reason));
     } else if (state_ == ConnState::Busy && job_) {
         fail_job(nullptr, "57014", std::string("canceling statement due to ") + reason,
                  "bgw_proxy cancelled the remote statement and closed its connection.");

@@ -34,7 +34,11 @@ void helper_loop(TaskQueue *q)
             task = std::move(q->pending.front());
             q->pending.pop_front();
         }
-        task();
+        try {
+            task();
+        } catch (...) {
+            /* tasks must not throw; if one does, it must not abort the worker */
+        }
     }
 }
 
@@ -55,20 +59,23 @@ bool start_thread(TaskQueue *q)
     return ok;
 }
 
-/* Never destroyed: threads may still use it while the process exits. */
-TaskQueue *queue_instance = nullptr;
+/* Never destroyed: threads may still use them while the process exits. */
+TaskQueue *lanes[2] = {nullptr, nullptr};
 
 } // namespace
 
-bool run_on_helper_thread(std::function<void()> task)
+bool run_on_helper_thread(HelperLane lane, std::function<void()> task)
 {
     try {
-        if (!queue_instance)
-            queue_instance = new TaskQueue();
-        TaskQueue *q = queue_instance;
+        TaskQueue *&slot = lanes[lane == HelperLane::Cancel ? 0 : 1];
+        if (!slot)
+            slot = new TaskQueue();
+        TaskQueue *q = slot;
         bool need_thread;
         {
             std::lock_guard<std::mutex> lk(q->mu);
+            if (q->pending.size() >= kMaxPendingTasks)
+                return false;
             q->pending.push_back(std::move(task));
             need_thread = q->idle < int(q->pending.size()) && q->threads < kMaxHelperThreads;
             if (need_thread)

@@ -38,23 +38,36 @@ std::string join_list(const std::vector<std::string> &v)
     return out;
 }
 
-/* Sockets and IP literals need no DNS. */
+/* Sockets and IP literals (IPv6 zones included) need no DNS. */
 bool needs_dns(const std::string &host)
 {
     if (host.empty() || host[0] == '/' || host[0] == '@')
         return false;
-    unsigned char buf[sizeof(struct in6_addr)];
-    return inet_pton(AF_INET, host.c_str(), buf) != 1 && inet_pton(AF_INET6, host.c_str(), buf) != 1;
+    struct addrinfo hints;
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_flags = AI_NUMERICHOST;
+    hints.ai_socktype = SOCK_STREAM;
+    struct addrinfo *res = nullptr;
+    if (getaddrinfo(host.c_str(), nullptr, &hints, &res) != 0)
+        return true;
+    freeaddrinfo(res);
+    return false;
 }
 
 /* Runs on a helper thread. */
 void resolve(const std::shared_ptr<Resolution> &r, std::vector<std::string> hosts, std::vector<std::string> ports)
 {
     std::vector<std::string> out_hosts, out_addrs, out_ports;
-    std::string first_error;
+    std::string errors;
+    bool failed = false;
     for (size_t i = 0; i < hosts.size(); i++) {
         const std::string &h = hosts[i];
         const std::string port = ports.size() == hosts.size() ? ports[i] : std::string();
+        if (r.use_count() == 1) {
+            /* the connection that asked is gone: do not spend a lookup on it */
+            r->done.store(true, std::memory_order_release);
+            return;
+        }
         if (!needs_dns(h)) {
             out_hosts.push_back(h);
             out_addrs.emplace_back();
@@ -68,21 +81,23 @@ void resolve(const std::shared_ptr<Resolution> &r, std::vector<std::string> host
         struct addrinfo *res = nullptr;
         int rc = getaddrinfo(h.c_str(), nullptr, &hints, &res);
         if (rc != 0) {
-            if (first_error.empty())
-                first_error = "could not translate host name \"" + h + "\" to address: " + gai_strerror(rc);
+            errors += (errors.empty() ? "" : "; ") + std::string("could not translate host name \"") + h +
+                      "\" to address: " + gai_strerror(rc);
+            failed = true;
             continue;
         }
+        size_t first_of_host = out_hosts.size();
         for (struct addrinfo *a = res; a; a = a->ai_next) {
-            char text[INET6_ADDRSTRLEN] = {0};
-            const void *addr = a->ai_family == AF_INET
-                                   ? static_cast<const void *>(&reinterpret_cast<sockaddr_in *>(a->ai_addr)->sin_addr)
-                                   : static_cast<const void *>(&reinterpret_cast<sockaddr_in6 *>(a->ai_addr)->sin6_addr);
+            /* numeric form with the IPv6 zone (fe80::1%eth0), as libpq reads it */
+            char text[NI_MAXHOST] = {0};
             if ((a->ai_family != AF_INET && a->ai_family != AF_INET6) ||
-                !inet_ntop(a->ai_family, addr, text, sizeof(text)))
+                getnameinfo(a->ai_addr, a->ai_addrlen, text, sizeof(text), nullptr, 0, NI_NUMERICHOST) != 0)
                 continue;
+            /* the same address twice for this host entry: once is enough
+             * (another entry, say with another port, keeps its own) */
             bool seen = false;
-            for (size_t k = 0; k < out_addrs.size(); k++)
-                seen = seen || (out_hosts[k] == h && out_addrs[k] == text);
+            for (size_t k = first_of_host; k < out_addrs.size(); k++)
+                seen = seen || out_addrs[k] == text;
             if (seen)
                 continue;
             out_hosts.push_back(h);
@@ -91,9 +106,13 @@ void resolve(const std::shared_ptr<Resolution> &r, std::vector<std::string> host
         }
         freeaddrinfo(res);
     }
-    if (out_hosts.empty()) {
-        r->error = first_error.empty() ? std::string("no address for the remote host") : first_error;
+    /* nothing left to try, or only an empty entry (the default socket),
+     * which libpq would not let us put in place of the list */
+    bool only_default = out_hosts.size() == 1 && out_hosts[0].empty() && failed;
+    if (out_hosts.empty() || only_default) {
+        r->error = errors.empty() ? std::string("no address for the remote host") : errors;
     } else {
+        r->dns_errors = errors; /* for the message if every address then fails */
         r->ok = true;
         r->host = join_list(out_hosts);
         r->hostaddr = join_list(out_addrs);
@@ -114,24 +133,33 @@ ResolutionPtr resolve_hosts_async(const std::string &connstr)
         PQfreemem(err);
     if (!opts)
         return nullptr; /* libpq will report what is wrong with it */
+    const char *host_val = nullptr, *hostaddr_val = nullptr, *port_val = nullptr;
+    bool service = getenv("PGSERVICE") != nullptr;
     std::string host, hostaddr, port;
     for (PQconninfoOption *o = opts; o->keyword; o++) {
         if (!o->val)
             continue;
         if (strcmp(o->keyword, "host") == 0)
-            host = o->val;
+            host_val = o->val, host = o->val;
         else if (strcmp(o->keyword, "hostaddr") == 0)
-            hostaddr = o->val;
+            hostaddr_val = o->val, hostaddr = o->val;
         else if (strcmp(o->keyword, "port") == 0)
-            port = o->val;
+            port_val = o->val, port = o->val;
+        else if (strcmp(o->keyword, "service") == 0)
+            service = true;
     }
     PQconninfoFree(opts);
-    /* what libpq would fall back to */
-    if (host.empty() && getenv("PGHOST"))
+    /* A service file may name the hosts; libpq reads it between the string
+     * and the environment. Not reproduced here: such connections are left
+     * to libpq (which then resolves in the worker; README says so). */
+    if (service)
+        return nullptr;
+    /* what libpq falls back to when a keyword is absent (not when empty) */
+    if (!host_val && getenv("PGHOST"))
         host = getenv("PGHOST");
-    if (hostaddr.empty() && getenv("PGHOSTADDR"))
+    if (!hostaddr_val && getenv("PGHOSTADDR"))
         hostaddr = getenv("PGHOSTADDR");
-    if (port.empty() && getenv("PGPORT"))
+    if (!port_val && getenv("PGPORT"))
         port = getenv("PGPORT");
     if (!hostaddr.empty())
         return nullptr;
@@ -144,7 +172,7 @@ ResolutionPtr resolve_hosts_async(const std::string &connstr)
     try {
         auto r = std::make_shared<Resolution>();
         std::vector<std::string> ports = split_list(port);
-        bool queued = run_on_helper_thread([r, hosts, ports] {
+        bool queued = run_on_helper_thread(HelperLane::Resolve, [r, hosts, ports] {
             try {
                 resolve(r, hosts, ports);
             } catch (...) {
@@ -153,8 +181,11 @@ ResolutionPtr resolve_hosts_async(const std::string &connstr)
                 r->done.store(true, std::memory_order_release);
             }
         });
-        if (!queued)
-            return nullptr;
+        if (!queued) {
+            /* never resolve on the worker's thread: fail this connection */
+            r->error = "too many host name lookups pending";
+            r->done.store(true, std::memory_order_release);
+        }
         return r;
     } catch (...) {
         return nullptr;

@@ -6,12 +6,13 @@
  * would stall every pool of the worker. So before a connection is started,
  * its host names are resolved on a helper thread (helper_threads.hpp), and
  * the connection is then opened with the addresses as `hostaddr` (the names
- * stay in `host`, for TLS verification, .pgpass and messages). A host that
- * resolves to several addresses becomes several host entries, so libpq
- * still tries each in turn.
+ * stay in `host`, for TLS verification and .pgpass). A host that resolves
+ * to several addresses becomes several host entries, so libpq still tries
+ * each in turn.
  *
  * Nothing to resolve (sockets, IP literals, hostaddr already given): no
- * resolution, the connection starts at once.
+ * resolution, the connection starts at once. A service file (service=,
+ * PGSERVICE) is left to libpq, which then resolves its host names itself.
  *
  * Pure C++ + libpq.
  */
@@ -30,6 +31,7 @@ struct Resolution {
     bool ok = false;
     std::string host, hostaddr, port; /* libpq keywords that override the connection string's */
     std::string error;               /* !ok: why, libpq-style */
+    std::string dns_errors;          /* ok, but some host names did not resolve */
 };
 using ResolutionPtr = std::shared_ptr<Resolution>;
 

@@ -90,11 +90,39 @@ TEST(pghost_is_used_when_the_string_names_no_host)
     CHECK(r->ok);
 }
 
+TEST(same_name_with_two_ports_keeps_both_entries)
+{
+    ResolutionPtr r = resolve_hosts_async("host=localhost,localhost port=6432,5432");
+    REQUIRE(r != nullptr);
+    REQUIRE(wait_done(r));
+    CHECK(r->ok);
+    CHECK(r->port.find("6432") != std::string::npos);
+    CHECK(r->port.find("5432") != std::string::npos);
+}
+
+TEST(literals_with_zones_empty_hosts_and_services_are_left_to_libpq)
+{
+    setenv("PGHOST", "no-such-host.invalid", 1);
+    CHECK(resolve_hosts_async("host=fe80::1%lo dbname=x") == nullptr);
+    CHECK(resolve_hosts_async("host='' dbname=x") == nullptr); /* empty: the default socket, not PGHOST */
+    CHECK(resolve_hosts_async("service=anything") == nullptr);
+    unsetenv("PGHOST");
+}
+
+TEST(only_the_default_socket_left_after_a_failed_name_is_an_error)
+{
+    ResolutionPtr r = resolve_hosts_async("host=,no-such-host.invalid dbname=x");
+    REQUIRE(r != nullptr);
+    REQUIRE(wait_done(r));
+    CHECK(!r->ok);
+    CHECK(r->error.find("no-such-host.invalid") != std::string::npos);
+}
+
 TEST(helper_threads_run_every_task)
 {
     std::atomic<int> ran{0};
     for (int i = 0; i < 50; i++)
-        CHECK(run_on_helper_thread([&ran] { ran.fetch_add(1); }));
+        CHECK(run_on_helper_thread(HelperLane::Resolve, [&ran] { ran.fetch_add(1); }));
     for (int i = 0; i < 500 && ran.load() < 50; i++)
         std::this_thread::sleep_for(std::chrono::milliseconds(10));
     CHECK_EQ(ran.load(), 50);
