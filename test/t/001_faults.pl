@@ -18,6 +18,9 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 use IPC::Run;
+use FindBin;
+use lib "$FindBin::Bin/../lib";
+use BgwPsql;
 use Time::HiRes qw(usleep time);
 
 # How long an asynchronous effect (remote cancel, worker restart, ...) may
@@ -26,6 +29,8 @@ my $poll_secs = 10;
 # Upper bound for any single psql run: a hang becomes a failed test, not a
 # stuck suite.
 my $psql_secs = 60;
+$BgwPsql::poll_secs = $poll_secs;
+$BgwPsql::psql_secs = $psql_secs;
 # Remote naps are long enough that a statement nobody cancelled is still
 # there when we look (it would otherwise end by itself and hide the leak).
 my $long = 3600;
@@ -79,90 +84,6 @@ ok( poll_until(
 	'both workers are running');
 
 # ---------------------------------------------------------------- helpers
-
-# psql argv for $node as application $app; $cmds run as separate -c's.
-sub psql_cmd
-{
-	my ($node, $app, $cmds, %opt) = @_;
-	my $stop = defined $opt{on_error_stop} ? $opt{on_error_stop} : 1;
-	return [
-		'psql', '-XAtq',
-		'-v', 'VERBOSITY=verbose',
-		'-v', "ON_ERROR_STOP=$stop",
-		'-d', $node->connstr('postgres') . " application_name=$app",
-		map { ('-c', $_) } @$cmds
-	];
-}
-
-# Run to completion: (exit code, stdout, stderr). A psql that does not end
-# within $psql_secs is killed and reported as exit code -1.
-sub run_sql
-{
-	my ($node, $app, $cmds, %opt) = @_;
-	my ($out, $err) = ('', '');
-	my $rc;
-	eval {
-		IPC::Run::run(psql_cmd($node, $app, $cmds, %opt),
-			'<', \undef, '>', \$out, '2>', \$err,
-			IPC::Run::timeout($psql_secs));
-		$rc = $? >> 8;
-	};
-	if ($@)
-	{
-		$err .= "\n[psql did not finish: $@]";
-		$rc = -1;
-	}
-	chomp $out;
-	return ($rc, $out, $err);
-}
-
-# Start psql in the background; finish_call() collects it.
-sub start_call
-{
-	my ($node, $app, $cmds, %opt) = @_;
-	my $h = { out => '', err => '' };
-	$h->{run} = IPC::Run::start(psql_cmd($node, $app, $cmds, %opt),
-		'<', \undef, '>', \$h->{out}, '2>', \$h->{err},
-		IPC::Run::timeout($psql_secs));
-	return $h;
-}
-
-sub finish_call
-{
-	my ($h) = @_;
-	my $rc;
-	eval {
-		$h->{run}->finish;
-		$rc = $h->{run}->result(0);
-	};
-	if ($@)
-	{
-		$h->{err} .= "\n[psql did not finish: $@]";
-		eval { $h->{run}->kill_kill; };
-		$rc = -1;
-	}
-	chomp $h->{out};
-	return ($rc, $h->{out}, $h->{err});
-}
-
-# Poll $sql on $node until it prints $expected, for at most $poll_secs.
-# Returns true on success; on failure prints the last output.
-sub poll_until
-{
-	my ($node, $sql, $expected) = @_;
-	my $deadline = time() + $poll_secs;
-	my ($rc, $out, $err);
-	while (1)
-	{
-		($rc, $out, $err) = run_sql($node, 'bgwtap_poll', [$sql]);
-		return 1 if $rc == 0 && $out eq $expected;
-		last if time() > $deadline;
-		usleep(100_000);
-	}
-	diag("poll gave up after ${poll_secs}s: $sql\n"
-		  . "expected: $expected\nlast output: $out\nstderr: $err");
-	return 0;
-}
 
 sub outstanding
 {

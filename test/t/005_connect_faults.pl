@@ -89,12 +89,17 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 use IPC::Run;
+use FindBin;
+use lib "$FindBin::Bin/../lib";
+use BgwPsql;
 use IO::Socket::INET;
 use IO::Select;
 use Time::HiRes qw(usleep time);
 
 my $poll_secs = 10;    # bound for an asynchronous effect
 my $psql_secs = 60;    # bound for any single psql run
+$BgwPsql::poll_secs = $poll_secs;
+$BgwPsql::psql_secs = $psql_secs;
 my $ncalls = 3;        # failing calls per scenario
 my $t_start = time();
 
@@ -192,87 +197,6 @@ CREATE FUNCTION nap_shut(s float8) RETURNS int
 });
 
 # ---------------------------------------------------------------- helpers
-
-sub psql_cmd
-{
-	my ($node, $app, $cmds) = @_;
-	return [
-		'psql', '-XAtq',
-		'-v', 'VERBOSITY=verbose',
-		'-v', 'ON_ERROR_STOP=1',
-		'-d', $node->connstr('postgres') . " application_name=$app",
-		map { ('-c', $_) } @$cmds
-	];
-}
-
-# Run to completion: (exit code, stdout, stderr, seconds). A psql that does
-# not end within $psql_secs is killed and reported as exit code -1.
-sub run_sql
-{
-	my ($node, $app, $cmds) = @_;
-	my ($out, $err) = ('', '');
-	my $rc;
-	my $t0 = time();
-	eval {
-		IPC::Run::run(psql_cmd($node, $app, $cmds),
-			'<', \undef, '>', \$out, '2>', \$err,
-			IPC::Run::timeout($psql_secs));
-		$rc = $? >> 8;
-	};
-	if ($@)
-	{
-		$err .= "\n[psql did not finish: $@]";
-		$rc = -1;
-	}
-	chomp $out;
-	return ($rc, $out, $err, time() - $t0);
-}
-
-sub start_call
-{
-	my ($node, $app, $cmds) = @_;
-	my $h = { out => '', err => '', t0 => time() };
-	$h->{run} = IPC::Run::start(psql_cmd($node, $app, $cmds),
-		'<', \undef, '>', \$h->{out}, '2>', \$h->{err},
-		IPC::Run::timeout($psql_secs));
-	return $h;
-}
-
-sub finish_call
-{
-	my ($h) = @_;
-	my $rc;
-	eval {
-		$h->{run}->finish;
-		$rc = $h->{run}->result(0);
-	};
-	if ($@)
-	{
-		$h->{err} .= "\n[psql did not finish: $@]";
-		eval { $h->{run}->kill_kill; };
-		$rc = -1;
-	}
-	chomp $h->{out};
-	return ($rc, $h->{out}, $h->{err}, time() - $h->{t0});
-}
-
-# Poll $sql on $node until it prints $expected, for at most $poll_secs.
-sub poll_until
-{
-	my ($node, $sql, $expected) = @_;
-	my $deadline = time() + $poll_secs;
-	my ($rc, $out, $err);
-	while (1)
-	{
-		($rc, $out, $err) = run_sql($node, 'tap_poll', [$sql]);
-		return 1 if $rc == 0 && $out eq $expected;
-		last if time() > $deadline;
-		usleep(100_000);
-	}
-	diag("poll gave up after ${poll_secs}s: $sql\n"
-		  . "expected: $expected\nlast output: $out\nstderr: $err");
-	return 0;
-}
 
 sub outstanding
 {
