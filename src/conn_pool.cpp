@@ -325,7 +325,7 @@ bool Connection::send_statement()
     }
     int n = int(values.size());
     bool use_prepared = s.prepare && !prepare_disabled_ && !resend_unprepared_;
-    auto it = use_prepared ? prepared_.find(statement_key(s)) : prepared_.end();
+    auto it = use_prepared ? prepared_.find(s.statement_key) : prepared_.end();
     if (it != prepared_.end() && it->second.binary && !s.binary) {
         it = prepared_.end(); /* this call wants text (disable_binary): a plain query */
         use_prepared = false;
@@ -494,7 +494,7 @@ void Connection::process_input()
                 fail_job(res, state, PQresultErrorMessage(res));
             }
         } else if (delivering && st == PGRES_FATAL_ERROR && rows_ == 0 && !prepare_disabled_ &&
-                   prepared_.count(statement_key(job_->spec)) &&
+                   prepared_.count(job_->spec.statement_key) &&
                    strcmp(PQresultErrorField(res, PG_DIAG_SQLSTATE) ?: "", "26000") == 0) {
             /* our prepared statement is gone: a pooler hands us other sessions */
             prepare_disabled_ = true;
@@ -547,7 +547,7 @@ void Connection::finish_statement()
             return;
         }
         if (!preparing_.empty() && prepare_ok_) {
-            prepared_.emplace(statement_key(job_->spec), Prepared{preparing_, describing_ && describe_binary_});
+            prepared_.emplace(job_->spec.statement_key, Prepared{preparing_, describing_ && describe_binary_});
             describing_ = false;
             next = true;
         } else if (resend_unprepared_) {
@@ -671,6 +671,7 @@ Pool::~Pool() { close_all(); }
 void Pool::submit(JobSpec spec, QuerySink *sink, Job **handle)
 {
     auto *job = new Job{std::move(spec), sink, nullptr};
+    job->spec.statement_key = statement_key(job->spec);
     job->queued_at = Clock::now();
     job->wait_until = after_ms(job->spec.pool_wait_timeout_ms);
     /* the caller holds the job before anything can fail or finish it; the

@@ -87,6 +87,7 @@ struct JobSpec {
     bool prepare = true;             /* run as a prepared statement of the connection */
     bool binary = true;              /* results may come in binary (see conn_pool.cpp) */
     std::vector<ResultColumn> result_types; /* binary only where the remote returns exactly these */
+    std::string statement_key;       /* set by Pool::submit: query + result types, keys prepared statements */
     int max_connections = 0;         /* this pool's limit; 0: PoolLimits::max_per_key */
     int lifetime_s = 0;              /* close connections older than this (0: never) */
     int pool_wait_timeout_ms = 0;    /* give up waiting for a connection (0: never) */

@@ -20,13 +20,19 @@
 
 namespace bgw {
 
-namespace {
-
-std::string make_identity(Oid dbid, Oid roleid, const std::string &cluster, uint32 partition,
-                          const std::string &remote_user, uint64 connect_hash)
+std::string partition_caller(uint32_t dbid, uint32_t roleid, const std::string &cluster, uint32_t partition,
+                             const std::string &remote_user)
 {
     return std::to_string(dbid) + '\x1f' + std::to_string(roleid) + '\x1f' + cluster + '\x1f' +
-           std::to_string(partition) + '\x1f' + remote_user + '\x1f' + std::to_string(connect_hash);
+           std::to_string(partition) + '\x1f' + remote_user;
+}
+
+namespace {
+
+/* An entry's identity: the caller, and for CONNECT which connection string. */
+std::string make_identity(const std::string &caller, uint64 connect_hash)
+{
+    return caller + '\x1f' + std::to_string(connect_hash);
 }
 
 /* A value as libpq reads it back: quoted when it would not survive bare. */
@@ -137,7 +143,7 @@ void StatBook::start(int worker)
         pool_stat_zero_gauges(e);
         if (!used)
             continue;
-        local_[i].identity = make_identity(dbid, roleid, cluster, partition, remote_user, hash);
+        local_[i].identity = make_identity(partition_caller(dbid, roleid, cluster, partition, remote_user), hash);
         local_[i].last_used = now;
         by_identity_[local_[i].identity] = i;
     }
@@ -218,11 +224,11 @@ void StatBook::set_conninfo(int i, const JobSpec &spec)
     SpinLockRelease(&e->mutex);
 }
 
-int64_t StatBook::job_starting(uint32_t dbid, uint32_t roleid, const std::string &cluster, uint32_t partition,
-                               const JobSpec &spec, const Pool &pool)
+int64_t StatBook::job_starting(const std::string &caller, uint32_t dbid, uint32_t roleid, const std::string &cluster,
+                               uint32_t partition, const JobSpec &spec, const Pool &pool)
 {
     uint64 hash = cluster.empty() ? uint64(std::hash<std::string>()(spec.connstr)) | 1 : 0;
-    std::string identity = make_identity(dbid, roleid, cluster, partition, spec.user, hash);
+    std::string identity = make_identity(caller, hash);
     int i;
     auto it = by_identity_.find(identity);
     if (it != by_identity_.end()) {

@@ -22,6 +22,12 @@ namespace bgw {
 
 enum class JobOutcome { Done, Failed, Cancelled };
 
+/* Who calls which partition as whom: "dbid roleid cluster partition
+ * remote-user". Built once per target of a call; the statistics entry and
+ * the worker's configuration tracking are both keyed by it. */
+std::string partition_caller(uint32_t dbid, uint32_t roleid, const std::string &cluster, uint32_t partition,
+                             const std::string &remote_user);
+
 /* What one target of a call has done so far, for its entry. */
 struct JobTally {
     int64_t stat_ref = -1;       /* from job_starting; -1: not tracked */
@@ -41,8 +47,8 @@ public:
     /* The entry for a job, claimed if new: a reference for JobSpec::stat_ref
      * and JobTally, or -1 when the region is full of entries still in use.
      * Counts the job as started (bytes sent). */
-    int64_t job_starting(uint32_t dbid, uint32_t roleid, const std::string &cluster, uint32_t partition,
-                         const JobSpec &spec, const Pool &pool);
+    int64_t job_starting(const std::string &caller, uint32_t dbid, uint32_t roleid, const std::string &cluster,
+                         uint32_t partition, const JobSpec &spec, const Pool &pool);
     /* Count the job's end, once; `error` is the text for last_error. */
     void job_ended(JobTally &t, JobOutcome outcome, const char *error = nullptr);
 

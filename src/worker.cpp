@@ -318,11 +318,8 @@ void pick_up(Ticket t)
  * higher version (a lower one is a backend that has not seen the bump yet:
  * ignored, so two versions in use cannot make the pool flip); for a SQL/MED
  * cluster, when the connection string or user mapping password changed. */
-void retire_on_config_change(Oid dbid, Oid roleid, const std::string &cluster, uint32 partition,
-                             const JobSpec &spec, int64 version)
+void retire_on_config_change(const std::string &who, const JobSpec &spec, int64 version)
 {
-    std::string who = std::to_string(dbid) + '\x1f' + std::to_string(roleid) + '\x1f' + cluster + '\x1f' +
-                      std::to_string(partition) + '\x1f' + spec.user;
     auto &seen = self->last_config;
     auto it = seen.find(who);
     if (it == seen.end()) {
@@ -453,12 +450,12 @@ void start_call(Call &c, const char *data, Size len)
     }
     std::string cluster_name(cluster.data, cluster.len);
     for (uint32 i = 0; i < ntargets; i++) {
+        std::string caller = partition_caller(s->dbid, s->roleid, cluster_name, partitions[i], specs[i].user);
         if (!cluster_name.empty())
-            retire_on_config_change(s->dbid, s->roleid, cluster_name, partitions[i], specs[i],
-                                    int64(config_version));
+            retire_on_config_change(caller, specs[i], int64(config_version));
         Task *t = c.tasks[i].get();
-        specs[i].stat_ref = self->stats.job_starting(s->dbid, s->roleid, cluster_name, partitions[i], specs[i],
-                                                    self->pool);
+        specs[i].stat_ref = self->stats.job_starting(caller, s->dbid, s->roleid, cluster_name, partitions[i],
+                                                    specs[i], self->pool);
         t->tally.stat_ref = specs[i].stat_ref;
         t->tally.started = Clock::now();
     }
