@@ -12,7 +12,7 @@ EXTENSION  = bgw_proxy bgw_proxy_plproxy
 DATA       = bgw_proxy--1.0.sql bgw_proxy--1.0--1.1.sql bgw_proxy_plproxy--1.0.sql
 PGFILEDESC = "bgw_proxy - remote function calls through a shared background-worker pool"
 
-CXX_SRCS = $(wildcard src/*.cpp)
+CXX_SRCS = $(wildcard src/*.cpp src/*/*.cpp)
 OBJS     = $(CXX_SRCS:.cpp=.o)
 
 REGRESS      = $(basename $(notdir $(wildcard sql/*.sql)))
@@ -36,12 +36,12 @@ include $(PGXS)
 override CXXFLAGS := $(filter-out -Wmissing-prototypes -Wdeclaration-after-statement,$(CXXFLAGS)) \
 	-std=c++17 -fPIC -Wall -Wno-missing-field-initializers -Wno-register
 
-$(OBJS): $(wildcard src/*.h src/*.hpp)
+$(OBJS): $(wildcard src/*/*.h src/*/*.hpp)
 
 UNIT_TESTS = $(patsubst test/unit/%.cpp,test/unit/%,$(wildcard test/unit/test_*.cpp))
-UNIT_SRCS  = src/body_parser.cpp src/conn_pool.cpp src/cancel_sender.cpp src/helper_threads.cpp src/resolver.cpp
+UNIT_SRCS  = src/backend/body_parser.cpp $(wildcard src/pool/*.cpp)
 
-test/unit/%: test/unit/%.cpp $(UNIT_SRCS) $(wildcard src/*.hpp test/unit/*.hpp)
+test/unit/%: test/unit/%.cpp $(UNIT_SRCS) $(wildcard src/*/*.hpp test/unit/*.hpp)
 	$(CXX) -std=c++17 -O1 -g -Wall -Wextra -fsanitize=address,undefined -Isrc \
 		-I$(shell $(PG_CONFIG) --includedir) $< $(UNIT_SRCS) -o $@ \
 		-L$(shell $(PG_CONFIG) --libdir) -lpq -pthread

@@ -1,12 +1,12 @@
 /*
  * module.cpp — loading bgw_proxy: GUCs, shared memory, background workers.
  */
-#include "guc.h"
-#include "shmem.h"
-#include "utility_hook.h"
-#include "worker.h"
+#include "common/guc.h"
+#include "shared/shmem.h"
+#include "backend/utility_hook.h"
+#include "worker/worker.h"
 
-#include "pg_headers.h"
+#include "common/pg_headers.h"
 
 extern "C" {
 PG_MODULE_MAGIC;

@@ -1,7 +1,7 @@
 /*
  * Unit tests for body_parser (the proxy-function body language).
  */
-#include "body_parser.hpp"
+#include "backend/body_parser.hpp"
 #include "unit_test.hpp"
 
 using namespace bgw;

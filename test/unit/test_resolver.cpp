@@ -6,8 +6,8 @@
  */
 #include "unit_test.hpp"
 
-#include "resolver.hpp"
-#include "helper_threads.hpp"
+#include "pool/resolver.hpp"
+#include "pool/helper_threads.hpp"
 
 #include <atomic>
 #include <chrono>

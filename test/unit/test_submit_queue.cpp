@@ -5,7 +5,7 @@
  * MAP_SHARED mapping and has forked children push concurrently while the
  * parent pops: that is how backends and a worker use it in the product.
  */
-#include "submit_queue.hpp"
+#include "shared/submit_queue.hpp"
 #include "unit_test.hpp"
 
 #include <sys/mman.h>

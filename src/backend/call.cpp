@@ -1,0 +1,526 @@
+/*
+ * call.cpp — see call.h. The slot protocol is described in shmem.h.
+ */
+#include "backend/call.h"
+#include "backend/string_info_buf.h"
+#include "common/guc.h"
+#include "shared/shmem.h"
+#include "shared/slot_protocol.hpp"
+#include "shared/workers.h"
+
+#include "common/pg_headers.h"
+
+extern "C" {
+#include "libpq-fe.h"
+}
+
+namespace bgw {
+
+namespace {
+
+/* The call this backend has in flight, for the error and exit paths. */
+struct ActiveCall {
+    int slot = -1;
+    MemoryContext cxt = nullptr;     /* the ring handles live here */
+    shm_mq_handle *request = nullptr;
+    shm_mq_handle *response = nullptr;
+};
+ActiveCall active;
+bool exit_hook_registered = false;
+
+/* True while a remote error or notice is being re-raised: it carries its
+ * own context line (with the partition), so the call's callback is quiet. */
+bool relaying_remote = false;
+
+void call_error_context(void *arg)
+{
+    if (!relaying_remote)
+        errcontext("bgw_proxy function %s", static_cast<const CallRequest *>(arg)->function_name);
+}
+
+int my_slot_index(void)
+{
+#if PG_VERSION_NUM >= 170000
+    int idx = MyProcNumber;
+#else
+    int idx = MyBackendId - 1;
+#endif
+    if (idx < 0 || idx >= proxy_shared->nslots)
+        ereport(ERROR, (errcode(ERRCODE_INTERNAL_ERROR),
+                        errmsg("bgw_proxy: no request slot for this process")));
+    return idx;
+}
+
+/* What pg_stat_activity shows while a call waits for its worker. Custom
+ * wait event names exist from PostgreSQL 17; before, every extension wait
+ * shows as wait_event_type and wait_event "Extension". */
+uint32 call_wait_event(void)
+{
+#if PG_VERSION_NUM >= 170000
+    static uint32 event = 0;
+    if (event == 0)
+        event = WaitEventExtensionNew("BgwProxyCall");
+    return event;
+#else
+    return PG_WAIT_EXTENSION;
+#endif
+}
+
+/* Wait on our latch, for at most `ms`; interrupts are served. */
+void wait_a_little(long ms)
+{
+    (void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, ms, call_wait_event());
+    ResetLatch(MyLatch);
+    CHECK_FOR_INTERRUPTS();
+}
+
+/* Raise the queues' peak depth to what it is now (just after a push). */
+void note_queue_depth(void)
+{
+    uint64 depth = queue_depth();
+    uint64 peak = pg_atomic_read_u64(&proxy_shared->peak_depth);
+    while (depth > peak && !pg_atomic_compare_exchange_u64(&proxy_shared->peak_depth, &peak, depth)) {
+    }
+}
+
+/* Leave the call whatever state it is in; must not raise an error. */
+void abandon_active_call(void)
+{
+    if (active.slot < 0)
+        return;
+    RequestSlot *s = request_slot(active.slot);
+    /* detaching tells the worker we are gone; active.cxt is a child of the
+     * call's context and goes with it */
+    if (active.request)
+        shm_mq_detach(active.request);
+    if (active.response)
+        shm_mq_detach(active.response);
+    active.request = active.response = nullptr;
+    active.cxt = nullptr;
+
+    uint32 expected = SLOT_SUBMITTED;
+    if (pg_atomic_compare_exchange_u32(&s->state, &expected, SLOT_FREE)) {
+        /* no worker saw it: the call ends here */
+        pg_atomic_fetch_add_u64(&proxy_shared->withdrawn, 1);
+        pg_atomic_fetch_add_u64(&proxy_shared->completed, 1);
+    } else if (expected == SLOT_RUNNING) {
+        /* the worker owns it: ask it to cancel and let go */
+        pg_atomic_write_u32(&s->cancel, 1);
+        wake_worker(s->worker);
+    }
+    active.slot = -1;
+}
+
+void exit_hook(int code, Datum arg)
+{
+    (void) code;
+    (void) arg;
+    if (proxy_shared)
+        abandon_active_call();
+}
+
+/* Our slot is reusable once the worker released the previous call. */
+RequestSlot *acquire_slot(int idx)
+{
+    RequestSlot *s = request_slot(idx);
+    TimestampTz start = GetCurrentTimestamp();
+    bool counted = false;
+    for (;;) {
+        uint32 st = pg_atomic_read_u32(&s->state);
+        if (st == SLOT_FREE)
+            return s;
+        if (st == SLOT_DONE) {
+            pg_atomic_write_u32(&s->state, SLOT_FREE);
+            return s;
+        }
+        if (TimestampDifferenceExceeds(start, GetCurrentTimestamp(), guc_worker_wait_timeout_ms))
+            ereport(ERROR, (errcode(ERRCODE_OBJECT_IN_USE),
+                            errmsg("bgw_proxy: the previous call of this session is still being cancelled"),
+                            errhint("Try again; if it persists, check the bgw_proxy workers with "
+                                    "pg_stat_bgw_proxy_workers.")));
+        if (!counted) {
+            counted = true;
+            pg_atomic_fetch_add_u64(&proxy_shared->slot_waits, 1);
+        }
+        wait_a_little(10);
+    }
+}
+
+/* The database name a target's connection string gives, or NULL. */
+const char *target_dbname(const CallRequest *req, int target)
+{
+    if (target < 0 || target >= req->ntargets)
+        return nullptr;
+    const CallTarget &t = req->targets[target];
+    const char *dbname = nullptr;
+    char *err = nullptr;
+    PQconninfoOption *opts = PQconninfoParse(t.connstr, &err);
+    if (err)
+        PQfreemem(err);
+    for (PQconninfoOption *o = opts; o && o->keyword; o++)
+        if (strcmp(o->keyword, "dbname") == 0 && o->val && o->val[0])
+            dbname = pstrdup(o->val);
+    if (opts)
+        PQconninfoFree(opts);
+    return dbname;
+}
+
+/* "partition 2, database "x"" for error contexts: which remote it was,
+ * without anything secret from the connection string. */
+const char *describe_target(const CallRequest *req, int target)
+{
+    if (target < 0 || target >= req->ntargets)
+        return "unknown partition";
+    const char *dbname = target_dbname(req, target);
+    uint32 partition = req->targets[target].partition;
+    return dbname ? psprintf("partition %u, database \"%s\"", partition, dbname)
+                  : psprintf("partition %u", partition);
+}
+
+void raise_remote(const CallRequest *req, int target, proto::Kind kind, wire::Reader &r)
+{
+    proto::ErrorFields f;
+    if (!proto::decode_error(r, f))
+        ereport(ERROR, (errcode(ERRCODE_PROTOCOL_VIOLATION),
+                        errmsg("bgw_proxy: malformed error message from worker")));
+    auto dup = [](const wire::Span &s) -> char * {
+        return s.len ? pnstrdup(s.data, s.len) : nullptr;
+    };
+    char *message = dup(f.message);
+    char *detail = dup(f.detail);
+    char *hint = dup(f.hint);
+    char *context = dup(f.context);
+    char *severity = dup(f.severity);
+    const char *where = describe_target(req, target);
+
+    if (kind == proto::Kind::Error && severity &&
+        (strcmp(severity, "FATAL") == 0 || strcmp(severity, "PANIC") == 0)) {
+        /* the remote session ended: re-raising its SQLSTATE (57P01, ...)
+         * would read as if this session were being terminated */
+        relaying_remote = true;
+        ereport(ERROR, (errcode(ERRCODE_CONNECTION_FAILURE),
+                        errmsg("lost connection to the remote server"),
+                        errdetail_internal("remote %s: %s (SQLSTATE %.5s)", severity,
+                                           message ? message : "", f.sqlstate),
+                        errcontext("bgw_proxy function %s, %s", req->function_name, where)));
+    }
+
+    int level = ERROR;
+    if (kind == proto::Kind::Notice) {
+        level = NOTICE;
+        if (severity && strcmp(severity, "WARNING") == 0)
+            level = WARNING;
+        else if (severity && (strcmp(severity, "INFO") == 0))
+            level = INFO;
+        else if (severity && (strcmp(severity, "DEBUG") == 0 || strcmp(severity, "LOG") == 0))
+            level = DEBUG1;
+    }
+    if (req->plproxy_messages && message) {
+        /* LANGUAGE plproxy: the form PL/Proxy users' log filters know */
+        const char *dbname = target_dbname(req, target);
+        char *prefixed = psprintf("%s(%d): [%s] REMOTE %s: %s", req->function_name, req->nargs,
+                                  dbname ? dbname : "", severity ? severity : "ERROR", message);
+        pfree(message);
+        message = prefixed;
+    }
+    relaying_remote = true;
+    ereport(level,
+            (errcode(MAKE_SQLSTATE(f.sqlstate[0], f.sqlstate[1], f.sqlstate[2], f.sqlstate[3], f.sqlstate[4])),
+             errmsg_internal("%s", message ? message : "remote error without message"),
+             detail ? errdetail_internal("%s", detail) : 0,
+             hint ? errhint("%s", hint) : 0,
+             context ? errcontext("remote: %s", context) : 0,
+             errcontext("bgw_proxy function %s, %s", req->function_name, where)));
+    relaying_remote = false;
+    /* a notice per row must not grow the call's memory */
+    for (char *p : {message, detail, hint, context, severity})
+        if (p)
+            pfree(p);
+}
+
+wire::Span span_of(const char *s)
+{
+    wire::Span sp;
+    sp.data = s ? s : "";
+    sp.len = s ? uint32(strlen(s)) : 0;
+    return sp;
+}
+
+void encode_request(const CallRequest *req, StringInfoBuf &buf)
+{
+    proto::Request q;
+    q.flags = (guc_remote_prepare ? proto::kFlagPrepare : 0) | (req->disable_binary ? proto::kFlagNoBinary : 0);
+    q.connect_timeout_ms = uint32(req->connect_timeout_ms);
+    q.query_timeout_ms = uint32(req->query_timeout_ms);
+    q.max_connections = uint32(req->max_connections);
+    q.connection_lifetime_s = uint32(req->connection_lifetime_s);
+    q.pool_wait_timeout_ms = uint32(guc_pool_wait_timeout_ms);
+    q.function = span_of(req->function_name);
+    q.cluster = span_of(req->cluster_name);
+    q.config_version = req->config_version;
+    q.query = span_of(req->query);
+
+    auto *columns = (proto::RequestColumn *) palloc0(sizeof(proto::RequestColumn) * (req->nresult_columns + 1));
+    for (int i = 0; i < req->nresult_columns; i++) {
+        columns[i].name = span_of(req->result_names[i]);
+        columns[i].type = req->result_types[i];
+    }
+    q.ncolumns = uint16(req->nresult_columns);
+    q.columns = columns;
+
+    wire::Span encoding = span_of(GetDatabaseEncodingName());
+    auto *targets = (proto::RequestTarget *) palloc0(sizeof(proto::RequestTarget) * (req->ntargets + 1));
+    for (int t = 0; t < req->ntargets; t++) {
+        const CallTarget &tg = req->targets[t];
+        proto::RequestTarget &out = targets[t];
+        out.partition = tg.partition;
+        out.connstr = span_of(tg.connstr);
+        out.user = span_of(tg.user);
+        out.password = span_of(tg.password);
+        out.require_password = tg.require_password;
+        out.encoding = encoding;
+        out.nparams = uint32(tg.nparams);
+        auto *params = (wire::Span *) palloc0(sizeof(wire::Span) * (tg.nparams + 1));
+        for (int i = 0; i < tg.nparams; i++) {
+            params[i] = span_of(tg.values[i]);
+            params[i].is_null = tg.values[i] == nullptr;
+        }
+        out.params = params;
+    }
+    q.ntargets = uint32(req->ntargets);
+    q.targets = targets;
+
+    initStringInfo(&buf.si);
+    proto::encode_request(buf, q);
+    for (int t = 0; t < req->ntargets; t++)
+        pfree(const_cast<wire::Span *>(targets[t].params));
+    pfree(targets);
+    pfree(columns);
+}
+
+/* Fill our slot (FREE: only we touch it) and attach to its rings. */
+void prepare_slot(RequestSlot *s, int idx, int worker)
+{
+    s->generation++;
+    s->worker = worker;
+    s->owner = MyProc;
+    s->roleid = GetUserId();
+    s->dbid = MyDatabaseId;
+    pg_atomic_write_u32(&s->cancel, 0);
+    auto *req_mq = shm_mq_create(slot_request_ring(idx), proxy_shared->request_ring_size);
+    auto *resp_mq = shm_mq_create(slot_response_ring(idx), proxy_shared->response_ring_size);
+    shm_mq_set_sender(req_mq, MyProc);
+    shm_mq_set_receiver(resp_mq, MyProc);
+    active.slot = idx;
+    active.cxt = AllocSetContextCreate(CurrentMemoryContext, "bgw_proxy call", ALLOCSET_SMALL_SIZES);
+    MemoryContext old = MemoryContextSwitchTo(active.cxt);
+    active.request = shm_mq_attach(req_mq, nullptr, nullptr);
+    active.response = shm_mq_attach(resp_mq, nullptr, nullptr);
+    MemoryContextSwitchTo(old);
+}
+
+/* Publish the slot and queue its ticket on the worker's queue. A full
+ * queue is backpressure: wait for the worker to drain it, but not for a
+ * worker that is gone. */
+void submit_slot(RequestSlot *s, int idx, int worker)
+{
+    /* exchange is a full barrier, so the worker that wins the
+     * SUBMITTED->RUNNING CAS sees every field written before */
+    (void) pg_atomic_exchange_u32(&s->state, SLOT_SUBMITTED);
+    pg_atomic_fetch_add_u64(&proxy_shared->submitted, 1);
+    Ticket ticket{uint32(idx), s->generation};
+    if (!worker_queue(worker)->push(ticket)) {
+        pg_atomic_fetch_add_u64(&proxy_shared->queue_full_waits, 1);
+        TimestampTz start = GetCurrentTimestamp();
+        do {
+            if (TimestampDifferenceExceeds(start, GetCurrentTimestamp(), guc_worker_wait_timeout_ms))
+                ereport(ERROR, (errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+                                errmsg("bgw_proxy worker %d's submission queue stayed full", worker),
+                                errhint(pg_atomic_read_u32(&worker_state(worker)->pid) == 0
+                                            ? "The worker is not running; check the server log."
+                                            : "The worker is overloaded; consider more bgw_proxy.workers.")));
+            wake_worker(worker);
+            wait_a_little(1);
+        } while (!worker_queue(worker)->push(ticket));
+    }
+    wake_worker(worker);
+    note_queue_depth();
+}
+
+void malformed(const char *what)
+{
+    ereport(ERROR, (errcode(ERRCODE_PROTOCOL_VIOLATION), errmsg("bgw_proxy: malformed %s from worker", what)));
+}
+
+void deliver_describe(const ResultSink *sink, int target, wire::Reader &rd)
+{
+    uint16 n;
+    if (!proto::decode_describe_count(rd, n))
+        malformed("column list");
+    auto *columns = (proto::Column *) palloc0(sizeof(proto::Column) * (n + 1));
+    if (!proto::decode_describe(rd, n, columns))
+        malformed("column list");
+    sink->describe(sink->arg, target, n, columns);
+    pfree(columns);
+}
+
+void deliver_rows(const ResultSink *sink, int target, wire::Reader &rd)
+{
+    uint16 nfields;
+    uint32 nrows;
+    if (!proto::decode_rows_head(rd, nfields, nrows))
+        malformed("row");
+    auto *fields = (wire::Span *) palloc(sizeof(wire::Span) * (nfields + 1));
+    for (uint32 i = 0; i < nrows; i++) {
+        if (!proto::decode_row(rd, nfields, fields))
+            malformed("row");
+        sink->row(sink->arg, target, nfields, fields);
+    }
+    if (!rd.at_end())
+        malformed("row");
+    pfree(fields);
+}
+
+/* One response message to the sink (or raised); true for the call's end. */
+bool deliver_message(const CallRequest *req, const ResultSink *sink, const void *data, Size len)
+{
+    wire::Reader rd(data, len);
+    proto::Kind kind;
+    uint16 target;
+    if (!proto::decode_head(rd, kind, target))
+        malformed("message");
+    switch (kind) {
+    case proto::Kind::CallDone:
+        return true;
+    case proto::Kind::Describe:
+        deliver_describe(sink, target, rd);
+        break;
+    case proto::Kind::Rows:
+        deliver_rows(sink, target, rd);
+        break;
+    case proto::Kind::Error:
+    case proto::Kind::Notice:
+        raise_remote(req, target, kind, rd);
+        break;
+    case proto::Kind::TargetDone: {
+        uint64 rows;
+        if (!proto::decode_target_done(rd, rows))
+            malformed("message");
+        sink->target_done(sink->arg, target);
+        break;
+    }
+    }
+    return false;
+}
+
+/* Receive until the worker says the call is over. The worker may also
+ * release the slot without a final message (it gave up), or exit. */
+void receive_responses(const CallRequest *req, const ResultSink *sink, RequestSlot *s, int worker,
+                       StringInfoBuf &buf, shm_mq_result sent)
+{
+    TimestampTz submitted_at = GetCurrentTimestamp();
+    bool saw_done = false;
+    for (;;) {
+        if (sent == SHM_MQ_WOULD_BLOCK)
+            sent = shm_mq_send(active.request, buf.si.len, buf.si.data, true, true);
+
+        Size len;
+        void *data;
+        shm_mq_result r = shm_mq_receive(active.response, &len, &data, true);
+        if (r == SHM_MQ_SUCCESS) {
+            if (deliver_message(req, sink, data, len))
+                return;
+            continue;
+        }
+        if (r == SHM_MQ_DETACHED || saw_done)
+            ereport(ERROR, (errcode(ERRCODE_CONNECTION_FAILURE),
+                            errmsg("bgw_proxy worker %d %s during the call", s->worker,
+                                   r == SHM_MQ_DETACHED ? "exited" : "gave up"),
+                            errhint("The call was not completed; it may or may not have run remotely. "
+                                    "The server log says why.")));
+
+        uint32 st = pg_atomic_read_u32(&s->state);
+        if (st == SLOT_DONE) {
+            /* released without a final message: drain once more (what was
+             * sent before DONE is visible after this barrier), then fail */
+            pg_read_barrier();
+            saw_done = true;
+            continue;
+        }
+        if (st == SLOT_SUBMITTED && pg_atomic_read_u32(&worker_state(s->worker)->pid) == 0 &&
+            TimestampDifferenceExceeds(submitted_at, GetCurrentTimestamp(), guc_worker_wait_timeout_ms))
+            ereport(ERROR, (errcode(ERRCODE_CONNECTION_FAILURE),
+                            errmsg("bgw_proxy worker %d is not running", worker),
+                            errhint("Check the server log; workers are restarted by the postmaster.")));
+        wait_a_little(1000);
+    }
+}
+
+/* The body of call_run, between PG_TRY and the clean-up. */
+void run_call(const CallRequest *req, const ResultSink *sink)
+{
+    int idx = my_slot_index();
+    RequestSlot *s = acquire_slot(idx);
+    int worker = worker_for_key(req->route_key, strlen(req->route_key));
+
+    StringInfoBuf buf;
+    encode_request(req, buf);
+    prepare_slot(s, idx, worker);
+
+    /* most requests fit the ring: write before waking the worker */
+    shm_mq_result sent = shm_mq_send(active.request, buf.si.len, buf.si.data, true, true);
+    if (sent == SHM_MQ_DETACHED)
+        ereport(ERROR, (errcode(ERRCODE_INTERNAL_ERROR), errmsg("bgw_proxy: request ring detached")));
+    submit_slot(s, idx, worker);
+    receive_responses(req, sink, s, worker, buf, sent);
+
+    /* finished: the worker releases the slot right after the final message.
+     * No detach: it would only wake the worker for nothing. */
+    MemoryContextDelete(active.cxt);
+    active.cxt = nullptr;
+    active.request = active.response = nullptr;
+    active.slot = -1;
+    pfree(buf.si.data);
+}
+
+} // namespace
+
+void call_register_exit_hook(void)
+{
+    if (!exit_hook_registered) {
+        before_shmem_exit(exit_hook, 0);
+        exit_hook_registered = true;
+    }
+}
+
+void call_run(const CallRequest *req, const ResultSink *sink)
+{
+    require_preloaded();
+    if (active.slot >= 0)
+        ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+                        errmsg("bgw_proxy: a proxy function cannot be called while another one of "
+                               "this session is running")));
+    call_register_exit_hook();
+
+    ErrorContextCallback cb;
+    cb.callback = call_error_context;
+    cb.arg = const_cast<CallRequest *>(req);
+    cb.previous = error_context_stack;
+    error_context_stack = &cb;
+    relaying_remote = false;
+
+    PG_TRY();
+    {
+        run_call(req, sink);
+    }
+    PG_CATCH();
+    {
+        relaying_remote = false;
+        abandon_active_call();
+        PG_RE_THROW();
+    }
+    PG_END_TRY();
+    error_context_stack = cb.previous;
+}
+
+} // namespace bgw

@@ -1,0 +1,71 @@
+/*
+ * call.h — the backend's side of a call: hand it to a worker through this
+ * backend's request slot and receive what comes back.
+ *
+ * Backend code in the PostgreSQL style: palloc'd data, ereport for errors,
+ * no C++ object with a destructor in any frame (see cxx_boundary.h).
+ */
+#pragma once
+
+#include "shared/slot_protocol.hpp"
+
+#include "common/pg_headers.h"
+
+namespace bgw {
+
+struct CallTarget {
+    uint32 partition;
+    const char *connstr;   /* as configured */
+    const char *user;      /* NULL: as the connection string says */
+    const char *password;  /* NULL: none (from a user mapping) */
+    bool require_password; /* fail unless the remote asked for the password */
+    int nparams;
+    const char **values;   /* text form; NULL entry = SQL NULL */
+};
+
+struct CallRequest {
+    const char *function_name;   /* for error context */
+    bool plproxy_messages;       /* relay remote errors and notices as "f(n): [db] REMOTE ERROR: msg" */
+    int nargs;                   /* the n of that form */
+    const char *cluster_name;    /* NULL for CONNECT: names the statistics entry */
+    int64 config_version;        /* a function-defined cluster's version; -1: SQL/MED or CONNECT */
+    bool disable_binary;         /* results in text only */
+    const char *query;
+    int connect_timeout_ms;      /* 0: none */
+    int query_timeout_ms;        /* 0: none */
+    int max_connections;         /* per pool; 0: bgw_proxy.max_pool_connections */
+    int connection_lifetime_s;   /* 0: none */
+    int nresult_columns;         /* as declared: binary results only where they match */
+    const char **result_names;   /* "" for a scalar result */
+    Oid *result_types;
+    int ntargets;
+    CallTarget *targets;
+    const char *route_key;       /* which worker: same key, same worker */
+};
+
+/* Called once per row with its fields (valid until the callback returns). */
+typedef void (*RowCallback)(void *arg, int target, int nfields, const wire::Span *fields);
+/* Called once per target with its columns, before its rows: names, the
+ * remote type OIDs, and the format (0 text, 1 binary) their values come in. */
+typedef void (*DescribeCallback)(void *arg, int target, int ncolumns, const proto::Column *columns);
+
+/* Called when a target has sent all its rows. */
+typedef void (*TargetDoneCallback)(void *arg, int target);
+
+struct ResultSink {
+    DescribeCallback describe;
+    RowCallback row;
+    TargetDoneCallback target_done;
+    void *arg;
+};
+
+/* Runs the call to completion; every row goes to on_row. Remote errors are
+ * re-raised here with their fields; any error (including one raised by
+ * on_row, or a cancel) abandons the call so the worker cancels the remote
+ * statement and frees the slot. */
+void call_run(const CallRequest *req, const ResultSink *sink);
+
+/* Registered once per backend: an exiting backend abandons its call. */
+void call_register_exit_hook(void);
+
+} // namespace bgw

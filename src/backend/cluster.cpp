@@ -1,0 +1,602 @@
+/*
+ * cluster.cpp — see cluster.h.
+ */
+#include "shared/wire_codec.hpp"
+#include "backend/cluster.h"
+#include "backend/string_info_buf.h"
+#include "common/guc.h"
+#include "shared/shmem.h"
+
+#include "common/pg_headers.h"
+
+extern "C" {
+#include "access/reloptions.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_foreign_data_wrapper.h"
+#include "catalog/pg_foreign_server.h"
+#include "catalog/pg_user_mapping.h"
+#include "commands/defrem.h"
+#include "executor/spi.h"
+#include "foreign/foreign.h"
+#include "utils/inval.h"
+#include "libpq-fe.h"
+#include "parser/parse_func.h"
+#include "utils/acl.h"
+}
+
+namespace bgw {
+
+namespace {
+
+HTAB *clusters = nullptr;
+
+/* A server or user mapping changed: SQL/MED clusters reload on next use. */
+void invalidate_sqlmed(Datum arg, int cacheid, uint32 hashvalue)
+{
+    (void) arg;
+    (void) cacheid;
+    (void) hashvalue;
+    if (!clusters)
+        return;
+    HASH_SEQ_STATUS seq;
+    hash_seq_init(&seq, clusters);
+    ClusterConfig *c;
+    while ((c = static_cast<ClusterConfig *>(hash_seq_search(&seq))) != nullptr)
+        if (OidIsValid(c->serverid))
+            c->stale = true;
+}
+
+/* partition_N or pN: N, else -1. */
+int partition_option_number(const char *name)
+{
+    const char *digits = nullptr;
+    if (strncmp(name, "partition_", 10) == 0)
+        digits = name + 10;
+    else if (name[0] == 'p' && isdigit((unsigned char) name[1]))
+        digits = name + 1;
+    if (!digits || !*digits)
+        return -1;
+    long n = 0;
+    for (const char *d = digits; *d; d++) {
+        if (!isdigit((unsigned char) *d) || n > 100000)
+            return -1;
+        n = n * 10 + (*d - '0');
+    }
+    return int(n);
+}
+
+Oid config_function(const char *name, int nargs)
+{
+    Oid argtypes[1] = {TEXTOID};
+    List *fname = list_make2(makeString(pstrdup("plproxy")), makeString(pstrdup(name)));
+    return LookupFuncName(fname, nargs, argtypes, true);
+}
+
+/* " of cluster "x"" when the cluster is known (not in the FDW validator) */
+const char *of_cluster(const char *cluster)
+{
+    return cluster[0] ? psprintf(" of cluster \"%s\"", cluster) : "";
+}
+
+int parse_int_option(const char *cluster, const char *key, const char *val)
+{
+    char *end;
+    long v = val ? strtol(val, &end, 10) : 0;
+    if (val && (*end != '\0' || v < 0 || v > INT_MAX))
+        ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+                        errmsg("invalid value \"%s\" for option \"%s\"%s", val, key, of_cluster(cluster)),
+                        errhint("The value must be a non-negative integer.")));
+    return int(v);
+}
+
+const char *const kOptionNames = "connection_lifetime, query_timeout, connect_timeout, disable_binary, "
+                                 "default_user, modular_mapping, max_connections";
+
+bool is_cluster_option(const char *key)
+{
+    static const char *const names[] = {
+        "connection_lifetime", "query_timeout", "connect_timeout", "disable_binary", "default_user",
+        "modular_mapping", "disable_hashing", "max_connections",
+        /* PL/Proxy accepts these and does nothing with them; so do we */
+        "statement_timeout", "keepalive_idle", "keepalive_interval", "keepalive_count"};
+    for (const char *n : names)
+        if (pg_strcasecmp(key, n) == 0)
+            return true;
+    return false;
+}
+
+/* One key/value of get_cluster_config, a server or its wrapper. Keys are
+ * case-insensitive, as in PL/Proxy. */
+void apply_option(ClusterConfig *c, const char *key_as_given, const char *val)
+{
+    char *key = pstrdup(key_as_given);
+    for (char *k = key; *k; k++)
+        *k = char(pg_tolower((unsigned char) *k));
+    if (strcmp(key, "statement_timeout") == 0 || strncmp(key, "keepalive_", 10) == 0)
+        (void) parse_int_option(c->name, key, val); /* accepted, like PL/Proxy, and unused */
+    else if (strcmp(key, "connection_lifetime") == 0)
+        c->connection_lifetime_s = parse_int_option(c->name, key, val);
+    else if (strcmp(key, "query_timeout") == 0)
+        c->query_timeout_ms = parse_int_option(c->name, key, val) * 1000;
+    else if (strcmp(key, "connect_timeout") == 0)
+        c->connect_timeout_ms = parse_int_option(c->name, key, val) * 1000;
+    else if (strcmp(key, "disable_binary") == 0)
+        c->disable_binary = parse_int_option(c->name, key, val) != 0;
+    else if (strcmp(key, "modular_mapping") == 0 || strcmp(key, "disable_hashing") == 0)
+        c->modular_mapping = parse_int_option(c->name, key, val) != 0;
+    else if (strcmp(key, "max_connections") == 0)
+        c->max_connections = parse_int_option(c->name, key, val);
+    else if (strcmp(key, "default_user") == 0) {
+        if (val && strcmp(val, "session_user") == 0)
+            c->session_user = true;
+        else if (!val || strcmp(val, "current_user") == 0)
+            c->session_user = false;
+        else
+            ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+                            errmsg("invalid value \"%s\" for option \"default_user\"%s", val, of_cluster(c->name)),
+                            errhint("Use current_user or session_user.")));
+    } else
+        ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+                        errmsg("unknown option \"%s\" for cluster \"%s\"", key, c->name),
+                        errhint("Known options: %s.", kOptionNames)));
+}
+
+void check_partition_count(const ClusterConfig *c)
+{
+    if (c->nparts == 0)
+        ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+                        errmsg("cluster \"%s\" has no partitions", c->name)));
+    if (!c->modular_mapping && (c->nparts & (c->nparts - 1)) != 0)
+        ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+                        errmsg("cluster \"%s\" has %d partitions, which is not a power of 2", c->name, c->nparts),
+                        errhint("Use a power of 2, or set the cluster option modular_mapping to 1.")));
+}
+
+/* Load partitions and options through the configuration functions. The
+ * caller has SPI connected; results are copied into c->cxt. */
+void load_from_functions(ClusterConfig *c, Oid partitions_fn)
+{
+    Oid argtypes[1] = {TEXTOID};
+    Datum args[1] = {CStringGetTextDatum(c->name)};
+    MemoryContext spi_cxt = CurrentMemoryContext;
+
+    (void) partitions_fn;
+    const char *q = "SELECT * FROM plproxy.get_cluster_partitions($1)";
+    if (SPI_execute_with_args(q, 1, argtypes, args, nullptr, false, 0) != SPI_OK_SELECT)
+        elog(ERROR, "bgw_proxy: get_cluster_partitions failed");
+    if (SPI_tuptable->tupdesc->natts != 1 || SPI_gettypeid(SPI_tuptable->tupdesc, 1) != TEXTOID)
+        ereport(ERROR, (errcode(ERRCODE_DATATYPE_MISMATCH),
+                        errmsg("plproxy.get_cluster_partitions must return setof text")));
+    c->nparts = int(SPI_processed);
+    c->partitions = (char **) MemoryContextAllocZero(c->cxt, sizeof(char *) * (c->nparts + 1));
+    c->has_user = (bool *) MemoryContextAllocZero(c->cxt, sizeof(bool) * (c->nparts + 1));
+    for (int i = 0; i < c->nparts; i++) {
+        char *s = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1);
+        if (!s)
+            ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+                            errmsg("partition %d of cluster \"%s\" has a NULL connection string", i, c->name)));
+        c->partitions[i] = MemoryContextStrdup(c->cxt, s);
+    }
+
+    Oid config_fn = config_function("get_cluster_config", 1);
+    if (OidIsValid(config_fn)) {
+        q = "SELECT * FROM plproxy.get_cluster_config($1)";
+        if (SPI_execute_with_args(q, 1, argtypes, args, nullptr, false, 0) != SPI_OK_SELECT)
+            elog(ERROR, "bgw_proxy: get_cluster_config failed");
+        if (SPI_tuptable->tupdesc->natts != 2)
+            ereport(ERROR, (errcode(ERRCODE_DATATYPE_MISMATCH),
+                            errmsg("plproxy.get_cluster_config must return (key text, val text)")));
+        for (uint64 i = 0; i < SPI_processed; i++) {
+            char *key = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1);
+            char *val = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2);
+            if (key)
+                apply_option(c, key, val);
+        }
+    }
+    MemoryContextSwitchTo(spi_cxt);
+}
+
+void check_connstrs(ClusterConfig *c)
+{
+    for (int i = 0; i < c->nparts; i++)
+        c->has_user[i] = connstr_names_user(c->partitions[i], ERRCODE_SYNTAX_ERROR,
+                                            psprintf("partition %d of cluster \"%s\"", i, c->name));
+}
+
+/* The FDW of a server, if it is one of ours. */
+bool is_our_server(ForeignServer *server)
+{
+    ForeignDataWrapper *fdw = GetForeignDataWrapper(server->fdwid);
+    return strcmp(fdw->fdwname, "bgw_proxy") == 0 || strcmp(fdw->fdwname, "plproxy") == 0;
+}
+
+void load_from_server(ClusterConfig *c, ForeignServer *server)
+{
+    /* first: an invalidation arriving during the load must find us */
+    c->serverid = server->serverid;
+    ForeignDataWrapper *fdw = GetForeignDataWrapper(server->fdwid);
+    MemoryContext old = MemoryContextSwitchTo(c->cxt);
+    ListCell *lc;
+    int max = -1;
+    foreach (lc, server->options) {
+        DefElem *d = (DefElem *) lfirst(lc);
+        max = Max(max, partition_option_number(d->defname));
+    }
+    c->nparts = max + 1;
+    c->partitions = (char **) palloc0(sizeof(char *) * (c->nparts + 1));
+    c->has_user = (bool *) palloc0(sizeof(bool) * (c->nparts + 1));
+    /* wrapper options are defaults for every server */
+    foreach (lc, fdw->options) {
+        DefElem *d = (DefElem *) lfirst(lc);
+        apply_option(c, d->defname, defGetString(d));
+    }
+    foreach (lc, server->options) {
+        DefElem *d = (DefElem *) lfirst(lc);
+        int n = partition_option_number(d->defname);
+        if (n >= 0)
+            c->partitions[n] = pstrdup(defGetString(d));
+        else
+            apply_option(c, d->defname, defGetString(d));
+    }
+    for (int i = 0; i < c->nparts; i++)
+        if (!c->partitions[i])
+            ereport(ERROR, (errcode(ERRCODE_FDW_OPTION_NAME_NOT_FOUND),
+                            errmsg("server \"%s\" has no option partition_%d", c->name, i),
+                            errhint("Partitions are numbered from 0 without gaps.")));
+    MemoryContextSwitchTo(old);
+}
+
+/* The user mapping for role on the server: the role's own, else PUBLIC. */
+List *user_mapping_options(Oid role, Oid serverid)
+{
+    HeapTuple tp = SearchSysCache2(USERMAPPINGUSERSERVER, ObjectIdGetDatum(role), ObjectIdGetDatum(serverid));
+    if (!HeapTupleIsValid(tp))
+        tp = SearchSysCache2(USERMAPPINGUSERSERVER, ObjectIdGetDatum(InvalidOid), ObjectIdGetDatum(serverid));
+    if (!HeapTupleIsValid(tp))
+        return NIL;
+    bool isnull;
+    Datum d = SysCacheGetAttr(USERMAPPINGUSERSERVER, tp, Anum_pg_user_mapping_umoptions, &isnull);
+    List *opts = isnull ? NIL : untransformRelOptions(d);
+    ReleaseSysCache(tp);
+    return opts;
+}
+
+/* ---- the shared cluster cache (function-defined clusters) ---- */
+
+void serialize(const ClusterConfig *c, StringInfoBuf &buf)
+{
+    wire::Writer<StringInfoBuf> w(buf);
+    w.u32(uint32(c->nparts));
+    w.u8(c->modular_mapping);
+    w.u8(c->session_user);
+    w.u8(c->disable_binary);
+    w.u32(uint32(c->connect_timeout_ms));
+    w.u32(uint32(c->query_timeout_ms));
+    w.u32(uint32(c->connection_lifetime_s));
+    w.u32(uint32(c->max_connections));
+    for (int i = 0; i < c->nparts; i++)
+        w.str(c->partitions[i]);
+}
+
+bool deserialize(ClusterConfig *c, const char *data, uint32 len)
+{
+    wire::Reader r(data, len);
+    uint32 nparts, connect_ms, query_ms, lifetime, maxconn;
+    uint8 modular, session, nobinary;
+    if (!r.u32(nparts) || !r.u8(modular) || !r.u8(session) || !r.u8(nobinary) || !r.u32(connect_ms) ||
+        !r.u32(query_ms) || !r.u32(lifetime) || !r.u32(maxconn) || nparts > len)
+        return false;
+    c->nparts = int(nparts);
+    c->modular_mapping = modular;
+    c->session_user = session;
+    c->disable_binary = nobinary;
+    c->connect_timeout_ms = int(connect_ms);
+    c->query_timeout_ms = int(query_ms);
+    c->connection_lifetime_s = int(lifetime);
+    c->max_connections = int(maxconn);
+    c->partitions = (char **) MemoryContextAllocZero(c->cxt, sizeof(char *) * (nparts + 1));
+    c->has_user = (bool *) MemoryContextAllocZero(c->cxt, sizeof(bool) * (nparts + 1));
+    for (uint32 i = 0; i < nparts; i++) {
+        wire::Span s;
+        if (!r.str(s))
+            return false;
+        char *p = (char *) MemoryContextAlloc(c->cxt, s.len + 1);
+        memcpy(p, s.data, s.len);
+        p[s.len] = '\0';
+        c->partitions[i] = p;
+    }
+    return r.at_end();
+}
+
+SharedCluster *find_shared(const char *name)
+{
+    for (int i = 0; i < proxy_shared->nclusters; i++) {
+        SharedCluster *s = shared_cluster(i);
+        if (s->used && s->dbid == MyDatabaseId && strcmp(s->name, name) == 0)
+            return s;
+    }
+    return nullptr;
+}
+
+/* Take the configuration another backend loaded for this version. */
+bool load_from_shared(ClusterConfig *c, int32 version)
+{
+    if (!proxy_shared || proxy_shared->nclusters == 0)
+        return false;
+    char *copy = (char *) palloc(kClusterSlotData); /* not under the lock */
+    uint32 len = 0;
+    bool hit = false;
+    LWLockAcquire(proxy_shared->lock, LW_SHARED);
+    SharedCluster *s = find_shared(c->name);
+    if (s && s->version == version) {
+        len = s->len;
+        memcpy(copy, s->data, len);
+        hit = true;
+    }
+    LWLockRelease(proxy_shared->lock);
+    bool ok = hit && deserialize(c, copy, len);
+    pfree(copy);
+    return ok;
+}
+
+/* Publish a configuration just loaded: replaces the same cluster's slot,
+ * else takes a free one, else the one stored longest ago. */
+void store_shared(const ClusterConfig *c)
+{
+    if (!proxy_shared || proxy_shared->nclusters == 0)
+        return;
+    StringInfoBuf buf;
+    initStringInfo(&buf.si);
+    serialize(c, buf);
+    if (Size(buf.si.len) > kClusterSlotData)
+        return; /* too large to share: every backend keeps its own copy */
+    LWLockAcquire(proxy_shared->lock, LW_EXCLUSIVE);
+    SharedCluster *s = find_shared(c->name);
+    if (!s) {
+        /* a free slot (stamp 0 sorts first), else the oldest */
+        s = shared_cluster(0);
+        for (int i = 0; i < proxy_shared->nclusters; i++) {
+            SharedCluster *t = shared_cluster(i);
+            if (!t->used) {
+                s = t;
+                break;
+            }
+            if (t->stamp < s->stamp)
+                s = t;
+        }
+    }
+    s->used = true;
+    s->dbid = MyDatabaseId;
+    strlcpy(s->name, c->name, sizeof(s->name));
+    s->version = c->version;
+    s->stamp = ++proxy_shared->cluster_stamp;
+    s->len = uint32(buf.si.len);
+    memcpy(s->data, buf.si.data, buf.si.len);
+    LWLockRelease(proxy_shared->lock);
+    pfree(buf.si.data);
+}
+
+void reset_entry(ClusterConfig *c)
+{
+    if (c->cxt)
+        MemoryContextDelete(c->cxt);
+    char name[NAMEDATALEN];
+    strlcpy(name, c->name, sizeof(name));
+    memset(c, 0, sizeof(*c));
+    strlcpy(c->name, name, sizeof(c->name));
+}
+
+} // namespace
+
+bool connstr_names_user(const char *connstr, int sqlstate, const char *what)
+{
+    char *err = nullptr;
+    PQconninfoOption *opts = PQconninfoParse(connstr, &err);
+    if (!opts) {
+        /* libpq's text without its trailing newline */
+        char *msg = pstrdup(err ? err : "out of memory");
+        if (err)
+            PQfreemem(err);
+        size_t n = strlen(msg);
+        while (n > 0 && (msg[n - 1] == '\n' || msg[n - 1] == ' '))
+            msg[--n] = '\0';
+        ereport(ERROR, (errcode(sqlstate), errmsg("invalid connection string in %s", what),
+                        errdetail_internal("%s", msg)));
+    }
+    bool has_user = false;
+    for (PQconninfoOption *o = opts; o->keyword; o++)
+        if (strcmp(o->keyword, "user") == 0 && o->val && o->val[0])
+            has_user = true;
+    PQconninfoFree(opts);
+    return has_user;
+}
+
+ClusterConfig *cluster_get(const char *name)
+{
+    if (strlen(name) >= NAMEDATALEN)
+        ereport(ERROR, (errcode(ERRCODE_NAME_TOO_LONG), errmsg("cluster name \"%s\" is too long", name)));
+    if (!clusters) {
+        HASHCTL ctl;
+        memset(&ctl, 0, sizeof(ctl));
+        ctl.keysize = NAMEDATALEN;
+        ctl.entrysize = sizeof(ClusterConfig);
+        ctl.hcxt = CacheMemoryContext;
+        clusters = hash_create("bgw_proxy clusters", 16, &ctl, HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
+        CacheRegisterSyscacheCallback(FOREIGNSERVEROID, invalidate_sqlmed, (Datum) 0);
+        CacheRegisterSyscacheCallback(USERMAPPINGOID, invalidate_sqlmed, (Datum) 0);
+        CacheRegisterSyscacheCallback(FOREIGNDATAWRAPPEROID, invalidate_sqlmed, (Datum) 0);
+    }
+
+    /* SQL/MED first: it wins over the configuration functions */
+    ForeignServer *server = GetForeignServerByName(name, true);
+    if (server && !is_our_server(server))
+        server = nullptr;
+    Oid version_fn = InvalidOid, partitions_fn = InvalidOid;
+    int32 version = 0;
+    if (server) {
+        AclResult acl = pg_foreign_server_aclcheck(server->serverid, GetUserId(), ACL_USAGE);
+        if (acl != ACLCHECK_OK)
+            aclcheck_error(acl, OBJECT_FOREIGN_SERVER, server->servername);
+    } else {
+        version_fn = config_function("get_cluster_version", 1);
+        partitions_fn = config_function("get_cluster_partitions", 1);
+        if (!OidIsValid(version_fn) || !OidIsValid(partitions_fn))
+            ereport(ERROR, (errcode(ERRCODE_UNDEFINED_OBJECT),
+                            errmsg("bgw_proxy cluster \"%s\" is not defined", name),
+                            errhint("Create a server of the bgw_proxy foreign-data wrapper, or define "
+                                    "plproxy.get_cluster_version(text) and plproxy.get_cluster_partitions(text).")));
+        /* the caller must be allowed to run the configuration functions,
+         * even when their result comes from a cache */
+        Oid config_fn = config_function("get_cluster_config", 1);
+        for (Oid fn : {version_fn, partitions_fn, config_fn}) {
+            if (!OidIsValid(fn))
+                continue;
+            AclResult acl = pg_proc_aclcheck(fn, GetUserId(), ACL_EXECUTE);
+            if (acl != ACLCHECK_OK)
+                aclcheck_error(acl, OBJECT_FUNCTION, get_func_name(fn));
+        }
+        version = DatumGetInt32(OidFunctionCall1(version_fn, CStringGetTextDatum(name)));
+    }
+
+    bool found;
+    auto *c = static_cast<ClusterConfig *>(hash_search(clusters, name, HASH_ENTER, &found));
+    if (!found) {
+        /* hash_search leaves everything but the key uninitialised */
+        static_assert(offsetof(ClusterConfig, name) == 0, "the key comes first");
+        memset(reinterpret_cast<char *>(c) + NAMEDATALEN, 0, sizeof(*c) - NAMEDATALEN);
+    } else if (c->cxt && (server ? (c->serverid == server->serverid && !c->stale)
+                                 : (!OidIsValid(c->serverid) && c->version == version))) {
+        return c;
+    }
+
+    /* (re)load: a failure leaves the entry empty, so the next call retries */
+    reset_entry(c);
+    c->cxt = AllocSetContextCreate(CacheMemoryContext, "bgw_proxy cluster", ALLOCSET_SMALL_SIZES);
+    PG_TRY();
+    {
+        if (server) {
+            load_from_server(c, server);
+        } else if (load_from_shared(c, version)) {
+            c->version = version; /* another backend loaded this version */
+        } else {
+            if (SPI_connect() != SPI_OK_CONNECT)
+                elog(ERROR, "bgw_proxy: SPI_connect failed");
+            load_from_functions(c, partitions_fn);
+            SPI_finish();
+            c->version = version;
+            check_partition_count(c);
+            store_shared(c);
+        }
+        check_partition_count(c);
+        check_connstrs(c);
+    }
+    PG_CATCH();
+    {
+        reset_entry(c);
+        PG_RE_THROW();
+    }
+    PG_END_TRY();
+    return c;
+}
+
+void cluster_validate_options(List *options, Oid catalog)
+{
+    ClusterConfig scratch; /* values are checked by applying them to it */
+    memset(&scratch, 0, sizeof(scratch));
+    int nparts = 0;
+    int max = -1;
+    Bitmapset *seen = nullptr;
+    ListCell *lc;
+    foreach (lc, options) {
+        DefElem *d = (DefElem *) lfirst(lc);
+        const char *val = defGetString(d);
+        if (catalog == UserMappingRelationId) {
+            if (strcmp(d->defname, "user") != 0 && strcmp(d->defname, "password") != 0)
+                ereport(ERROR, (errcode(ERRCODE_FDW_INVALID_OPTION_NAME),
+                                errmsg("invalid option \"%s\" for a bgw_proxy user mapping", d->defname),
+                                errhint("Valid options are user and password.")));
+            continue;
+        }
+        int n = partition_option_number(d->defname);
+        if (n >= 0) {
+            if (catalog != ForeignServerRelationId)
+                ereport(ERROR, (errcode(ERRCODE_FDW_INVALID_OPTION_NAME),
+                                errmsg("partitions are options of a server, not of \"%s\"", d->defname)));
+            (void) connstr_names_user(val, ERRCODE_FDW_INVALID_STRING_FORMAT,
+                                      psprintf("option \"%s\"", d->defname));
+            if (bms_is_member(n, seen))
+                ereport(ERROR, (errcode(ERRCODE_FDW_INVALID_OPTION_NAME),
+                                errmsg("duplicate partition number %d (option \"%s\")", n, d->defname)));
+            seen = bms_add_member(seen, n);
+            nparts++;
+            max = Max(max, n);
+            continue;
+        }
+        /* a cluster option: the same checks as at load time */
+        if (!is_cluster_option(d->defname))
+            ereport(ERROR, (errcode(ERRCODE_FDW_INVALID_OPTION_NAME),
+                            errmsg("invalid option \"%s\"", d->defname),
+                            errhint("Valid options are partition_N and %s.", kOptionNames)));
+        apply_option(&scratch, d->defname, val);
+    }
+    if (catalog == ForeignServerRelationId && nparts > 0 && max != nparts - 1)
+        ereport(ERROR, (errcode(ERRCODE_FDW_INVALID_OPTION_NAME),
+                        errmsg("partition options must be numbered 0 to %d without gaps or duplicates", nparts - 1)));
+}
+
+int cluster_partition_for_hash(const ClusterConfig *c, int64 hash)
+{
+    if (c->modular_mapping) {
+        int64 m = hash % c->nparts;
+        return int(m < 0 ? -m : m);
+    }
+    return int(hash & (c->nparts - 1));
+}
+
+ClusterLogin cluster_login(ClusterConfig *c, const char **route_key)
+{
+    Oid role = c->session_user ? GetSessionUserId() : GetUserId();
+    if (!c->cached_role_name || c->cached_role != role) {
+        char *rolename = GetUserNameFromId(role, false); /* the call's memory */
+        const char *map_user = nullptr;
+        const char *map_password = nullptr;
+        if (OidIsValid(c->serverid)) {
+            /* SQL/MED: the user mapping says as whom, with which password */
+            ListCell *lc;
+            foreach (lc, user_mapping_options(role, c->serverid)) {
+                DefElem *d = (DefElem *) lfirst(lc);
+                if (strcmp(d->defname, "user") == 0)
+                    map_user = defGetString(d);
+                else if (strcmp(d->defname, "password") == 0)
+                    map_password = defGetString(d);
+            }
+        }
+        /* a role switch replaces the previous role's strings */
+        for (char *p : {c->cached_role_name, c->cached_map_user, c->cached_map_password, c->cached_route_key})
+            if (p)
+                pfree(p);
+        c->cached_role_name = MemoryContextStrdup(c->cxt, rolename);
+        c->cached_map_user = map_user ? MemoryContextStrdup(c->cxt, map_user) : nullptr;
+        c->cached_map_password = map_password ? MemoryContextStrdup(c->cxt, map_password) : nullptr;
+        c->cached_route_key = MemoryContextStrdup(c->cxt, psprintf("cluster %s|%u", c->name, role));
+        c->cached_role = role;
+    }
+    /* Any role with USAGE may create its own user mapping: naming another
+     * remote user must not work without that user's password, whatever the
+     * remote's trust or peer rules say (as in postgres_fdw), unless the
+     * administrator turned that off (PL/Proxy never checked). */
+    bool require = guc_mapping_password_required && c->cached_map_user &&
+                   strcmp(c->cached_map_user, c->cached_role_name) != 0 && !superuser_arg(role);
+    if (require && !c->cached_map_password)
+        ereport(ERROR, (errcode(ERRCODE_S_R_E_PROHIBITED_SQL_STATEMENT_ATTEMPTED),
+                        errmsg("password is required to connect to cluster \"%s\" as \"%s\"", c->name,
+                               c->cached_map_user),
+                        errdetail("Non-superusers must give a password in the user mapping to connect as "
+                                  "another user."),
+                        errhint("Add the password to the user mapping, or (if every remote authenticates "
+                                "such users itself) set bgw_proxy.mapping_password_required = off.")));
+    *route_key = c->cached_route_key;
+    return ClusterLogin{c->cached_role_name, c->cached_map_user, c->cached_map_password, require};
+}
+
+} // namespace bgw

@@ -1,0 +1,360 @@
+/*
+ * stat_views.cpp — SQL-callable functions behind the pg_stat_bgw_proxy*
+ * views. Versioned names (..._1_0) so a later extension version can add
+ * columns with a new function while old SQL keeps working.
+ *
+ * Reads: atomics without locks, the shared lock for the fields a worker
+ * publishes together (pid, started_at), an entry's spinlock to copy its
+ * text (pool_stats.h). The reset functions write only atomics, and text
+ * under the entry's spinlock.
+ */
+#include "shared/shmem.h"
+#include "shared/pool_stats.h"
+#include "shared/submit_queue.hpp"
+
+#include "common/pg_headers.h"
+
+extern "C" {
+#include "catalog/pg_authid.h"
+#include "utils/acl.h"
+}
+
+extern "C" {
+PG_FUNCTION_INFO_V1(pg_stat_bgw_proxy_workers_1_0);
+PG_FUNCTION_INFO_V1(pg_stat_bgw_proxy_queue_1_0);
+}
+
+using namespace bgw;
+
+static const char *run_state_name(uint32 s)
+{
+    switch (s) {
+    case WORKER_IDLE: return "idle";
+    case WORKER_BUSY: return "busy";
+    default: return "stopped";
+    }
+}
+
+namespace {
+
+/* Text a worker stored in the encoding of the calling database (cut at a
+ * character boundary), shown in ours: converted when they differ; what
+ * does not convert shows its non-ASCII bytes as '?'. */
+Datum shared_text(const char *s, int encoding)
+{
+    int len = int(strlen(s));
+    char *out = nullptr;
+    if (encoding == GetDatabaseEncoding() || encoding == PG_SQL_ASCII) {
+        if (pg_verifymbstr(s, len, true))
+            return CStringGetTextDatum(s);
+    } else {
+        MemoryContext cxt = CurrentMemoryContext;
+        PG_TRY();
+        {
+            out = (char *) pg_do_encoding_conversion((unsigned char *) s, len, encoding, GetDatabaseEncoding());
+        }
+        PG_CATCH();
+        {
+            MemoryContextSwitchTo(cxt);
+            FlushErrorState();
+            out = nullptr;
+        }
+        PG_END_TRY();
+        if (out)
+            return CStringGetTextDatum(out);
+    }
+    char *copy = pstrdup(s);
+    for (char *p = copy; *p; p++)
+        if (IS_HIGHBIT_SET(*p))
+            *p = '?';
+    return CStringGetTextDatum(copy);
+}
+
+/* The materialized result set, after checking that the SQL declaration of
+ * the function (from the installed extension script) has the columns this
+ * library builds: a mismatch would put values in the wrong slots. */
+ReturnSetInfo *begin_rows(FunctionCallInfo fcinfo, int ncolumns)
+{
+    require_preloaded();
+    InitMaterializedSRF(fcinfo, 0);
+    auto *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+    if (rsinfo->setDesc->natts != ncolumns)
+        ereport(ERROR, (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+                        errmsg("bgw_proxy: the SQL definition of this function does not match the library"),
+                        errdetail("It declares %d columns, the library returns %d.", rsinfo->setDesc->natts,
+                                  ncolumns),
+                        errhint("Run ALTER EXTENSION bgw_proxy UPDATE.")));
+    return rsinfo;
+}
+
+uint64 since_reset(pg_atomic_uint64 *counter, pg_atomic_uint64 *base)
+{
+    uint64 b = pg_atomic_read_u64(base);
+    uint64 v = pg_atomic_read_u64(counter);
+    return v > b ? v - b : 0;
+}
+
+} // namespace
+
+Datum pg_stat_bgw_proxy_workers_1_0(PG_FUNCTION_ARGS)
+{
+    auto *rsinfo = begin_rows(fcinfo, 11);
+
+    for (int i = 0; i < proxy_shared->nworkers; i++) {
+        WorkerState *w = worker_state(i);
+        Datum values[11];
+        bool nulls[11] = {false};
+
+        LWLockAcquire(proxy_shared->lock, LW_SHARED);
+        uint32 pid = pg_atomic_read_u32(&w->pid);
+        TimestampTz started = w->started_at;
+        LWLockRelease(proxy_shared->lock);
+
+        values[0] = Int32GetDatum(i);
+        values[1] = Int32GetDatum((int32) pid);
+        nulls[1] = (pid == 0);
+        values[2] = CStringGetTextDatum(run_state_name(pg_atomic_read_u32(&w->run_state)));
+        values[3] = TimestampTzGetDatum(started);
+        nulls[3] = (pid == 0);
+        values[4] = Int32GetDatum((int32) pg_atomic_read_u32(&w->conns_open));
+        values[5] = Int32GetDatum((int32) pg_atomic_read_u32(&w->conns_idle));
+        values[6] = Int32GetDatum((int32) pg_atomic_read_u32(&w->conns_active));
+        values[7] = Int32GetDatum((int32) pg_atomic_read_u32(&w->conns_connecting));
+        values[8] = Int32GetDatum((int32) pg_atomic_read_u32(&w->in_flight));
+        values[9] = Int64GetDatum((int64) pg_atomic_read_u64(&w->served));
+        values[10] = Int64GetDatum((int64) pg_atomic_read_u64(&w->connects));
+        tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+    }
+    return (Datum) 0;
+}
+
+
+Datum pg_stat_bgw_proxy_queue_1_0(PG_FUNCTION_ARGS)
+{
+    auto *rsinfo = begin_rows(fcinfo, 5);
+    Datum values[5];
+    bool nulls[5] = {false};
+    values[0] = Int32GetDatum(proxy_shared->nworkers);
+    values[1] = Int64GetDatum((int64) kSubmitQueueCapacity);
+    values[2] = Int64GetDatum((int64) pg_atomic_read_u64(&proxy_shared->submitted));
+    values[3] = Int64GetDatum((int64) pg_atomic_read_u64(&proxy_shared->completed));
+    values[4] = Int64GetDatum((int64) pg_atomic_read_u64(&proxy_shared->queue_full_waits));
+    tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+    return (Datum) 0;
+}
+
+extern "C" {
+PG_FUNCTION_INFO_V1(bgw_proxy_cluster_cache_1_0);
+}
+
+/* The shared cluster cache: which configurations every backend shares. */
+Datum bgw_proxy_cluster_cache_1_0(PG_FUNCTION_ARGS)
+{
+    auto *rsinfo = begin_rows(fcinfo, 4);
+    /* copy what the rows need under the lock; build them after */
+    struct Row {
+        bool used;
+        Oid dbid;
+        char name[NAMEDATALEN];
+        int32 version;
+        uint32 nparts;
+    };
+    int n = proxy_shared->nclusters;
+    Row *rows = (Row *) palloc0(sizeof(Row) * (n + 1));
+    LWLockAcquire(proxy_shared->lock, LW_SHARED);
+    for (int i = 0; i < n; i++) {
+        SharedCluster *s = shared_cluster(i);
+        rows[i].used = s->used;
+        if (!s->used)
+            continue;
+        rows[i].dbid = s->dbid;
+        memcpy(rows[i].name, s->name, NAMEDATALEN);
+        rows[i].version = s->version;
+        memcpy(&rows[i].nparts, s->data, Min(sizeof(uint32), Size(s->len)));
+    }
+    LWLockRelease(proxy_shared->lock);
+    for (int i = 0; i < n; i++) {
+        if (!rows[i].used)
+            continue;
+        Datum values[4];
+        bool nulls[4] = {false};
+        values[0] = ObjectIdGetDatum(rows[i].dbid);
+        values[1] = CStringGetTextDatum(rows[i].name);
+        values[2] = Int32GetDatum(rows[i].version);
+        values[3] = Int32GetDatum(int32(rows[i].nparts));
+        tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+    }
+    return (Datum) 0;
+}
+
+extern "C" {
+PG_FUNCTION_INFO_V1(pg_stat_bgw_proxy_queue_1_1);
+PG_FUNCTION_INFO_V1(pg_stat_bgw_proxy_1_1);
+PG_FUNCTION_INFO_V1(bgw_proxy_stat_reset_1_1);
+PG_FUNCTION_INFO_V1(bgw_proxy_stat_reset_cluster_1_1);
+}
+
+/* 1.1 adds depth, peak, in flight, slot waits and the reset time; the
+ * columns of 1.0 come first, unchanged. */
+Datum pg_stat_bgw_proxy_queue_1_1(PG_FUNCTION_ARGS)
+{
+    auto *rsinfo = begin_rows(fcinfo, 10);
+    ProxyShared *sh = proxy_shared;
+    Datum values[10];
+    bool nulls[10] = {false};
+    /* completed before submitted: in flight may look smaller, never negative */
+    uint64 completed = pg_atomic_read_u64(&sh->completed);
+    uint64 depth = queue_depth();
+    uint64 submitted = pg_atomic_read_u64(&sh->submitted);
+    values[0] = Int32GetDatum(sh->nworkers);
+    values[1] = Int64GetDatum((int64) kSubmitQueueCapacity);
+    values[2] = Int64GetDatum((int64) since_reset(&sh->submitted, &sh->submitted_base));
+    values[3] = Int64GetDatum((int64) since_reset(&sh->completed, &sh->completed_base));
+    values[4] = Int64GetDatum((int64) pg_atomic_read_u64(&sh->queue_full_waits));
+    values[5] = Int64GetDatum((int64) depth);
+    values[6] = Int64GetDatum((int64) pg_atomic_read_u64(&sh->peak_depth));
+    values[7] = Int64GetDatum((int64) (submitted > completed ? submitted - completed : 0));
+    values[8] = Int64GetDatum((int64) pg_atomic_read_u64(&sh->slot_waits));
+    values[9] = TimestampTzGetDatum((TimestampTz) pg_atomic_read_u64(&sh->stats_reset));
+    tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+    return (Datum) 0;
+}
+
+/* One row per tracked pool. Members of pg_read_all_stats (and superusers)
+ * see every row; other roles see the rows of roles whose privileges they
+ * have. The connection string never carries a password (pool_stats_worker
+ * masks it before it reaches shared memory). */
+Datum pg_stat_bgw_proxy_1_1(PG_FUNCTION_ARGS)
+{
+    constexpr int kCols = 25;
+    auto *rsinfo = begin_rows(fcinfo, kCols);
+    Oid me = GetUserId();
+    bool see_all = has_privs_of_role(me, ROLE_PG_READ_ALL_STATS);
+    TimestampTz now = GetCurrentTimestamp();
+
+    for (int i = 0; i < proxy_shared->npool_stats; i++) {
+        PoolStat *e = pool_stat(i);
+        bool used;
+        Oid dbid, roleid;
+        uint32 partition;
+        int encoding;
+        char cluster[NAMEDATALEN];
+        char conninfo[kStatConninfoLen];
+        char last_error[kStatErrorLen];
+        TimestampTz last_error_at;
+        uint32 gauges[6];
+        uint64 counters[10];
+        TimestampTz wait_since, reset_at;
+
+        /* copy again if the entry changed hands meanwhile (pool_stats.h) */
+        for (;;) {
+            uint32 before = pg_atomic_read_u32(&e->changecount);
+            if (before & 1) {
+                CHECK_FOR_INTERRUPTS();
+                pg_spin_delay();
+                continue;
+            }
+            pg_read_barrier();
+            SpinLockAcquire(&e->mutex);
+            used = e->used;
+            dbid = e->dbid;
+            roleid = e->roleid;
+            partition = e->partition;
+            encoding = e->encoding;
+            memcpy(cluster, e->cluster, sizeof(cluster));
+            memcpy(conninfo, e->conninfo, sizeof(conninfo));
+            memcpy(last_error, e->last_error, sizeof(last_error));
+            last_error_at = e->last_error_at;
+            SpinLockRelease(&e->mutex);
+            int k = 0;
+            for (pg_atomic_uint32 *g : {&e->conns_open, &e->conns_idle, &e->conns_active, &e->conns_connecting,
+                                        &e->conns_cancelling, &e->waiting})
+                gauges[k++] = pg_atomic_read_u32(g);
+            k = 0;
+            for (pg_atomic_uint64 *c : {&e->calls, &e->errors, &e->cancels, &e->rows, &e->binary_calls,
+                                        &e->bytes_sent, &e->bytes_received, &e->time_us, &e->connects,
+                                        &e->disconnects})
+                counters[k++] = pg_atomic_read_u64(c);
+            wait_since = TimestampTz(pg_atomic_read_u64(&e->wait_since));
+            reset_at = TimestampTz(pg_atomic_read_u64(&e->stats_reset));
+            pg_read_barrier();
+            if (pg_atomic_read_u32(&e->changecount) == before)
+                break;
+        }
+        if (!used || (!see_all && !has_privs_of_role(me, roleid)))
+            continue;
+        cluster[NAMEDATALEN - 1] = conninfo[kStatConninfoLen - 1] = last_error[kStatErrorLen - 1] = '\0';
+
+        Datum values[kCols];
+        bool nulls[kCols] = {false};
+        int k = 0;
+        values[k++] = ObjectIdGetDatum(dbid);
+        nulls[k] = nulls[k + 1] = cluster[0] == '\0';
+        values[k++] = shared_text(cluster, encoding);
+        values[k++] = Int32GetDatum(int32(partition));
+        values[k++] = ObjectIdGetDatum(roleid);
+        values[k++] = shared_text(conninfo, encoding);
+        for (uint32 g : gauges)
+            values[k++] = Int32GetDatum(int32(g));
+        values[k++] = Float8GetDatum(wait_since != 0 && now > wait_since ? double(now - wait_since) / 1000.0 : 0.0);
+        for (int c = 0; c < 7; c++) /* calls ... bytes_received */
+            values[k++] = Int64GetDatum(int64(counters[c]));
+        values[k++] = Float8GetDatum(double(counters[7]) / 1000.0);
+        values[k++] = Int64GetDatum(int64(counters[8]));
+        values[k++] = Int64GetDatum(int64(counters[9]));
+        nulls[k] = nulls[k + 1] = last_error_at == 0;
+        values[k++] = shared_text(last_error, encoding);
+        values[k++] = TimestampTzGetDatum(last_error_at);
+        values[k++] = TimestampTzGetDatum(reset_at);
+        Assert(k == kCols);
+        tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+    }
+    return (Datum) 0;
+}
+
+namespace {
+
+/* Zero the counters of one cluster's entries in database dbid, or of
+ * every entry when cluster is NULL. */
+void reset_entries(const char *cluster, Oid dbid)
+{
+    TimestampTz now = GetCurrentTimestamp();
+    for (int i = 0; i < proxy_shared->npool_stats; i++) {
+        PoolStat *e = pool_stat(i);
+        SpinLockAcquire(&e->mutex);
+        bool match = e->used && (!cluster || (e->dbid == dbid && strncmp(e->cluster, cluster, NAMEDATALEN) == 0));
+        if (match) {
+            e->last_error[0] = '\0';
+            e->last_error_at = 0;
+        }
+        SpinLockRelease(&e->mutex);
+        if (match)
+            pool_stat_reset_counters(e, now);
+    }
+}
+
+} // namespace
+
+/* Everything: every pool's counters and the queue's. */
+Datum bgw_proxy_stat_reset_1_1(PG_FUNCTION_ARGS)
+{
+    require_preloaded();
+    ProxyShared *sh = proxy_shared;
+    reset_entries(nullptr, InvalidOid);
+    pg_atomic_write_u64(&sh->submitted_base, pg_atomic_read_u64(&sh->submitted));
+    pg_atomic_write_u64(&sh->completed_base, pg_atomic_read_u64(&sh->completed));
+    pg_atomic_write_u64(&sh->queue_full_waits, 0);
+    pg_atomic_write_u64(&sh->slot_waits, 0);
+    pg_atomic_write_u64(&sh->peak_depth, queue_depth());
+    pg_atomic_write_u64(&sh->stats_reset, uint64(GetCurrentTimestamp()));
+    PG_RETURN_VOID();
+}
+
+/* The pools of one cluster of the current database. */
+Datum bgw_proxy_stat_reset_cluster_1_1(PG_FUNCTION_ARGS)
+{
+    require_preloaded();
+    char *cluster = text_to_cstring(PG_GETARG_TEXT_PP(0));
+    reset_entries(cluster, MyDatabaseId);
+    PG_RETURN_VOID();
+}

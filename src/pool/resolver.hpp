@@ -1,0 +1,43 @@
+/*
+ * resolver.hpp — host names resolved without blocking a worker.
+ *
+ * libpq resolves a connection's host names with a blocking getaddrinfo()
+ * inside PQconnectStart/PQconnectPoll: a slow or unreachable DNS server
+ * would stall every pool of the worker. So before a connection is started,
+ * its host names are resolved on a helper thread (helper_threads.hpp), and
+ * the connection is then opened with the addresses as `hostaddr` (the names
+ * stay in `host`, for TLS verification and .pgpass). A host that resolves
+ * to several addresses becomes several host entries, so libpq still tries
+ * each in turn.
+ *
+ * Nothing to resolve (sockets, IP literals, hostaddr already given): no
+ * resolution, the connection starts at once. A service file (service=,
+ * PGSERVICE) is left to libpq, which then resolves its host names itself.
+ *
+ * Pure C++ + libpq.
+ */
+#pragma once
+
+#include "common/pure_cxx.h"
+
+#include <atomic>
+#include <memory>
+#include <string>
+
+namespace bgw {
+
+struct Resolution {
+    std::atomic<bool> done{false};   /* the fields below are final once true (acquire) */
+    bool ok = false;
+    std::string host, hostaddr, port; /* libpq keywords that override the connection string's */
+    std::string error;               /* !ok: why, libpq-style */
+    std::string dns_errors;          /* ok, but some host names did not resolve */
+};
+using ResolutionPtr = std::shared_ptr<Resolution>;
+
+/* Starts resolving the host names of `connstr` (or of PGHOST when it names
+ * none). Returns null when there is nothing to resolve, or when the helper
+ * thread cannot be started (then libpq resolves, as before). */
+ResolutionPtr resolve_hosts_async(const std::string &connstr);
+
+} // namespace bgw

@@ -1,0 +1,191 @@
+/*
+ * shmem.h — the named shared-memory segment "bgw_proxy" and its contract.
+ *
+ * Layout (one ShmemInitStruct allocation, sized in the shmem_request hook):
+ *
+ *   ProxyShared      control header                       (1)
+ *   WorkerState      per worker                           (bgw_proxy.workers)
+ *   SubmitQueue      per worker, 64-byte aligned          (bgw_proxy.workers)
+ *   RequestSlot      per possible backend                 (MaxBackends)
+ *   ring memory      per slot: request ring + response ring
+ *   SharedCluster    per cluster cache slot               (bgw_proxy.max_clusters)
+ *   PoolStat         per tracked pool, a region per worker (bgw_proxy.max_tracked_pools;
+ *                    its contract is in pool_stats.h)
+ *
+ * Who writes what, and how it is read — the protocol every process follows:
+ *
+ * ProxyShared: written once by the postmaster in the startup hook, read-only
+ *   afterwards. Its counters are atomics (any process adds, readers need no
+ *   lock). `lock` (our named LWLock tranche) serialises worker registration
+ *   (WorkerState.pid/proc/incarnation changes) against readers that need a
+ *   consistent picture of a worker (the stat views).
+ *
+ * WorkerState: every field is written only by the worker it describes (while
+ *   it runs, or in its exit callback), read by anyone. pid and proc are
+ *   published under `lock` in exclusive mode; backends that only want to
+ *   wake the worker read proc with a read barrier after seeing pid != 0.
+ *   Counters are single-writer atomics.
+ *
+ * SubmitQueue: lock-free. Producers: backends. Consumer: the owning worker.
+ *
+ * RequestSlot: slot i belongs to the backend with BackendId i + 1 — one call
+ *   in flight per backend. Its `state` is an atomic state machine and says
+ *   who may touch the rest of the slot:
+ *
+ *     FREE ----backend fills, then--> SUBMITTED   (backend; then pushes a ticket)
+ *     SUBMITTED --CAS by worker-----> RUNNING     (worker picks it up)
+ *     SUBMITTED --CAS by backend----> FREE        (backend gave up before pickup)
+ *     RUNNING --worker finishes-----> DONE        (worker; then sets owner's latch)
+ *     DONE ---------backend---------> FREE        (backend, before next call)
+ *
+ *   FREE / SUBMITTED: the owning backend writes the descriptive fields; the
+ *   worker reads them only after winning the SUBMITTED->RUNNING CAS (the
+ *   pg_atomic CAS is a full barrier). RUNNING: the worker owns the rings'
+ *   worker ends; the backend owns its ends and may set `cancel` at any time.
+ *   DONE: the worker has detached and will not touch the slot again.
+ *   A backend that leaves (error, cancel, exit) while RUNNING sets `cancel`
+ *   and wakes the worker; the slot stays RUNNING until the worker releases
+ *   it, and the backend's next call waits for that.
+ */
+#pragma once
+
+#include "shared/submit_queue.hpp"
+
+#include "common/pg_headers.h"
+
+namespace bgw {
+
+enum SlotState : uint32 {
+    SLOT_FREE = 0,
+    SLOT_SUBMITTED = 1,
+    SLOT_RUNNING = 2,
+    SLOT_DONE = 3,
+};
+
+struct RequestSlot {
+    pg_atomic_uint32 state;      /* SlotState; see the state machine above */
+    pg_atomic_uint32 cancel;     /* backend sets 1: abandon the call */
+    uint32 generation;           /* backend, while FREE; matches the ticket */
+    int worker;                  /* backend, while FREE: which worker's queue; the
+                                  * worker that wins the pickup CAS then writes its
+                                  * own index (a stale ticket may route a call to
+                                  * another worker than the one addressed) */
+    uint32 worker_incarnation;   /* worker, at pickup */
+    PGPROC *owner;               /* backend, while FREE: whose latch to set */
+    Oid roleid;                  /* backend, while FREE: role of the call */
+    Oid dbid;                    /* backend, while FREE */
+};
+
+enum WorkerRunState : uint32 {
+    WORKER_STOPPED = 0,
+    WORKER_IDLE = 1,   /* waiting for events with nothing in flight */
+    WORKER_BUSY = 2,   /* at least one call in flight */
+};
+
+struct WorkerState {
+    pg_atomic_uint32 pid;          /* 0 while not running */
+    pg_atomic_uint32 incarnation;  /* +1 at every start */
+    pg_atomic_uint32 run_state;    /* WorkerRunState */
+    PGPROC *proc;                  /* for SetLatch by backends */
+    TimestampTz started_at;        /* under lock, like pid */
+
+    /* gauges (single writer: this worker, once per loop iteration) */
+    pg_atomic_uint32 conns_open;
+    pg_atomic_uint32 conns_idle;
+    pg_atomic_uint32 conns_active;
+    pg_atomic_uint32 conns_connecting;
+    /* single writer: this worker, at pickup (+1) and when the call ends (-1),
+     * before the final message goes out; reset to 0 at worker start */
+    pg_atomic_uint32 in_flight;
+    /* counters (single writer: this worker) */
+    pg_atomic_uint64 served;
+    pg_atomic_uint64 connects;
+};
+
+/*
+ * A cluster configuration loaded through the configuration functions,
+ * shared by every backend of the database (slot i of the cluster cache).
+ * All fields are written and read under ProxyShared.lock: exclusive to
+ * write a slot, shared to read one. `data` is the configuration serialized
+ * by cluster.cpp (wire format primitives).
+ */
+constexpr Size kClusterSlotData = 16 * 1024;
+
+struct SharedCluster {
+    bool used;
+    Oid dbid;
+    char name[NAMEDATALEN];
+    int32 version;
+    uint64 stamp;                /* when stored, for replacing the oldest */
+    uint32 len;
+    char data[kClusterSlotData];
+};
+
+constexpr int kDropRing = 8;
+
+struct ProxyShared {
+    uint32 magic;
+    int nworkers;
+    int nslots;
+    Size request_ring_size;
+    Size response_ring_size;
+    LWLock *lock;
+
+    /* offsets from the start of this struct */
+    Size workers_off, queues_off, slots_off, rings_off, clusters_off, pool_stats_off;
+    int nclusters;
+    int npool_stats;             /* entries in all; a region of npool_stats / nworkers per worker */
+    uint64 cluster_stamp;        /* under lock: last SharedCluster.stamp given */
+
+    /* queue counters: any process adds. submitted: a backend, per call
+     * handed to a worker; completed: whoever ends the call (the worker when
+     * it releases the slot, also on exit; a backend that takes back a call
+     * no worker picked up) — so submitted - completed is calls in flight. */
+    pg_atomic_uint64 submitted;
+    pg_atomic_uint64 completed;
+    pg_atomic_uint64 queue_full_waits;
+    /* depth of the queues = submitted - picked_up - withdrawn. picked_up:
+     * the worker that wins a SUBMITTED->RUNNING CAS; withdrawn: a backend
+     * that takes back a call no worker picked up. */
+    pg_atomic_uint64 picked_up;
+    pg_atomic_uint64 withdrawn;
+    pg_atomic_uint64 peak_depth;   /* backends raise it (CAS) after pushing a ticket */
+    pg_atomic_uint64 slot_waits;   /* a backend whose slot was still held by its
+                                    * previous (cancelled) call */
+    /* bgw_proxy_stat_reset(): whoever resets writes these; the queue view
+     * shows submitted/completed since the reset, the raw counters keep
+     * serving the depth and in-flight arithmetic */
+    pg_atomic_uint64 submitted_base;
+    pg_atomic_uint64 completed_base;
+    pg_atomic_uint64 stats_reset;  /* TimestampTz */
+
+    /* DROP DATABASE: the backend about to drop takes `lock` exclusively,
+     * increments drop_epoch and writes the name into ring entry
+     * epoch % kDropRing, then wakes the workers. A worker that sees a new
+     * epoch reads, under `lock` shared, the names of every epoch it has not
+     * seen (at most kDropRing back) and retires its connections to them. */
+    char drop_names[kDropRing][NAMEDATALEN];
+    pg_atomic_uint64 drop_epoch;
+};
+
+/* Set in every process by the shmem startup hook; NULL when not preloaded. */
+extern ProxyShared *proxy_shared;
+
+void shmem_register_hooks(void);
+
+WorkerState *worker_state(int i);
+SubmitQueue *worker_queue(int i);
+RequestSlot *request_slot(int i);
+SharedCluster *shared_cluster(int i);
+void *slot_request_ring(int i);
+void *slot_response_ring(int i);
+
+/* Calls submitted and not yet picked up by a worker (or taken back). Reads
+ * what leaves the queues before what enters, so a count caught in between
+ * makes it look smaller, never negative. */
+uint64 queue_depth(void);
+
+/* Errors out with a hint unless bgw_proxy was loaded at server start. */
+void require_preloaded(void);
+
+} // namespace bgw

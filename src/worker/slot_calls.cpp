@@ -1,0 +1,325 @@
+/*
+ * slot_calls.cpp — see slot_calls.h.
+ */
+#include "worker/slot_calls.h"
+#include "shared/binary_types.hpp"
+#include "shared/slot_protocol.hpp"
+#include "worker/retirement.h"
+#include "worker/worker_self.h"
+
+#include "common/pg_headers.h"
+#include "common/cxx_boundary.h"
+
+#include <cstring>
+
+namespace bgw {
+
+namespace {
+
+/* Publish DONE, then wake the owner; the owner is read first, since after
+ * DONE the slot is no longer ours to read. */
+void set_done_and_wake(RequestSlot *s)
+{
+    PGPROC *owner = s->owner;
+    pg_write_barrier();
+    pg_atomic_write_u32(&s->state, SLOT_DONE);
+    if (owner)
+        SetLatch(&owner->procLatch);
+}
+
+/* Count the call as ended, once. Done before its final message is sent, so
+ * a backend that has seen the end of its call also sees the counters. */
+void account_end(Call &c)
+{
+    if (c.accounted)
+        return;
+    c.accounted = true;
+    pg_atomic_fetch_sub_u32(&self->state->in_flight, 1);
+    pg_atomic_fetch_add_u64(&self->state->served, 1);
+    pg_atomic_fetch_add_u64(&proxy_shared->completed, 1);
+}
+
+/* Give the slot back: the worker never touches it again after DONE.
+ * The rings are not detached: detaching would set the backend's latch for
+ * nothing (it learns the end from the final message, or already left);
+ * deleting the call's context frees the handles. */
+void release_slot(Call &c)
+{
+    account_end(c);
+    RequestSlot *s = request_slot(c.slot);
+    if (c.cxt)
+        MemoryContextDelete(c.cxt);
+    c.cxt = nullptr;
+    c.request = c.response = nullptr;
+    set_done_and_wake(s);
+}
+
+/* The call ends before its jobs: the caller left (Cancelled), or the
+ * worker gave up on it (Failed, with why). Targets that already ended are
+ * not counted again. */
+void abandon_jobs(Call &c, JobOutcome outcome = JobOutcome::Cancelled, const char *why = nullptr)
+{
+    for (auto &t : c.tasks) {
+        if (t->job) {
+            Job *j = t->job;
+            t->job = nullptr;
+            t->finished = true;
+            self->pool.abandon(j);
+        }
+        self->stats.job_ended(t->tally, outcome, why);
+    }
+}
+
+/* What the pool needs to run one target of a request. */
+JobSpec job_spec(const proto::Request &q, const proto::RequestTarget &tg, Oid roleid)
+{
+    auto str = [](const wire::Span &s) { return std::string(s.data, s.len); };
+    JobSpec spec;
+    spec.connstr = str(tg.connstr);
+    spec.user = str(tg.user);
+    spec.password = str(tg.password);
+    spec.require_password = tg.require_password;
+    spec.encoding = str(tg.encoding);
+    spec.key = spec.connstr + '\x1f' + spec.user + '\x1f' + spec.password + '\x1f' + spec.encoding + '\x1f' +
+               std::to_string(roleid) + (spec.require_password ? "\x1fp" : "");
+    spec.connect_timeout_ms = int(q.connect_timeout_ms);
+    spec.query_timeout_ms = int(q.query_timeout_ms);
+    spec.prepare = (q.flags & proto::kFlagPrepare) != 0;
+    spec.binary_type_ok = (q.flags & proto::kFlagNoBinary) == 0 ? binary_safe_type : nullptr;
+    for (uint16 i = 0; i < q.ncolumns; i++)
+        spec.result_types.push_back(ResultColumn{str(q.columns[i].name), q.columns[i].type});
+    spec.max_connections = int(q.max_connections);
+    spec.lifetime_s = int(q.connection_lifetime_s);
+    spec.pool_wait_timeout_ms = int(q.pool_wait_timeout_ms);
+    spec.query = str(q.query);
+    spec.params.resize(tg.nparams);
+    spec.param_null.resize(tg.nparams);
+    for (uint32 i = 0; i < tg.nparams; i++) {
+        spec.param_null[i] = tg.params[i].is_null;
+        if (!tg.params[i].is_null)
+            spec.params[i] = str(tg.params[i]);
+    }
+    return spec;
+}
+
+/* The request has arrived: one task and one job per target. */
+void start_call(Call &c, const char *data, Size len)
+{
+    proto::Request q;
+    proto::RequestStorage storage;
+    if (!proto::decode_request(data, len, q, storage)) {
+        /* a bug, but only this call pays */
+        c.fail("bgw_proxy: malformed request");
+        return;
+    }
+    RequestSlot *s = request_slot(c.slot);
+    std::vector<JobSpec> specs;
+    specs.reserve(q.ntargets);
+    for (uint32 i = 0; i < q.ntargets; i++)
+        specs.push_back(job_spec(q, q.targets[i], s->roleid));
+    c.phase = Phase::Running;
+    for (uint32 i = 0; i < q.ntargets; i++) {
+        auto t = std::make_unique<Task>();
+        t->call = &c;
+        t->index = uint16(i);
+        c.tasks.push_back(std::move(t));
+    }
+    std::string cluster(q.cluster.data, q.cluster.len);
+    for (uint32 i = 0; i < q.ntargets; i++) {
+        uint32 partition = q.targets[i].partition;
+        std::string caller = partition_caller(s->dbid, s->roleid, cluster, partition, specs[i].user);
+        if (!cluster.empty())
+            retire_on_config_change(caller, specs[i], q.config_version);
+        Task *t = c.tasks[i].get();
+        specs[i].stat_ref = self->stats.job_starting(caller, s->dbid, s->roleid, cluster, partition, specs[i],
+                                                    self->pool);
+        t->tally.stat_ref = specs[i].stat_ref;
+        t->tally.started = Clock::now();
+    }
+    /* tasks are all in place before any job can report to them */
+    for (uint32 i = 0; i < q.ntargets; i++) {
+        Task *t = c.tasks[i].get();
+        self->pool.submit(std::move(specs[i]), t, &t->job);
+    }
+}
+
+/* Move encoded messages into the response ring until it is full. A message
+ * the ring took in part is sent again, unchanged, next time: so the open
+ * rows message is closed before it is first offered. */
+void flush_outbox(Call &c)
+{
+    while (!c.outbox.empty() && !c.abandoned) {
+        if (c.outbox.size() == 1)
+            c.close_rows();
+        const std::string &m = c.outbox.front();
+        shm_mq_result r = pg_call([&] {
+            bool last = c.outbox.size() == 1;
+            return shm_mq_send(c.response, m.size(), m.data(), true, last);
+        });
+        if (r == SHM_MQ_WOULD_BLOCK)
+            return;
+        if (r == SHM_MQ_DETACHED) {
+            c.abandoned = true;
+            return;
+        }
+        c.sent_front();
+    }
+}
+
+void receive_request(Call &c)
+{
+    Size len;
+    void *data;
+    shm_mq_result r = pg_call([&] { return shm_mq_receive(c.request, &len, &data, true); });
+    if (r == SHM_MQ_SUCCESS)
+        start_call(c, static_cast<const char *>(data), len);
+    else if (r == SHM_MQ_DETACHED)
+        c.abandoned = true;
+}
+
+/* All targets have ended: say so, and the call is finishing. */
+void finish_if_all_done(Call &c)
+{
+    for (auto &t : c.tasks)
+        if (!t->finished)
+            return;
+    account_end(c);
+    std::string b;
+    proto::encode_call_done(b);
+    c.post(std::move(b));
+    c.phase = Phase::Finishing;
+    flush_outbox(c);
+}
+
+/* Advance one call as far as it can go without waiting. True when done. */
+bool step_call(Call &c)
+{
+    RequestSlot *s = request_slot(c.slot);
+    if (pg_atomic_read_u32(&s->cancel) != 0)
+        c.abandoned = true;
+    if (!c.abandoned && c.phase == Phase::Receiving)
+        receive_request(c);
+    if (c.abandoned) {
+        abandon_jobs(c);
+        c.outbox.clear();
+        release_slot(c);
+        return true;
+    }
+
+    bool was_full = !c.tasks.empty() && !c.tasks.front()->can_accept();
+    flush_outbox(c);
+    if (was_full && c.tasks.front()->can_accept())
+        for (auto &t : c.tasks)
+            if (t->job)
+                self->pool.resume(t->job);
+
+    if (c.phase == Phase::Running)
+        finish_if_all_done(c);
+    if (c.phase == Phase::Finishing && c.outbox.empty() && !c.abandoned) {
+        release_slot(c);
+        return true;
+    }
+    return false;
+}
+
+} // namespace
+
+void pick_up(Ticket t)
+{
+    if (t.slot >= uint32(proxy_shared->nslots))
+        return;
+    RequestSlot *s = request_slot(int(t.slot));
+    /* A ticket left behind by a call its backend abandoned before pickup
+     * must not take the slot's next call, which may be meant for another
+     * worker. generation/worker are only rewritten while the slot is FREE,
+     * so a mismatch seen here is final; a match followed by a lost CAS
+     * race only means the call ends up served here, which is still correct. */
+    pg_read_barrier();
+    if (s->generation != t.generation || s->worker != self->index)
+        return;
+    uint32 expected = SLOT_SUBMITTED;
+    if (!pg_atomic_compare_exchange_u32(&s->state, &expected, SLOT_RUNNING))
+        return; /* stale ticket, or the backend gave up first */
+    /* whichever worker won the CAS serves the call: say so, for the
+     * backend's wake-ups and liveness checks and for reclaim */
+    s->worker = self->index;
+    s->worker_incarnation = self->incarnation;
+    pg_atomic_fetch_add_u64(&proxy_shared->picked_up, 1);
+
+    auto call = std::make_unique<Call>();
+    call->slot = int(t.slot);
+    call->stats = &self->stats;
+    pg_call([&] {
+        call->cxt = AllocSetContextCreate(TopMemoryContext, "bgw_proxy call", ALLOCSET_SMALL_SIZES);
+        MemoryContext old = MemoryContextSwitchTo(call->cxt);
+        auto *req = static_cast<shm_mq *>(slot_request_ring(call->slot));
+        auto *resp = static_cast<shm_mq *>(slot_response_ring(call->slot));
+        shm_mq_set_receiver(req, MyProc);
+        shm_mq_set_sender(resp, MyProc);
+        call->request = shm_mq_attach(req, nullptr, nullptr);
+        call->response = shm_mq_attach(resp, nullptr, nullptr);
+        MemoryContextSwitchTo(old);
+    });
+    self->calls.push_back(std::move(call));
+    pg_atomic_fetch_add_u32(&self->state->in_flight, 1);
+}
+
+void step_all_calls()
+{
+    auto &calls = self->calls;
+    for (size_t i = 0; i < calls.size();) {
+        bool done;
+        bool failed = false;
+        char msg[256] = {0};
+        try {
+            done = step_call(*calls[i]);
+        } catch (const std::exception &e) {
+            /* one call's failure (out of memory, a message too large for
+             * the ring...) must not take the others down with the worker */
+            strlcpy(msg, e.what(), sizeof(msg));
+            Call &c = *calls[i];
+            abandon_jobs(c, JobOutcome::Failed, msg);
+            c.outbox.clear();
+            release_slot(c);
+            done = failed = true;
+        }
+        if (done)
+            calls.erase(calls.begin() + long(i));
+        else
+            i++;
+        if (failed)
+            pg_call([&] { ereport(LOG, (errmsg("bgw_proxy worker %d gave up a call: %s", self->index, msg))); });
+    }
+}
+
+void fail_calls_at_exit()
+{
+    for (auto &c : self->calls) {
+        c->abandoned = true;
+        account_end(*c);
+        for (auto &t : c->tasks)
+            self->stats.job_ended(t->tally, JobOutcome::Failed, "bgw_proxy worker exited during the call");
+        RequestSlot *s = request_slot(c->slot);
+        if (c->request)
+            shm_mq_detach(c->request);
+        if (c->response)
+            shm_mq_detach(c->response);
+        c->request = c->response = nullptr;
+        set_done_and_wake(s);
+    }
+    self->calls.clear();
+}
+
+void reclaim_orphaned_slots()
+{
+    for (int i = 0; i < proxy_shared->nslots; i++) {
+        RequestSlot *s = request_slot(i);
+        if (s->worker == self->index && pg_atomic_read_u32(&s->state) == SLOT_RUNNING &&
+            s->worker_incarnation != self->incarnation) {
+            pg_atomic_fetch_add_u64(&proxy_shared->completed, 1);
+            set_done_and_wake(s);
+        }
+    }
+}
+
+} // namespace bgw
