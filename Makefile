@@ -1,11 +1,15 @@
 # bgw_proxy — PGXS build. C++17 sources in src/, linked with libpq and libstdc++.
 #
-#   make                 build bgw_proxy.so
-#   make install         install it (as root)
-#   make unittest        build and run the pure C++ unit tests (no server)
-#   make installcheck    pg_regress against a running server (see test/run_all.sh)
-#   make bench           the benchmark (test/bench.sh)
-#   make test-all        every suite: unit, pg_regress, TAP (test/run_all.sh; as root)
+#   make                  build bgw_proxy.so
+#   make install          install it (as root)
+#   make unittest         the pure C++ unit tests and the include rules (no server)
+#   make installcheck     pg_regress against a running server that preloads
+#                         bgw_proxy (settings: test/regress.conf)
+#   make check-regress    pg_regress on a temporary instance of its own
+#   make prove-installcheck  the TAP tests (test/t/; each starts its own servers;
+#                         run as a user that may run PostgreSQL, not root)
+#   make bench            the benchmark (test/bench.sh)
+#   make test-all         all of the above but bench, as README says (as root)
 
 MODULE_big = bgw_proxy
 EXTENSION  = bgw_proxy bgw_proxy_plproxy
@@ -15,8 +19,15 @@ PGFILEDESC = "bgw_proxy - remote function calls through a shared background-work
 CXX_SRCS = $(wildcard src/*.cpp src/*/*.cpp)
 OBJS     = $(CXX_SRCS:.cpp=.o)
 
-REGRESS      = $(basename $(notdir $(wildcard sql/*.sql)))
+# In this order: 00_setup creates the remote databases, 07_cluster the
+# partitions and configuration functions that later files use.
+REGRESS = 00_setup 01_types 02_errors 03_pooling 04_cancel 05_encoding 06_prepare \
+          07_cluster 08_validator 09_sqlmed 10_lifecycle 11_plproxy_dropin 12_shapes \
+          13_cluster_cache 14_monitoring 15_retire 16_binary
 REGRESS_OPTS = --inputdir=.
+
+# TAP tests, run by PGXS's own prove_installcheck (prove-installcheck below)
+PROVE_TESTS = test/t/*.pl
 
 PG_CONFIG ?= pg_config
 PG_CPPFLAGS = -I$(shell $(PG_CONFIG) --includedir) -Isrc
@@ -39,16 +50,23 @@ override CXXFLAGS := $(filter-out -Wmissing-prototypes -Wdeclaration-after-state
 $(OBJS): $(wildcard src/*/*.h src/*/*.hpp)
 
 UNIT_TESTS = $(patsubst test/unit/%.cpp,test/unit/%,$(wildcard test/unit/test_*.cpp))
-UNIT_SRCS  = src/backend/body_parser.cpp $(wildcard src/pool/*.cpp)
+UNIT_SRCS  = src/backend/body_parser.cpp src/common/conninfo.cpp $(wildcard src/pool/*.cpp)
 
 test/unit/%: test/unit/%.cpp $(UNIT_SRCS) $(wildcard src/*/*.hpp test/unit/*.hpp)
 	$(CXX) -std=c++17 -O1 -g -Wall -Wextra -fsanitize=address,undefined -Isrc \
 		-I$(shell $(PG_CONFIG) --includedir) $< $(UNIT_SRCS) -o $@ \
 		-L$(shell $(PG_CONFIG) --libdir) -lpq -pthread
 
-.PHONY: unittest bench test-all
+.PHONY: unittest check-regress prove-installcheck bench test-all
 unittest: $(UNIT_TESTS)
 	@for t in $(UNIT_TESTS); do ./$$t || exit 1; done
+	@perl test/lint/check_includes.pl src
+
+check-regress:
+	bash test/regress_check.sh
+
+prove-installcheck:
+	$(prove_installcheck)
 
 bench:
 	bash test/bench.sh

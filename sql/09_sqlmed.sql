@@ -1,4 +1,9 @@
 -- SQL/MED clusters: a server of the bgw_proxy wrapper is a cluster.
+-- (dblink: a second session, to see what a new session sees)
+CREATE EXTENSION dblink;
+\set ECHO none
+\i sql/include/wait_for.sql
+\set ECHO all
 CREATE SERVER sq FOREIGN DATA WRAPPER bgw_proxy OPTIONS (
     partition_0 'dbname=bgw_part0', partition_1 'dbname=bgw_part1',
     partition_2 'dbname=bgw_part2', partition_3 'dbname=bgw_part3');
@@ -31,7 +36,10 @@ RESET ROLE;
 -- check off, as PL/Proxy never checked (superuser-only setting, reloaded)
 ALTER SYSTEM SET bgw_proxy.mapping_password_required = off;
 SELECT pg_reload_conf();
-SELECT pg_sleep(0.5);
+-- once a new session sees the new value, the postmaster has read the file
+-- and signalled this session, which reads it before its next statement
+SELECT wait_for($$SELECT v = 'off' FROM dblink('dbname=contrib_regression',
+                  'SHOW bgw_proxy.mapping_password_required') AS t(v text)$$) AS reloaded;
 SHOW bgw_proxy.mapping_password_required;
 SET ROLE bgw_other;
 SELECT sq_user(1) AS own_mapping;
@@ -42,7 +50,8 @@ SELECT sq_user(1) AS own_mapping_no_password;
 RESET ROLE;
 ALTER SYSTEM RESET bgw_proxy.mapping_password_required;
 SELECT pg_reload_conf();
-SELECT pg_sleep(0.5);
+SELECT wait_for($$SELECT v = 'on' FROM dblink('dbname=contrib_regression',
+                  'SHOW bgw_proxy.mapping_password_required') AS t(v text)$$) AS reloaded;
 SHOW bgw_proxy.mapping_password_required;
 SET ROLE bgw_other;
 SELECT sq_user(1) AS own_mapping_no_password;
@@ -95,7 +104,8 @@ SELECT shortlived_call();
 SELECT sum(connects) AS connects_before FROM pg_stat_bgw_proxy_workers \gset
 SELECT shortlived_call();
 SELECT sum(connects) - :connects_before AS reconnects_while_young FROM pg_stat_bgw_proxy_workers;
-SELECT pg_sleep(1.3);
+-- wait for the worker to close it once its lifetime (1 s, +-10%) is over
+SELECT wait_for($$SELECT disconnects > 0 FROM pg_stat_bgw_proxy WHERE cluster = 'shortlived'$$) AS retired;
 SELECT shortlived_call();
 SELECT sum(connects) - :connects_before AS reconnects_after_lifetime FROM pg_stat_bgw_proxy_workers;
 -- a call waiting for a connection of a full pool gives up after

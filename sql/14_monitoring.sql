@@ -98,7 +98,10 @@ SELECT bgw_proxy_stat_reset('mon');
 SET statement_timeout = '300ms';
 SELECT mon_sleep(1, 30);
 RESET statement_timeout;
-SELECT wait_for($$SELECT conns_cancelling = 0 FROM pg_stat_bgw_proxy WHERE cluster = 'mon' AND partition = 1 AND role = 'postgres'$$)
+-- the cancelled statement is drained and its connection idle again (the
+-- worker may not have seen the cancel yet when the caller's error returns)
+SELECT wait_for($$SELECT cancels = 1 AND conns_open = 1 AND conns_idle = 1 FROM pg_stat_bgw_proxy
+                  WHERE cluster = 'mon' AND partition = 1 AND role = 'postgres'$$)
     AS cancel_resolved;
 SELECT partition, calls, errors, cancels FROM pg_stat_bgw_proxy WHERE cluster = 'mon' AND role = 'postgres' ORDER BY partition;
 -- the next call on that partition works on the same, drained connection
@@ -117,26 +120,32 @@ SELECT connects, disconnects, conns_open, conns_idle FROM pg_stat_bgw_proxy WHER
 
 -- waiting for a connection of a full pool, seen from a third session; the
 -- callers' wait shows in pg_stat_activity as an extension wait
-CREATE EXTENSION dblink;
 CREATE SERVER mon_one FOREIGN DATA WRAPPER bgw_proxy OPTIONS (
     p0 'dbname=bgw_part0 application_name=mon_one', max_connections '1');
+-- the holder's remote statement waits for an advisory lock this session
+-- holds on the remote database: it ends when we say so, not after a time
+CREATE FUNCTION mon_hold() RETURNS int
+    AS $$ CLUSTER 'mon_one'; RUN ON 0; SELECT whoami() FROM (SELECT pg_advisory_xact_lock(4242)) l; $$ LANGUAGE bgw_proxy;
 CREATE FUNCTION mon_nap(s float8) RETURNS int
     AS $$ CLUSTER 'mon_one'; RUN ON 0; SELECT whoami() FROM pg_sleep(s); $$ LANGUAGE bgw_proxy;
 SELECT mon_nap(0);
+SELECT dblink_connect('locker', 'dbname=bgw_part0 application_name=mon_locker');
+SELECT dblink_exec('locker', 'SELECT pg_advisory_lock(4242)');
 SELECT dblink_connect('holder', 'dbname=contrib_regression application_name=mon_holder');
 SELECT dblink_connect('waiter', 'dbname=contrib_regression application_name=mon_waiter');
-SELECT dblink_send_query('holder', 'SELECT mon_nap(3)');
-SELECT pg_sleep(0.5);
+SELECT dblink_send_query('holder', 'SELECT mon_hold()');
+SELECT wait_for($$SELECT conns_active = 1 FROM pg_stat_bgw_proxy WHERE cluster = 'mon_one'$$) AS holder_running;
 SELECT dblink_send_query('waiter', 'SELECT mon_nap(0)');
-SELECT wait_for($$SELECT calls_waiting > 0 FROM pg_stat_bgw_proxy WHERE cluster = 'mon_one'$$);
-SELECT pg_sleep(0.3);
+SELECT wait_for($$SELECT calls_waiting > 0 AND longest_wait > 100 FROM pg_stat_bgw_proxy WHERE cluster = 'mon_one'$$)
+    AS waiter_waiting;
 SELECT conns_open, conns_active, calls_waiting, longest_wait > 100 AS waited_a_while
 FROM pg_stat_bgw_proxy WHERE cluster = 'mon_one';
 SELECT application_name, wait_event_type, wait_event FROM pg_stat_activity
 WHERE application_name IN ('mon_holder', 'mon_waiter') ORDER BY application_name;
+SELECT dblink_exec('locker', 'SELECT pg_advisory_unlock(4242)');
 SELECT * FROM dblink_get_result('holder') AS r(n int);
 SELECT * FROM dblink_get_result('waiter') AS r(n int);
-SELECT dblink_disconnect('holder'), dblink_disconnect('waiter');
+SELECT dblink_disconnect('holder'), dblink_disconnect('waiter'), dblink_disconnect('locker');
 SELECT conns_open, calls_waiting, longest_wait, calls FROM pg_stat_bgw_proxy WHERE cluster = 'mon_one';
 
 -- the extension's SQL is versioned: 1.0 installs and upgrades to 1.1

@@ -64,7 +64,11 @@ RESET ROLE;
 BEGIN;
 DROP DATABASE bgw_dropped;
 ROLLBACK;
-SELECT pg_sleep(0.2);
+-- the next call passes through the worker after any retirement it was told
+-- of: it finds its connection still there (no new connect)
+SELECT in_dropped();
+SELECT connects AS connects_still_one, conns_open FROM pg_stat_bgw_proxy
+WHERE conninfo LIKE '%application_name=dropped%';
 SELECT conns_named('dropped') AS still_pooled;
 DROP DATABASE bgw_dropped;
 -- afterwards: a clear error, nothing stuck

@@ -1,6 +1,8 @@
 /*
- * call.cpp — see call.h. The slot protocol is described in shmem.h.
+ * call.cpp — see call.h. The slot state machine is described in shmem.h,
+ * the messages in slot_protocol.hpp.
  */
+#include "common/conninfo.hpp"
 #include "backend/call.h"
 #include "backend/string_info_buf.h"
 #include "common/guc.h"
@@ -9,10 +11,6 @@
 #include "shared/workers.h"
 
 #include "common/pg_headers.h"
-
-extern "C" {
-#include "libpq-fe.h"
-}
 
 namespace bgw {
 
@@ -151,18 +149,10 @@ const char *target_dbname(const CallRequest *req, int target)
 {
     if (target < 0 || target >= req->ntargets)
         return nullptr;
-    const CallTarget &t = req->targets[target];
-    const char *dbname = nullptr;
-    char *err = nullptr;
-    PQconninfoOption *opts = PQconninfoParse(t.connstr, &err);
-    if (err)
-        PQfreemem(err);
-    for (PQconninfoOption *o = opts; o && o->keyword; o++)
-        if (strcmp(o->keyword, "dbname") == 0 && o->val && o->val[0])
-            dbname = pstrdup(o->val);
-    if (opts)
-        PQconninfoFree(opts);
-    return dbname;
+    char dbname[NAMEDATALEN * 4];
+    if (!conninfo_copy(req->targets[target].connstr, "dbname", dbname, sizeof(dbname)))
+        return nullptr;
+    return pstrdup(dbname);
 }
 
 /* "partition 2, database "x"" for error contexts: which remote it was,

@@ -1,6 +1,7 @@
 /*
  * cluster.cpp — see cluster.h.
  */
+#include "common/conninfo.hpp"
 #include "shared/wire_codec.hpp"
 #include "backend/cluster.h"
 #include "backend/string_info_buf.h"
@@ -19,7 +20,6 @@ extern "C" {
 #include "executor/spi.h"
 #include "foreign/foreign.h"
 #include "utils/inval.h"
-#include "libpq-fe.h"
 #include "parser/parse_func.h"
 #include "utils/acl.h"
 }
@@ -390,31 +390,22 @@ void reset_entry(ClusterConfig *c)
 
 bool connstr_names_user(const char *connstr, int sqlstate, const char *what)
 {
-    char *err = nullptr;
-    PQconninfoOption *opts = PQconninfoParse(connstr, &err);
-    if (!opts) {
-        /* libpq's text without its trailing newline */
-        char *msg = pstrdup(err ? err : "out of memory");
-        if (err)
-            PQfreemem(err);
-        size_t n = strlen(msg);
-        while (n > 0 && (msg[n - 1] == '\n' || msg[n - 1] == ' '))
-            msg[--n] = '\0';
-        ereport(ERROR, (errcode(sqlstate), errmsg("invalid connection string in %s", what),
-                        errdetail_internal("%s", msg)));
-    }
+    ConninfoError err;
     bool has_user = false;
-    for (PQconninfoOption *o = opts; o->keyword; o++)
-        if (strcmp(o->keyword, "user") == 0 && o->val && o->val[0])
-            has_user = true;
-    PQconninfoFree(opts);
+    if (!conninfo_each(
+            connstr, [&](const ConninfoOption &o) { has_user |= strcmp(o.keyword, "user") == 0 && o.val[0]; },
+            &err))
+        ereport(ERROR, (errcode(sqlstate), errmsg("invalid connection string in %s", what),
+                        errdetail_internal("%s", err.text)));
     return has_user;
 }
 
-ClusterConfig *cluster_get(const char *name)
+namespace {
+
+/* The backend's cluster cache, created at first use; SQL/MED changes
+ * invalidate its entries. */
+void create_cache()
 {
-    if (strlen(name) >= NAMEDATALEN)
-        ereport(ERROR, (errcode(ERRCODE_NAME_TOO_LONG), errmsg("cluster name \"%s\" is too long", name)));
     if (!clusters) {
         HASHCTL ctl;
         memset(&ctl, 0, sizeof(ctl));
@@ -426,50 +417,35 @@ ClusterConfig *cluster_get(const char *name)
         CacheRegisterSyscacheCallback(USERMAPPINGOID, invalidate_sqlmed, (Datum) 0);
         CacheRegisterSyscacheCallback(FOREIGNDATAWRAPPEROID, invalidate_sqlmed, (Datum) 0);
     }
+}
 
-    /* SQL/MED first: it wins over the configuration functions */
-    ForeignServer *server = GetForeignServerByName(name, true);
-    if (server && !is_our_server(server))
-        server = nullptr;
-    Oid version_fn = InvalidOid, partitions_fn = InvalidOid;
-    int32 version = 0;
-    if (server) {
-        AclResult acl = pg_foreign_server_aclcheck(server->serverid, GetUserId(), ACL_USAGE);
+/* A cluster defined by the configuration functions: checks the caller may
+ * run them and returns its current version (called on every call). */
+int32 function_cluster_version(const char *name, Oid *partitions_fn)
+{
+    Oid version_fn = config_function("get_cluster_version", 1);
+    *partitions_fn = config_function("get_cluster_partitions", 1);
+    if (!OidIsValid(version_fn) || !OidIsValid(*partitions_fn))
+        ereport(ERROR, (errcode(ERRCODE_UNDEFINED_OBJECT),
+                        errmsg("bgw_proxy cluster \"%s\" is not defined", name),
+                        errhint("Create a server of the bgw_proxy foreign-data wrapper, or define "
+                                "plproxy.get_cluster_version(text) and plproxy.get_cluster_partitions(text).")));
+    /* the caller must be allowed to run the configuration functions,
+     * even when their result comes from a cache */
+    Oid config_fn = config_function("get_cluster_config", 1);
+    for (Oid fn : {version_fn, *partitions_fn, config_fn}) {
+        if (!OidIsValid(fn))
+            continue;
+        AclResult acl = pg_proc_aclcheck(fn, GetUserId(), ACL_EXECUTE);
         if (acl != ACLCHECK_OK)
-            aclcheck_error(acl, OBJECT_FOREIGN_SERVER, server->servername);
-    } else {
-        version_fn = config_function("get_cluster_version", 1);
-        partitions_fn = config_function("get_cluster_partitions", 1);
-        if (!OidIsValid(version_fn) || !OidIsValid(partitions_fn))
-            ereport(ERROR, (errcode(ERRCODE_UNDEFINED_OBJECT),
-                            errmsg("bgw_proxy cluster \"%s\" is not defined", name),
-                            errhint("Create a server of the bgw_proxy foreign-data wrapper, or define "
-                                    "plproxy.get_cluster_version(text) and plproxy.get_cluster_partitions(text).")));
-        /* the caller must be allowed to run the configuration functions,
-         * even when their result comes from a cache */
-        Oid config_fn = config_function("get_cluster_config", 1);
-        for (Oid fn : {version_fn, partitions_fn, config_fn}) {
-            if (!OidIsValid(fn))
-                continue;
-            AclResult acl = pg_proc_aclcheck(fn, GetUserId(), ACL_EXECUTE);
-            if (acl != ACLCHECK_OK)
-                aclcheck_error(acl, OBJECT_FUNCTION, get_func_name(fn));
-        }
-        version = DatumGetInt32(OidFunctionCall1(version_fn, CStringGetTextDatum(name)));
+            aclcheck_error(acl, OBJECT_FUNCTION, get_func_name(fn));
     }
+    return DatumGetInt32(OidFunctionCall1(version_fn, CStringGetTextDatum(name)));
+}
 
-    bool found;
-    auto *c = static_cast<ClusterConfig *>(hash_search(clusters, name, HASH_ENTER, &found));
-    if (!found) {
-        /* hash_search leaves everything but the key uninitialised */
-        static_assert(offsetof(ClusterConfig, name) == 0, "the key comes first");
-        memset(reinterpret_cast<char *>(c) + NAMEDATALEN, 0, sizeof(*c) - NAMEDATALEN);
-    } else if (c->cxt && (server ? (c->serverid == server->serverid && !c->stale)
-                                 : (!OidIsValid(c->serverid) && c->version == version))) {
-        return c;
-    }
-
-    /* (re)load: a failure leaves the entry empty, so the next call retries */
+/* (Re)load an entry: a failure leaves it empty, so the next call retries. */
+void load_entry(ClusterConfig *c, ForeignServer *server, int32 version, Oid partitions_fn)
+{
     reset_entry(c);
     c->cxt = AllocSetContextCreate(CacheMemoryContext, "bgw_proxy cluster", ALLOCSET_SMALL_SIZES);
     PG_TRY();
@@ -496,6 +472,41 @@ ClusterConfig *cluster_get(const char *name)
         PG_RE_THROW();
     }
     PG_END_TRY();
+}
+
+} // namespace
+
+ClusterConfig *cluster_get(const char *name)
+{
+    if (strlen(name) >= NAMEDATALEN)
+        ereport(ERROR, (errcode(ERRCODE_NAME_TOO_LONG), errmsg("cluster name \"%s\" is too long", name)));
+    create_cache();
+
+    /* SQL/MED first: it wins over the configuration functions */
+    ForeignServer *server = GetForeignServerByName(name, true);
+    if (server && !is_our_server(server))
+        server = nullptr;
+    Oid partitions_fn = InvalidOid;
+    int32 version = 0;
+    if (server) {
+        AclResult acl = pg_foreign_server_aclcheck(server->serverid, GetUserId(), ACL_USAGE);
+        if (acl != ACLCHECK_OK)
+            aclcheck_error(acl, OBJECT_FOREIGN_SERVER, server->servername);
+    } else {
+        version = function_cluster_version(name, &partitions_fn);
+    }
+
+    bool found;
+    auto *c = static_cast<ClusterConfig *>(hash_search(clusters, name, HASH_ENTER, &found));
+    if (!found) {
+        /* hash_search leaves everything but the key uninitialised */
+        static_assert(offsetof(ClusterConfig, name) == 0, "the key comes first");
+        memset(reinterpret_cast<char *>(c) + NAMEDATALEN, 0, sizeof(*c) - NAMEDATALEN);
+    } else if (c->cxt && (server ? (c->serverid == server->serverid && !c->stale)
+                                 : (!OidIsValid(c->serverid) && c->version == version))) {
+        return c;
+    }
+    load_entry(c, server, version, partitions_fn);
     return c;
 }
 

@@ -12,13 +12,13 @@
 #include <string>
 
 #include "backend/body_parser.hpp"
+#include "common/conninfo.hpp"
 #include "backend/compile.h"
 
 #include "common/pg_headers.h"
 #include "common/cxx_boundary.h"
 
 extern "C" {
-#include "libpq-fe.h"
 #include "parser/parse_type.h"
 #include "parser/parser.h"
 #include "executor/spi.h"
@@ -250,65 +250,66 @@ bool compile_operand(const FunctionInfo &fi, const Value &v, const char *const *
     return true;
 }
 
-/* Parse and check the body; fill pf's statements and query. C++ side. */
-void compile_body(const FunctionInfo &fi, ProxyFunction *pf, Problem &p)
+/* Which statements go together; false (with p set) if they do not. */
+bool check_statements(const FunctionInfo &fi, const ParsedBody &body, Problem &p)
 {
-    ParsedBody body;
-    ParseError perr;
-    if (!parse_body(fi.body, body, perr, standard_conforming_strings)) {
-        set_problem(p, ERRCODE_SYNTAX_ERROR, perr.position, perr.message);
-        return;
-    }
-
-    /* which statements go together */
     if (body.has_cluster && body.has_connect) {
         set_problem(p, ERRCODE_INVALID_FUNCTION_DEFINITION, body.connect_pos,
                     "CONNECT and CLUSTER cannot be used together",
                     "A function runs either on one database (CONNECT) or on a cluster (CLUSTER).");
-        return;
+        return false;
     }
     if (!body.has_cluster && !body.has_connect) {
         set_problem(p, ERRCODE_INVALID_FUNCTION_DEFINITION, SIZE_MAX,
                     "bgw_proxy function has neither CONNECT nor CLUSTER",
                     "Add CONNECT 'connection string'; or CLUSTER 'name'; to the body.");
-        return;
+        return false;
     }
     if (body.has_connect && (body.has_run || body.has_split)) {
         set_problem(p, ERRCODE_INVALID_FUNCTION_DEFINITION, body.has_run ? body.run_pos : body.split_pos,
                     std::string(body.has_run ? "RUN ON" : "SPLIT") + " cannot be used with CONNECT",
                     "RUN ON and SPLIT choose partitions of a CLUSTER.");
-        return;
+        return false;
     }
     if (body.has_target && body.has_select) {
         set_problem(p, ERRCODE_INVALID_FUNCTION_DEFINITION, body.target_pos,
                     "TARGET cannot be used with SELECT",
                     "TARGET names the remote function of the generated query; a SELECT replaces that query.");
-        return;
+        return false;
     }
     if (fi.plproxy_lang && fi.returns_record && body.has_select) {
         set_problem(p, ERRCODE_INVALID_FUNCTION_DEFINITION, body.select_pos,
                     "SELECT cannot be used in a LANGUAGE plproxy function returning dynamic RECORD",
                     "PL/Proxy does not allow it; LANGUAGE bgw_proxy does.");
-        return;
+        return false;
     }
     if (body.has_run && body.run.kind == ValueKind::All && !fi.retset) {
         set_problem(p, ERRCODE_INVALID_FUNCTION_DEFINITION, body.run_pos,
                     "RUN ON ALL requires a set-returning function",
                     "Declare the function RETURNS SETOF, or run on one partition.");
-        return;
+        return false;
     }
     if (body.has_cluster && body.cluster.kind != ValueKind::Literal &&
         body.cluster.kind != ValueKind::Function) {
         set_problem(p, ERRCODE_SYNTAX_ERROR, body.cluster.body_pos,
                     "CLUSTER takes a string literal or a function call");
-        return;
+        return false;
     }
+    return true;
+}
 
-    /* SPLIT: which arguments, each an array */
+/* An argument as the body names it: its name or $n. */
+std::string arg_label(const ArgRef &ref) { return ref.number ? "$" + std::to_string(ref.number) : ref.name; }
+
+/* SPLIT: which arguments, each an array. The RUN ON expression sees a split
+ * argument as its element type: run_type_names / run_types say so. */
+bool compile_split(const FunctionInfo &fi, const ParsedBody &body, ProxyFunction *pf,
+                   std::vector<const char *> &run_type_names, std::vector<Oid> &run_types, Problem &p)
+{
     pf->split = pg_call([&] { return static_cast<bool *>(palloc0(sizeof(bool) * (fi.n_in + 1))); });
     pf->split_elem_type = pg_call([&] { return static_cast<Oid *>(palloc0(sizeof(Oid) * (fi.n_in + 1))); });
-    std::vector<const char *> run_type_names(fi.in_type_names, fi.in_type_names + fi.n_in);
-    std::vector<Oid> run_types(fi.in_types, fi.in_types + fi.n_in);
+    run_type_names.assign(fi.in_type_names, fi.in_type_names + fi.n_in);
+    run_types.assign(fi.in_types, fi.in_types + fi.n_in);
     if (body.has_split) {
         std::vector<int> args;
         if (body.split_all) {
@@ -320,18 +321,16 @@ void compile_body(const FunctionInfo &fi, ProxyFunction *pf, Problem &p)
             for (const ArgRef &ref : body.split_args) {
                 int a = resolve_arg(fi, ref.name, ref.number, ref.body_pos, p);
                 if (a < 0)
-                    return;
+                    return false;
                 if (std::find(args.begin(), args.end(), a) != args.end()) {
                     set_problem(p, ERRCODE_INVALID_FUNCTION_DEFINITION, ref.body_pos,
-                                "argument \"" + (ref.number ? "$" + std::to_string(ref.number) : ref.name) +
-                                    "\" is split twice");
-                    return;
+                                "argument \"" + arg_label(ref) + "\" is split twice");
+                    return false;
                 }
                 if (fi.in_elem_types[a] == InvalidOid) {
                     set_problem(p, ERRCODE_DATATYPE_MISMATCH, ref.body_pos,
-                                "SPLIT argument \"" + (ref.number ? "$" + std::to_string(ref.number) : ref.name) +
-                                    "\" is not an array");
-                    return;
+                                "SPLIT argument \"" + arg_label(ref) + "\" is not an array");
+                    return false;
                 }
                 args.push_back(a);
             }
@@ -344,52 +343,57 @@ void compile_body(const FunctionInfo &fi, ProxyFunction *pf, Problem &p)
         }
         pf->any_split = !args.empty();
     }
+    return true;
+}
 
-    /* where */
+/* Where: CONNECT, CLUSTER and RUN ON, each checked against the arguments. */
+bool compile_where(const FunctionInfo &fi, const ParsedBody &body, ProxyFunction *pf,
+                   const std::vector<const char *> &run_type_names, const std::vector<Oid> &run_types, Problem &p)
+{
     if (!compile_operand(fi, body.connect, fi.in_type_names, fi.in_types, pf->connect, p) ||
         !compile_operand(fi, body.cluster, fi.in_type_names, fi.in_types, pf->cluster, p) ||
         !compile_operand(fi, body.run, run_type_names.data(), run_types.data(), pf->run, p))
-        return;
+        return false;
     if (pf->connect.kind == EXPR_ARG) {
         Oid t = pg_call([&] { return getBaseType(fi.in_types[pf->connect.arg]); });
         if (t != TEXTOID && t != VARCHAROID && t != BPCHAROID) {
             set_problem(p, ERRCODE_DATATYPE_MISMATCH, body.connect.body_pos,
                         "CONNECT argument must be of type text",
                         "The argument holds the connection string.");
-            return;
+            return false;
         }
     }
     if (body.has_cluster && !body.has_run)
         pf->run.kind = EXPR_ANY;
     if (pf->connect.kind == EXPR_LITERAL) {
         /* a literal connection string must parse */
-        char *err = nullptr;
-        PQconninfoOption *opts = PQconninfoParse(pf->connect.literal, &err);
-        if (!opts) {
-            std::string m = err ? err : "out of memory";
-            if (err)
-                PQfreemem(err);
-            while (!m.empty() && m.back() == '\n')
-                m.pop_back();
-            set_problem(p, ERRCODE_SYNTAX_ERROR, body.connect.body_pos, "invalid connection string: " + m);
-            return;
+        ConninfoError err;
+        bool has_user = false;
+        if (!conninfo_each(
+                pf->connect.literal,
+                [&](const ConninfoOption &o) { has_user |= strcmp(o.keyword, "user") == 0 && o.val[0]; }, &err)) {
+            set_problem(p, ERRCODE_SYNTAX_ERROR, body.connect.body_pos,
+                        std::string("invalid connection string: ") + err.text);
+            return false;
         }
-        for (PQconninfoOption *o = opts; o->keyword; o++)
-            if (strcmp(o->keyword, "user") == 0 && o->val && o->val[0])
-                pf->connect_has_user = true;
-        PQconninfoFree(opts);
+        pf->connect_has_user = has_user;
     }
     if (pf->run.kind == EXPR_NUMBER && pf->run.number < 0) {
         set_problem(p, ERRCODE_INVALID_PARAMETER_VALUE, body.run.body_pos, "partition number must not be negative");
-        return;
+        return false;
     }
+    return true;
+}
 
-    /* what */
+/* What: the remote query (the body's SELECT, or one generated from the
+ * signature) and which arguments are its parameters. */
+bool compile_query(const FunctionInfo &fi, const ParsedBody &body, ProxyFunction *pf, Problem &p)
+{
     std::vector<int> params;
     std::string query;
     if (body.has_select) {
         if (!substitute_args(fi, body.select, fi.in_type_names, query, params, p))
-            return;
+            return false;
     } else {
         query = generated_query(fi, remote_function_name(fi, body), params);
     }
@@ -398,6 +402,23 @@ void compile_body(const FunctionInfo &fi, ProxyFunction *pf, Problem &p)
     pf->param_arg = pg_int_array(params);
     for (size_t i = 0; i < params.size(); i++)
         pf->param_arg[i] = fi.in_arg[params[i]];
+    return true;
+}
+
+/* Parse and check the body; fill pf's statements and query. C++ side. */
+void compile_body(const FunctionInfo &fi, ProxyFunction *pf, Problem &p)
+{
+    ParsedBody body;
+    ParseError perr;
+    if (!parse_body(fi.body, body, perr, standard_conforming_strings)) {
+        set_problem(p, ERRCODE_SYNTAX_ERROR, perr.position, perr.message);
+        return;
+    }
+    std::vector<const char *> run_type_names;
+    std::vector<Oid> run_types;
+    if (check_statements(fi, body, p) && compile_split(fi, body, pf, run_type_names, run_types, p) &&
+        compile_where(fi, body, pf, run_type_names, run_types, p))
+        (void) compile_query(fi, body, pf, p);
 }
 
 void error_position_callback(void *arg)
@@ -406,7 +427,8 @@ void error_position_callback(void *arg)
     (void) function_parse_error_transpose(static_cast<const char *>(arg));
 }
 
-void gather_info(HeapTuple tup, Oid fn_oid, FunctionCallInfo fcinfo, FunctionInfo &fi)
+/* Name, body, language; refuses what may not be a proxy function. */
+void gather_identity(HeapTuple tup, FunctionInfo &fi)
 {
     Form_pg_proc proc = (Form_pg_proc) GETSTRUCT(tup);
     bool isnull;
@@ -425,7 +447,12 @@ void gather_info(HeapTuple tup, Oid fn_oid, FunctionCallInfo fcinfo, FunctionInf
         ereport(ERROR, (errcode(ERRCODE_INVALID_FUNCTION_DEFINITION),
                         errmsg("bgw_proxy function %s must be VOLATILE", fi.display_name),
                         errhint("Remove IMMUTABLE or STABLE from its definition.")));
+}
 
+/* The input arguments, with their types as the remote query casts them.
+ * True when the function has OUT (or TABLE) parameters. */
+bool gather_arguments(HeapTuple tup, FunctionInfo &fi)
+{
     Oid *types;
     char **names;
     char *modes;
@@ -467,7 +494,14 @@ void gather_info(HeapTuple tup, Oid fn_oid, FunctionCallInfo fcinfo, FunctionInf
                             errmsg("LANGUAGE plproxy functions cannot have VARIADIC arguments"),
                             errhint("PL/Proxy does not support them; LANGUAGE bgw_proxy does.")));
     }
+    return has_out;
+}
 
+/* The result: its class (scalar or composite), type, shape. fcinfo is
+ * null when validating (CREATE FUNCTION), set when called. */
+void gather_result(HeapTuple tup, Oid fn_oid, FunctionCallInfo fcinfo, bool has_out, FunctionInfo &fi)
+{
+    Form_pg_proc proc = (Form_pg_proc) GETSTRUCT(tup);
     fi.retset = proc->proretset;
     TupleDesc desc = nullptr;
     Oid rettype;
@@ -503,6 +537,13 @@ void gather_info(HeapTuple tup, Oid fn_oid, FunctionCallInfo fcinfo, FunctionInf
     if (fi.result_class == TYPEFUNC_COMPOSITE_DOMAIN)
         fi.result_class = TYPEFUNC_COMPOSITE;
     fi.result_type_name = format_type_extended(rettype, -1, FORMAT_TYPE_FORCE_QUALIFY);
+}
+
+void gather_info(HeapTuple tup, Oid fn_oid, FunctionCallInfo fcinfo, FunctionInfo &fi)
+{
+    gather_identity(tup, fi);
+    bool has_out = gather_arguments(tup, fi);
+    gather_result(tup, fn_oid, fcinfo, has_out, fi);
 }
 
 /* Compile into a new memory context under the current one. */

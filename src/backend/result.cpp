@@ -63,7 +63,7 @@ namespace {
 
 /* How to read remote column `field` as a value of the declared type. The
  * worker asks for binary only where the remote type is the declared one
- * and binary-safe (wire.hpp); anything else is refused, never guessed. */
+ * and binary-safe (shared/binary_types.hpp); anything else is refused, never guessed. */
 void init_decoder(ColumnDecoder *d, int field, Oid declared, const proto::Column *columns, MemoryContext cxt,
                   const char *function)
 {

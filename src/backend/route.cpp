@@ -10,7 +10,6 @@
 extern "C" {
 #include "common/pg_prng.h"
 #include "executor/spi.h"
-#include "libpq-fe.h"
 #include "utils/array.h"
 }
 

@@ -129,19 +129,47 @@ Datum pg_stat_bgw_proxy_workers_1_0(PG_FUNCTION_ARGS)
 }
 
 
-Datum pg_stat_bgw_proxy_queue_1_0(PG_FUNCTION_ARGS)
+namespace {
+
+/* The queue view's versions: 1.1 adds depth, peak, in flight, slot waits
+ * and the reset time after the columns of 1.0, which keep their meaning
+ * (1.0's submitted and completed count since start, 1.1's since reset). */
+enum class QueueApi { V1_0, V1_1 };
+
+Datum queue_internal(FunctionCallInfo fcinfo, QueueApi api)
 {
-    auto *rsinfo = begin_rows(fcinfo, 5);
-    Datum values[5];
-    bool nulls[5] = {false};
-    values[0] = Int32GetDatum(proxy_shared->nworkers);
+    constexpr int kCols10 = 5, kCols11 = 10;
+    int ncols = api == QueueApi::V1_0 ? kCols10 : kCols11;
+    auto *rsinfo = begin_rows(fcinfo, ncols);
+    ProxyShared *sh = proxy_shared;
+    Datum values[kCols11];
+    bool nulls[kCols11] = {false};
+    /* completed before submitted: in flight may look smaller, never negative */
+    uint64 completed = pg_atomic_read_u64(&sh->completed);
+    uint64 depth = queue_depth();
+    uint64 submitted = pg_atomic_read_u64(&sh->submitted);
+    values[0] = Int32GetDatum(sh->nworkers);
     values[1] = Int64GetDatum((int64) kSubmitQueueCapacity);
-    values[2] = Int64GetDatum((int64) pg_atomic_read_u64(&proxy_shared->submitted));
-    values[3] = Int64GetDatum((int64) pg_atomic_read_u64(&proxy_shared->completed));
-    values[4] = Int64GetDatum((int64) pg_atomic_read_u64(&proxy_shared->queue_full_waits));
+    values[4] = Int64GetDatum((int64) pg_atomic_read_u64(&sh->queue_full_waits));
+    if (api == QueueApi::V1_0) {
+        values[2] = Int64GetDatum((int64) submitted);
+        values[3] = Int64GetDatum((int64) completed);
+    } else {
+        values[2] = Int64GetDatum((int64) since_reset(&sh->submitted, &sh->submitted_base));
+        values[3] = Int64GetDatum((int64) since_reset(&sh->completed, &sh->completed_base));
+        values[5] = Int64GetDatum((int64) depth);
+        values[6] = Int64GetDatum((int64) pg_atomic_read_u64(&sh->peak_depth));
+        values[7] = Int64GetDatum((int64) (submitted > completed ? submitted - completed : 0));
+        values[8] = Int64GetDatum((int64) pg_atomic_read_u64(&sh->slot_waits));
+        values[9] = TimestampTzGetDatum((TimestampTz) pg_atomic_read_u64(&sh->stats_reset));
+    }
     tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
     return (Datum) 0;
 }
+
+} // namespace
+
+Datum pg_stat_bgw_proxy_queue_1_0(PG_FUNCTION_ARGS) { return queue_internal(fcinfo, QueueApi::V1_0); }
 
 extern "C" {
 PG_FUNCTION_INFO_V1(bgw_proxy_cluster_cache_1_0);
@@ -194,31 +222,92 @@ PG_FUNCTION_INFO_V1(bgw_proxy_stat_reset_1_1);
 PG_FUNCTION_INFO_V1(bgw_proxy_stat_reset_cluster_1_1);
 }
 
-/* 1.1 adds depth, peak, in flight, slot waits and the reset time; the
- * columns of 1.0 come first, unchanged. */
-Datum pg_stat_bgw_proxy_queue_1_1(PG_FUNCTION_ARGS)
+Datum pg_stat_bgw_proxy_queue_1_1(PG_FUNCTION_ARGS) { return queue_internal(fcinfo, QueueApi::V1_1); }
+
+namespace {
+
+constexpr int kPoolStatCols = 25;
+
+/* One entry as copied out of shared memory. */
+struct PoolStatCopy {
+    bool used;
+    Oid dbid, roleid;
+    uint32 partition;
+    int encoding;
+    char cluster[NAMEDATALEN];
+    char conninfo[kStatConninfoLen];
+    char last_error[kStatErrorLen];
+    TimestampTz last_error_at;
+    uint32 gauges[6];            /* open, idle, active, connecting, cancelling, waiting */
+    uint64 counters[10];         /* calls, errors, cancels, rows, binary_calls, bytes_sent,
+                                  * bytes_received, time_us, connects, disconnects */
+    TimestampTz wait_since, reset_at;
+};
+
+/* Copy entry e, again if it changed hands meanwhile (pool_stats.h). */
+void copy_pool_stat(PoolStat *e, PoolStatCopy &c)
 {
-    auto *rsinfo = begin_rows(fcinfo, 10);
-    ProxyShared *sh = proxy_shared;
-    Datum values[10];
-    bool nulls[10] = {false};
-    /* completed before submitted: in flight may look smaller, never negative */
-    uint64 completed = pg_atomic_read_u64(&sh->completed);
-    uint64 depth = queue_depth();
-    uint64 submitted = pg_atomic_read_u64(&sh->submitted);
-    values[0] = Int32GetDatum(sh->nworkers);
-    values[1] = Int64GetDatum((int64) kSubmitQueueCapacity);
-    values[2] = Int64GetDatum((int64) since_reset(&sh->submitted, &sh->submitted_base));
-    values[3] = Int64GetDatum((int64) since_reset(&sh->completed, &sh->completed_base));
-    values[4] = Int64GetDatum((int64) pg_atomic_read_u64(&sh->queue_full_waits));
-    values[5] = Int64GetDatum((int64) depth);
-    values[6] = Int64GetDatum((int64) pg_atomic_read_u64(&sh->peak_depth));
-    values[7] = Int64GetDatum((int64) (submitted > completed ? submitted - completed : 0));
-    values[8] = Int64GetDatum((int64) pg_atomic_read_u64(&sh->slot_waits));
-    values[9] = TimestampTzGetDatum((TimestampTz) pg_atomic_read_u64(&sh->stats_reset));
-    tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
-    return (Datum) 0;
+    for (;;) {
+        uint32 before = pg_atomic_read_u32(&e->changecount);
+        if (before & 1) {
+            CHECK_FOR_INTERRUPTS();
+            pg_spin_delay();
+            continue;
+        }
+        pg_read_barrier();
+        SpinLockAcquire(&e->mutex);
+        c.used = e->used;
+        c.dbid = e->dbid;
+        c.roleid = e->roleid;
+        c.partition = e->partition;
+        c.encoding = e->encoding;
+        memcpy(c.cluster, e->cluster, sizeof(c.cluster));
+        memcpy(c.conninfo, e->conninfo, sizeof(c.conninfo));
+        memcpy(c.last_error, e->last_error, sizeof(c.last_error));
+        c.last_error_at = e->last_error_at;
+        SpinLockRelease(&e->mutex);
+        int k = 0;
+        for (pg_atomic_uint32 *g : {&e->conns_open, &e->conns_idle, &e->conns_active, &e->conns_connecting,
+                                    &e->conns_cancelling, &e->waiting})
+            c.gauges[k++] = pg_atomic_read_u32(g);
+        k = 0;
+        for (pg_atomic_uint64 *n : {&e->calls, &e->errors, &e->cancels, &e->rows, &e->binary_calls, &e->bytes_sent,
+                                    &e->bytes_received, &e->time_us, &e->connects, &e->disconnects})
+            c.counters[k++] = pg_atomic_read_u64(n);
+        c.wait_since = TimestampTz(pg_atomic_read_u64(&e->wait_since));
+        c.reset_at = TimestampTz(pg_atomic_read_u64(&e->stats_reset));
+        pg_read_barrier();
+        if (pg_atomic_read_u32(&e->changecount) == before)
+            break;
+    }
+    c.cluster[NAMEDATALEN - 1] = c.conninfo[kStatConninfoLen - 1] = c.last_error[kStatErrorLen - 1] = '\0';
 }
+
+void pool_stat_row(const PoolStatCopy &c, TimestampTz now, Datum *values, bool *nulls)
+{
+    int k = 0;
+    values[k++] = ObjectIdGetDatum(c.dbid);
+    nulls[k] = nulls[k + 1] = c.cluster[0] == '\0';
+    values[k++] = shared_text(c.cluster, c.encoding);
+    values[k++] = Int32GetDatum(int32(c.partition));
+    values[k++] = ObjectIdGetDatum(c.roleid);
+    values[k++] = shared_text(c.conninfo, c.encoding);
+    for (uint32 g : c.gauges)
+        values[k++] = Int32GetDatum(int32(g));
+    values[k++] = Float8GetDatum(c.wait_since != 0 && now > c.wait_since ? double(now - c.wait_since) / 1000.0 : 0.0);
+    for (int n = 0; n < 7; n++) /* calls ... bytes_received */
+        values[k++] = Int64GetDatum(int64(c.counters[n]));
+    values[k++] = Float8GetDatum(double(c.counters[7]) / 1000.0);
+    values[k++] = Int64GetDatum(int64(c.counters[8]));
+    values[k++] = Int64GetDatum(int64(c.counters[9]));
+    nulls[k] = nulls[k + 1] = c.last_error_at == 0;
+    values[k++] = shared_text(c.last_error, c.encoding);
+    values[k++] = TimestampTzGetDatum(c.last_error_at);
+    values[k++] = TimestampTzGetDatum(c.reset_at);
+    Assert(k == kPoolStatCols);
+}
+
+} // namespace
 
 /* One row per tracked pool. Members of pg_read_all_stats (and superusers)
  * see every row; other roles see the rows of roles whose privileges they
@@ -226,87 +315,18 @@ Datum pg_stat_bgw_proxy_queue_1_1(PG_FUNCTION_ARGS)
  * masks it before it reaches shared memory). */
 Datum pg_stat_bgw_proxy_1_1(PG_FUNCTION_ARGS)
 {
-    constexpr int kCols = 25;
-    auto *rsinfo = begin_rows(fcinfo, kCols);
+    auto *rsinfo = begin_rows(fcinfo, kPoolStatCols);
     Oid me = GetUserId();
     bool see_all = has_privs_of_role(me, ROLE_PG_READ_ALL_STATS);
     TimestampTz now = GetCurrentTimestamp();
-
+    PoolStatCopy c;
     for (int i = 0; i < proxy_shared->npool_stats; i++) {
-        PoolStat *e = pool_stat(i);
-        bool used;
-        Oid dbid, roleid;
-        uint32 partition;
-        int encoding;
-        char cluster[NAMEDATALEN];
-        char conninfo[kStatConninfoLen];
-        char last_error[kStatErrorLen];
-        TimestampTz last_error_at;
-        uint32 gauges[6];
-        uint64 counters[10];
-        TimestampTz wait_since, reset_at;
-
-        /* copy again if the entry changed hands meanwhile (pool_stats.h) */
-        for (;;) {
-            uint32 before = pg_atomic_read_u32(&e->changecount);
-            if (before & 1) {
-                CHECK_FOR_INTERRUPTS();
-                pg_spin_delay();
-                continue;
-            }
-            pg_read_barrier();
-            SpinLockAcquire(&e->mutex);
-            used = e->used;
-            dbid = e->dbid;
-            roleid = e->roleid;
-            partition = e->partition;
-            encoding = e->encoding;
-            memcpy(cluster, e->cluster, sizeof(cluster));
-            memcpy(conninfo, e->conninfo, sizeof(conninfo));
-            memcpy(last_error, e->last_error, sizeof(last_error));
-            last_error_at = e->last_error_at;
-            SpinLockRelease(&e->mutex);
-            int k = 0;
-            for (pg_atomic_uint32 *g : {&e->conns_open, &e->conns_idle, &e->conns_active, &e->conns_connecting,
-                                        &e->conns_cancelling, &e->waiting})
-                gauges[k++] = pg_atomic_read_u32(g);
-            k = 0;
-            for (pg_atomic_uint64 *c : {&e->calls, &e->errors, &e->cancels, &e->rows, &e->binary_calls,
-                                        &e->bytes_sent, &e->bytes_received, &e->time_us, &e->connects,
-                                        &e->disconnects})
-                counters[k++] = pg_atomic_read_u64(c);
-            wait_since = TimestampTz(pg_atomic_read_u64(&e->wait_since));
-            reset_at = TimestampTz(pg_atomic_read_u64(&e->stats_reset));
-            pg_read_barrier();
-            if (pg_atomic_read_u32(&e->changecount) == before)
-                break;
-        }
-        if (!used || (!see_all && !has_privs_of_role(me, roleid)))
+        copy_pool_stat(pool_stat(i), c);
+        if (!c.used || (!see_all && !has_privs_of_role(me, c.roleid)))
             continue;
-        cluster[NAMEDATALEN - 1] = conninfo[kStatConninfoLen - 1] = last_error[kStatErrorLen - 1] = '\0';
-
-        Datum values[kCols];
-        bool nulls[kCols] = {false};
-        int k = 0;
-        values[k++] = ObjectIdGetDatum(dbid);
-        nulls[k] = nulls[k + 1] = cluster[0] == '\0';
-        values[k++] = shared_text(cluster, encoding);
-        values[k++] = Int32GetDatum(int32(partition));
-        values[k++] = ObjectIdGetDatum(roleid);
-        values[k++] = shared_text(conninfo, encoding);
-        for (uint32 g : gauges)
-            values[k++] = Int32GetDatum(int32(g));
-        values[k++] = Float8GetDatum(wait_since != 0 && now > wait_since ? double(now - wait_since) / 1000.0 : 0.0);
-        for (int c = 0; c < 7; c++) /* calls ... bytes_received */
-            values[k++] = Int64GetDatum(int64(counters[c]));
-        values[k++] = Float8GetDatum(double(counters[7]) / 1000.0);
-        values[k++] = Int64GetDatum(int64(counters[8]));
-        values[k++] = Int64GetDatum(int64(counters[9]));
-        nulls[k] = nulls[k + 1] = last_error_at == 0;
-        values[k++] = shared_text(last_error, encoding);
-        values[k++] = TimestampTzGetDatum(last_error_at);
-        values[k++] = TimestampTzGetDatum(reset_at);
-        Assert(k == kCols);
+        Datum values[kPoolStatCols];
+        bool nulls[kPoolStatCols] = {false};
+        pool_stat_row(c, now, values, nulls);
         tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
     }
     return (Datum) 0;

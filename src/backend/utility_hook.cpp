@@ -5,7 +5,7 @@
  * waits up to 5 seconds for them to leave. When the database is one of our
  * partitions on this same server, those sessions are often idle pooled
  * connections of our workers. So before the drop runs, the workers are told
- * the name (shmem.h: drop_dbname / drop_epoch) and retire their connections
+ * the name (shmem.h: drop_names / drop_epoch) and retire their connections
  * to a database of that name: idle ones are closed at once, busy ones when
  * their statement ends. A connection to a same-named database on another
  * server is closed too; the next call simply reconnects.

@@ -44,40 +44,37 @@ private:
     ErrorData *edata_; /* palloc'd in the context current when pg_call ran */
 };
 
+/* Runs f under PG_TRY; a PostgreSQL error is copied (into the caller's
+ * memory context) and returned, with the error state cleared. */
 template <typename F>
-auto pg_call(F &&f) -> decltype(f())
+ErrorData *pg_capture(F &f)
 {
     MemoryContext caller_cxt = CurrentMemoryContext;
     ErrorData *edata = nullptr;
+    PG_TRY();
+    {
+        f();
+    }
+    PG_CATCH();
+    {
+        MemoryContextSwitchTo(caller_cxt);
+        edata = CopyErrorData();
+        FlushErrorState();
+    }
+    PG_END_TRY();
+    return edata;
+}
 
+template <typename F>
+auto pg_call(F &&f) -> decltype(f())
+{
     if constexpr (std::is_void_v<decltype(f())>) {
-        PG_TRY();
-        {
-            f();
-        }
-        PG_CATCH();
-        {
-            MemoryContextSwitchTo(caller_cxt);
-            edata = CopyErrorData();
-            FlushErrorState();
-        }
-        PG_END_TRY();
-        if (edata)
+        if (ErrorData *edata = pg_capture(f))
             throw PgError(edata);
     } else {
         decltype(f()) result{};
-        PG_TRY();
-        {
-            result = f();
-        }
-        PG_CATCH();
-        {
-            MemoryContextSwitchTo(caller_cxt);
-            edata = CopyErrorData();
-            FlushErrorState();
-        }
-        PG_END_TRY();
-        if (edata)
+        auto run = [&] { result = f(); };
+        if (ErrorData *edata = pg_capture(run))
             throw PgError(edata);
         return result;
     }

@@ -7,7 +7,7 @@
  * header LAST among its includes: standard and Boost headers first, then the
  * server headers, all inside extern "C" because they are C.
  *
- * Pure C++ modules (body_parser, submit_queue, wire, conn_pool) must not
+ * Pure C++ modules (the parser, the queue, the slot protocol, the pool) must not
  * include this file; pure_cxx.h enforces that.
  */
 #pragma once

@@ -1,6 +1,7 @@
 /*
  * resolver.cpp — see resolver.hpp.
  */
+#include "common/conninfo.hpp"
 #include "pool/resolver.hpp"
 #include "pool/helper_threads.hpp"
 
@@ -127,28 +128,29 @@ void resolve(const std::shared_ptr<Resolution> &r, std::vector<std::string> host
 
 ResolutionPtr resolve_hosts_async(const std::string &connstr)
 {
-    char *err = nullptr;
-    PQconninfoOption *opts = PQconninfoParse(connstr.c_str(), &err);
-    if (err)
-        PQfreemem(err);
-    if (!opts)
-        return nullptr; /* libpq will report what is wrong with it */
-    const char *host_val = nullptr, *hostaddr_val = nullptr, *port_val = nullptr;
+    bool host_val = false, hostaddr_val = false, port_val = false;
     bool service = getenv("PGSERVICE") != nullptr;
     std::string host, hostaddr, port;
-    for (PQconninfoOption *o = opts; o->keyword; o++) {
-        if (!o->val)
-            continue;
-        if (strcmp(o->keyword, "host") == 0)
-            host_val = o->val, host = o->val;
-        else if (strcmp(o->keyword, "hostaddr") == 0)
-            hostaddr_val = o->val, hostaddr = o->val;
-        else if (strcmp(o->keyword, "port") == 0)
-            port_val = o->val, port = o->val;
-        else if (strcmp(o->keyword, "service") == 0)
-            service = true;
-    }
-    PQconninfoFree(opts);
+    bool oom = false;
+    /* the callback must not throw: an allocation failure is noted */
+    bool ok = conninfo_each(connstr.c_str(), [&](const ConninfoOption &o) noexcept {
+        try {
+            if (strcmp(o.keyword, "host") == 0)
+                host_val = true, host = o.val;
+            else if (strcmp(o.keyword, "hostaddr") == 0)
+                hostaddr_val = true, hostaddr = o.val;
+            else if (strcmp(o.keyword, "port") == 0)
+                port_val = true, port = o.val;
+            else if (strcmp(o.keyword, "service") == 0)
+                service = true;
+        } catch (...) {
+            oom = true;
+        }
+    });
+    if (!ok)
+        return nullptr; /* libpq will report what is wrong with it */
+    if (oom)
+        throw std::bad_alloc();
     /* A service file may name the hosts; libpq reads it between the string
      * and the environment. Not reproduced here: such connections are left
      * to libpq (which then resolves in the worker; README says so). */

@@ -36,8 +36,11 @@ struct Resolution {
 using ResolutionPtr = std::shared_ptr<Resolution>;
 
 /* Starts resolving the host names of `connstr` (or of PGHOST when it names
- * none). Returns null when there is nothing to resolve, or when the helper
- * thread cannot be started (then libpq resolves, as before). */
+ * none) on the helper threads' lookup lane. Returns null when there is
+ * nothing to resolve (addresses only, a hostaddr, a service file) or when
+ * out of memory: then libpq connects as it would. When the lane is full,
+ * the returned resolution has already failed ("too many host name lookups
+ * pending"): a lookup is never done on the worker's own thread. */
 ResolutionPtr resolve_hosts_async(const std::string &connstr);
 
 } // namespace bgw

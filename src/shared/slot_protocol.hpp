@@ -202,12 +202,20 @@ struct ErrorFields {
     Span severity, message, detail, hint, context;
 };
 
+/* The first bytes of every response but CallDone. */
+template <typename Buf>
+Writer<Buf> begin_response(Buf &buf, Kind kind, uint16_t target)
+{
+    Writer<Buf> w(buf);
+    w.u8(uint8_t(kind));
+    w.u16(target);
+    return w;
+}
+
 template <typename Buf>
 void encode_describe(Buf &buf, uint16_t target, uint16_t ncolumns, const Column *columns)
 {
-    Writer<Buf> w(buf);
-    w.u8(uint8_t(Kind::Describe));
-    w.u16(target);
+    Writer<Buf> w = begin_response(buf, Kind::Describe, target);
     w.u16(ncolumns);
     for (uint16_t i = 0; i < ncolumns; i++) {
         w.str(columns[i].name);
@@ -223,9 +231,7 @@ constexpr size_t kRowCountOffset = 5; /* after kind, target, nfields */
 template <typename Buf>
 void begin_rows(Buf &buf, uint16_t target, uint16_t nfields)
 {
-    Writer<Buf> w(buf);
-    w.u8(uint8_t(Kind::Rows));
-    w.u16(target);
+    Writer<Buf> w = begin_response(buf, Kind::Rows, target);
     w.u16(nfields);
     w.u32(0);
 }
@@ -248,9 +254,7 @@ inline void set_row_count(char *message, uint32_t nrows)
 template <typename Buf>
 void encode_error(Buf &buf, Kind kind, uint16_t target, const ErrorFields &f)
 {
-    Writer<Buf> w(buf);
-    w.u8(uint8_t(kind));
-    w.u16(target);
+    Writer<Buf> w = begin_response(buf, kind, target);
     w.raw(f.sqlstate, 5);
     w.str(f.severity);
     w.str(f.message);
@@ -262,9 +266,7 @@ void encode_error(Buf &buf, Kind kind, uint16_t target, const ErrorFields &f)
 template <typename Buf>
 void encode_target_done(Buf &buf, uint16_t target, uint64_t rows)
 {
-    Writer<Buf> w(buf);
-    w.u8(uint8_t(Kind::TargetDone));
-    w.u16(target);
+    Writer<Buf> w = begin_response(buf, Kind::TargetDone, target);
     w.u64(rows);
 }
 

@@ -9,15 +9,15 @@
  */
 #pragma once
 
-#include "pool/conn_pool.hpp"
-#include "worker/pool_stats_worker.h"
-
-#include "common/pg_headers.h"
-
 #include <deque>
 #include <memory>
 #include <string>
 #include <vector>
+
+#include "pool/conn_pool.hpp"
+#include "worker/pool_stats_worker.h"
+
+#include "common/pg_headers.h"
 
 namespace bgw {
 

@@ -11,6 +11,7 @@
 #include <functional>
 #include <memory>
 
+#include "common/conninfo.hpp"
 #include "worker/pool_stats_worker.h"
 #include "shared/shmem.h"
 #include "shared/pool_stats.h"
@@ -58,24 +59,22 @@ std::string conninfo_value(const char *v)
  * sslpassword, and any it adds later), the user the pool connects as last. */
 std::string masked_conninfo(const std::string &connstr, const std::string &user)
 {
-    char *err = nullptr;
-    std::unique_ptr<PQconninfoOption, void (*)(PQconninfoOption *)> opts(PQconninfoParse(connstr.c_str(), &err),
-                                                                         PQconninfoFree);
-    if (err)
-        PQfreemem(err);
-    if (!opts)
-        return "(invalid connection string)";
+    /* the callback must not throw: a failed append only shortens the text */
     std::string out;
-    for (PQconninfoOption *o = opts.get(); o->keyword; o++) {
-        if (!o->val || (!user.empty() && strcmp(o->keyword, "user") == 0))
-            continue;
-        if (!out.empty())
-            out += ' ';
-        out += o->keyword;
-        out += '=';
-        bool secret = (o->dispchar && o->dispchar[0] == '*') || strstr(o->keyword, "password") != nullptr;
-        out += secret ? std::string("********") : conninfo_value(o->val);
-    }
+    bool ok = conninfo_each(connstr.c_str(), [&](const ConninfoOption &o) noexcept {
+        if (!user.empty() && strcmp(o.keyword, "user") == 0)
+            return;
+        try {
+            if (!out.empty())
+                out += ' ';
+            out += o.keyword;
+            out += '=';
+            out += o.secret ? std::string("********") : conninfo_value(o.val);
+        } catch (...) {
+        }
+    });
+    if (!ok)
+        return "(invalid connection string)";
     if (!user.empty())
         out += (out.empty() ? "user=" : " user=") + conninfo_value(user.c_str());
     return out;

@@ -7,17 +7,17 @@
  */
 #pragma once
 
-#include "pool/conn_pool.hpp"
-#include "shared/shmem.h"
-#include "worker/call_task.h"
-#include "worker/pool_stats_worker.h"
-
 #include <memory>
 #include <string>
 #include <tuple>
 #include <unordered_map>
 #include <utility>
 #include <vector>
+
+#include "pool/conn_pool.hpp"
+#include "worker/pool_stats_worker.h"
+#include "worker/call_task.h"
+#include "shared/shmem.h"
 
 namespace bgw {
 

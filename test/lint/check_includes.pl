@@ -6,7 +6,7 @@
 #
 #   common/   PostgreSQL headers wrapper, C++ boundary, GUC variables
 #   shared/   the segment, its contracts, the queue, the slot protocol
-#   pool/     connections (pure C++ + libpq: of common/, only pure_cxx.h)
+#   pool/     connections (pure C++ + libpq: of common/, only pure headers)
 #   backend/  code run by a backend process      -> shared/, common/
 #   worker/   code run by a worker process       -> pool/, shared/, common/
 #   src/*.cpp module load: may include any layer
@@ -22,14 +22,21 @@ my $src = shift // 'src';
 my %allowed = (
     common  => [qw(common)],
     shared  => [qw(shared common)],
-    pool    => [qw(pool common/pure_cxx.h)],
+    pool    => [qw(pool common)],   # and of common/, only pure files (below)
     backend => [qw(backend shared common)],
     worker  => [qw(worker pool shared common)],
 );
 my $server_wrappers = qr{^common/(pg_headers\.h|cxx_boundary\.h|guc\.h)$};
 
-my (%graph, @problems);
+my (%graph, %pure, @problems);
 my @files = (glob("$src/*.cpp"), glob("$src/*/*.{h,hpp,cpp}"));
+for my $path (@files) {
+    open my $fh, '<', $path or die "$path: $!";
+    (my $rel = $path) =~ s{^\Q$src\E/}{};
+    $pure{$rel} = 1 if grep { /^\s*#\s*include\s+"common\/pure_cxx\.h"/ } <$fh>;
+    close $fh;
+}
+$pure{'common/pure_cxx.h'} = 1;
 for my $path (@files) {
     (my $rel = $path) =~ s{^\Q$src\E/}{};
     my $layer = $rel =~ m{^([^/]+)/} ? $1 : '';
@@ -51,6 +58,7 @@ for my $path (@files) {
         next if $layer eq '';          # module load sees every layer
         push @problems, "$rel: unknown layer $layer" and next unless $allowed{$layer};
         my $ok = grep { $inc eq $_ || index($inc, "$_/") == 0 } @{ $allowed{$layer} };
+        $ok = 0 if $layer eq 'pool' && $inc =~ m{^common/} && !$pure{$inc};
         push @problems, "$rel: $layer/ may not include $inc" unless $ok;
     }
 }
@@ -77,6 +85,8 @@ sub visit {
 }
 visit($_) for sort grep { !$colour{$_} } keys %graph;
 
+my %seen;
+@problems = grep { !$seen{$_}++ } @problems;
 my $n = scalar(keys %graph);
 if (@problems) {
     print "not ok - $_\n" for @problems;

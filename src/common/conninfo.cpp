@@ -1,0 +1,73 @@
+/*
+ * conninfo.cpp — see conninfo.hpp.
+ */
+#include "common/conninfo.hpp"
+
+#include <cstring>
+
+#include <libpq-fe.h>
+
+namespace bgw {
+
+namespace {
+
+/* libpq's message: trailing newlines and spaces cut, inner ones joined */
+void copy_error(ConninfoError *err, const char *msg)
+{
+    if (!err)
+        return;
+    size_t n = 0;
+    for (const char *p = msg; *p && n + 1 < sizeof(err->text); p++)
+        err->text[n++] = (*p == '\n' || *p == '\t') ? ' ' : *p;
+    while (n > 0 && err->text[n - 1] == ' ')
+        n--;
+    err->text[n] = '\0';
+}
+
+} // namespace
+
+bool conninfo_walk(const char *connstr, ConninfoFn fn, void *arg, ConninfoError *err)
+{
+    char *errmsg = nullptr;
+    PQconninfoOption *opts = PQconninfoParse(connstr ? connstr : "", &errmsg);
+    if (!opts) {
+        copy_error(err, errmsg ? errmsg : "out of memory");
+        if (errmsg)
+            PQfreemem(errmsg);
+        return false;
+    }
+    for (PQconninfoOption *o = opts; o->keyword; o++) {
+        if (!o->val)
+            continue;
+        bool secret = (o->dispchar && o->dispchar[0] == '*') || strstr(o->keyword, "password") != nullptr;
+        fn(arg, ConninfoOption{o->keyword, o->val, secret});
+    }
+    PQconninfoFree(opts);
+    return true;
+}
+
+bool conninfo_has(const char *connstr, const char *keyword)
+{
+    bool found = false;
+    conninfo_each(connstr, [&](const ConninfoOption &o) {
+        if (strcmp(o.keyword, keyword) == 0 && o.val[0])
+            found = true;
+    });
+    return found;
+}
+
+bool conninfo_copy(const char *connstr, const char *keyword, char *out, size_t outlen)
+{
+    bool found = false;
+    conninfo_each(connstr, [&](const ConninfoOption &o) {
+        if (strcmp(o.keyword, keyword) == 0 && o.val[0] && outlen > 0) {
+            size_t n = strnlen(o.val, outlen - 1);
+            memcpy(out, o.val, n);
+            out[n] = '\0';
+            found = true;
+        }
+    });
+    return found;
+}
+
+} // namespace bgw

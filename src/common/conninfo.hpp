@@ -1,0 +1,50 @@
+/*
+ * conninfo.hpp — the one walk over a libpq connection string's options
+ * (keyword=value pairs or a URI, as PQconninfoParse reads them), for every
+ * process and layer: the backend checks and describes connection strings,
+ * the pool resolves their hosts, the worker masks them for the views.
+ *
+ * Pure C++ + libpq. The callback must neither throw nor raise a PostgreSQL
+ * error: the parsed options are freed after it returns. The frames here
+ * own nothing with a destructor, so backend code may call them directly.
+ */
+#pragma once
+
+#include "common/pure_cxx.h"
+
+#include <cstddef>
+
+namespace bgw {
+
+struct ConninfoOption {
+    const char *keyword;
+    const char *val;             /* never NULL: options without a value are skipped */
+    bool secret;                 /* libpq marks it secret (dispchar "*"), or a *password* keyword */
+};
+
+/* libpq's reason when a string does not parse, on one line. */
+struct ConninfoError {
+    char text[256];
+};
+
+typedef void (*ConninfoFn)(void *arg, const ConninfoOption &o);
+
+/* Calls fn for every option that has a value, in libpq's keyword order.
+ * False (and err->text, when err is given) if the string does not parse. */
+bool conninfo_walk(const char *connstr, ConninfoFn fn, void *arg, ConninfoError *err);
+
+template <typename F>
+bool conninfo_each(const char *connstr, F &&fn, ConninfoError *err = nullptr)
+{
+    return conninfo_walk(
+        connstr, [](void *a, const ConninfoOption &o) { (*static_cast<F *>(a))(o); }, &fn, err);
+}
+
+/* True if the string parses and gives `keyword` a non-empty value. */
+bool conninfo_has(const char *connstr, const char *keyword);
+
+/* The value of `keyword` copied into out (cut to outlen - 1 bytes); false
+ * if the string does not parse or has no such value. */
+bool conninfo_copy(const char *connstr, const char *keyword, char *out, size_t outlen);
+
+} // namespace bgw
