@@ -130,7 +130,7 @@ CREATE FUNCTION mon_nap(s float8) RETURNS int
     AS $$ CLUSTER 'mon_one'; RUN ON 0; SELECT whoami() FROM pg_sleep(s); $$ LANGUAGE bgw_proxy;
 SELECT mon_nap(0);
 SELECT dblink_connect('locker', 'dbname=bgw_part0 application_name=mon_locker');
-SELECT dblink_exec('locker', 'SELECT pg_advisory_lock(4242)');
+SELECT dblink_exec('locker', 'DO $d$ BEGIN PERFORM pg_advisory_lock(4242); END $d$');
 SELECT dblink_connect('holder', 'dbname=contrib_regression application_name=mon_holder');
 SELECT dblink_connect('waiter', 'dbname=contrib_regression application_name=mon_waiter');
 SELECT dblink_send_query('holder', 'SELECT mon_hold()');
@@ -142,7 +142,7 @@ SELECT conns_open, conns_active, calls_waiting, longest_wait > 100 AS waited_a_w
 FROM pg_stat_bgw_proxy WHERE cluster = 'mon_one';
 SELECT application_name, wait_event_type, wait_event FROM pg_stat_activity
 WHERE application_name IN ('mon_holder', 'mon_waiter') ORDER BY application_name;
-SELECT dblink_exec('locker', 'SELECT pg_advisory_unlock(4242)');
+SELECT dblink_exec('locker', 'DO $d$ BEGIN PERFORM pg_advisory_unlock(4242); END $d$');
 SELECT * FROM dblink_get_result('holder') AS r(n int);
 SELECT * FROM dblink_get_result('waiter') AS r(n int);
 SELECT dblink_disconnect('holder'), dblink_disconnect('waiter'), dblink_disconnect('locker');

@@ -101,6 +101,7 @@ void abandon_active_call(void)
         /* no worker saw it: the call ends here */
         pg_atomic_fetch_add_u64(&proxy_shared->withdrawn, 1);
         pg_atomic_fetch_add_u64(&proxy_shared->completed, 1);
+        uncharge_worker(s);
     } else if (expected == SLOT_RUNNING) {
         /* the worker owns it: ask it to cancel and let go */
         pg_atomic_write_u32(&s->cancel, 1);
@@ -314,6 +315,7 @@ void prepare_slot(RequestSlot *s, int idx, int worker)
  * worker that is gone. */
 void submit_slot(RequestSlot *s, int idx, int worker)
 {
+    charge_worker(s, worker);
     /* exchange is a full barrier, so the worker that wins the
      * SUBMITTED->RUNNING CAS sees every field written before */
     (void) pg_atomic_exchange_u32(&s->state, SLOT_SUBMITTED);
@@ -451,7 +453,7 @@ void run_call(const CallRequest *req, const ResultSink *sink)
 {
     int idx = my_slot_index();
     RequestSlot *s = acquire_slot(idx);
-    int worker = worker_for_key(req->route_key, strlen(req->route_key));
+    int worker = pick_worker(req->route_key, strlen(req->route_key));
 
     StringInfoBuf buf;
     encode_request(req, buf);

@@ -40,7 +40,7 @@ struct CallRequest {
     Oid *result_types;
     int ntargets;
     CallTarget *targets;
-    const char *route_key;       /* which worker: same key, same worker */
+    const char *route_key;       /* its home worker (workers.h: pick_worker) */
 };
 
 /* Called once per row with its fields (valid until the callback returns). */

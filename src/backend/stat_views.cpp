@@ -283,6 +283,39 @@ void copy_pool_stat(PoolStat *e, PoolStatCopy &c)
     c.cluster[NAMEDATALEN - 1] = c.conninfo[kStatConninfoLen - 1] = c.last_error[kStatErrorLen - 1] = '\0';
 }
 
+/* Entries of one pool: every worker serving it keeps its own. */
+int compare_pool(const void *a, const void *b)
+{
+    auto *x = static_cast<const PoolStatCopy *>(a);
+    auto *y = static_cast<const PoolStatCopy *>(b);
+    if (x->dbid != y->dbid)
+        return x->dbid < y->dbid ? -1 : 1;
+    if (int c = strcmp(x->cluster, y->cluster))
+        return c;
+    if (x->partition != y->partition)
+        return x->partition < y->partition ? -1 : 1;
+    if (x->roleid != y->roleid)
+        return x->roleid < y->roleid ? -1 : 1;
+    return strcmp(x->conninfo, y->conninfo);
+}
+
+/* Add entry b (another worker's) into a: counts add up, the longest wait
+ * and the latest error win. */
+void merge_pool(PoolStatCopy &a, const PoolStatCopy &b)
+{
+    for (int i = 0; i < 6; i++)
+        a.gauges[i] += b.gauges[i];
+    for (int i = 0; i < 10; i++)
+        a.counters[i] += b.counters[i];
+    if (b.wait_since != 0 && (a.wait_since == 0 || b.wait_since < a.wait_since))
+        a.wait_since = b.wait_since;
+    if (b.last_error_at > a.last_error_at) {
+        memcpy(a.last_error, b.last_error, sizeof(a.last_error));
+        a.last_error_at = b.last_error_at;
+    }
+    a.reset_at = Max(a.reset_at, b.reset_at);
+}
+
 void pool_stat_row(const PoolStatCopy &c, TimestampTz now, Datum *values, bool *nulls)
 {
     int k = 0;
@@ -309,26 +342,38 @@ void pool_stat_row(const PoolStatCopy &c, TimestampTz now, Datum *values, bool *
 
 } // namespace
 
-/* One row per tracked pool. Members of pg_read_all_stats (and superusers)
- * see every row; other roles see the rows of roles whose privileges they
- * have. The connection string never carries a password (pool_stats_worker
- * masks it before it reaches shared memory). */
+/* One row per tracked pool, the entries of every worker serving it added
+ * up. Members of pg_read_all_stats (and superusers) see every row; other
+ * roles see the rows of roles whose privileges they have. The connection
+ * string never carries a password (pool_stats_worker masks it before it
+ * reaches shared memory). */
 Datum pg_stat_bgw_proxy_1_1(PG_FUNCTION_ARGS)
 {
     auto *rsinfo = begin_rows(fcinfo, kPoolStatCols);
     Oid me = GetUserId();
     bool see_all = has_privs_of_role(me, ROLE_PG_READ_ALL_STATS);
     TimestampTz now = GetCurrentTimestamp();
-    PoolStatCopy c;
+    auto *copies = (PoolStatCopy *) palloc(sizeof(PoolStatCopy) * (proxy_shared->npool_stats + 1));
+    int n = 0;
     for (int i = 0; i < proxy_shared->npool_stats; i++) {
+        PoolStatCopy &c = copies[n];
         copy_pool_stat(pool_stat(i), c);
-        if (!c.used || (!see_all && !has_privs_of_role(me, c.roleid)))
-            continue;
+        if (c.used && (see_all || has_privs_of_role(me, c.roleid)))
+            n++;
+    }
+    qsort(copies, size_t(n), sizeof(PoolStatCopy), compare_pool);
+    for (int i = 0; i < n;) {
+        PoolStatCopy &c = copies[i];
+        int j = i + 1;
+        for (; j < n && compare_pool(&c, &copies[j]) == 0; j++)
+            merge_pool(c, copies[j]);
         Datum values[kPoolStatCols];
         bool nulls[kPoolStatCols] = {false};
         pool_stat_row(c, now, values, nulls);
         tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+        i = j;
     }
+    pfree(copies);
     return (Datum) 0;
 }
 

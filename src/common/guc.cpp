@@ -21,7 +21,7 @@ int guc_query_timeout_ms = 0;
 int guc_worker_wait_timeout_ms = 10000;
 int guc_pool_wait_timeout_ms = 30000;
 int guc_idle_timeout_s = 300;
-int guc_max_pool_connections = 32;
+int guc_max_pool_connections = 2;
 bool guc_remote_prepare = true;
 bool guc_mapping_password_required = true;
 
@@ -29,8 +29,8 @@ void define_gucs(void)
 {
     DefineCustomIntVariable(
         "bgw_proxy.workers", "Number of background workers that hold remote connections.",
-        "Each remote pool (connection string and role) lives in one worker; more workers spread "
-        "the network work of many pools over more processes.",
+        "Every worker serves every pool (connection string and role) with connections of its own; "
+        "more workers spread the calls over more processes.",
         &guc_workers, 2, 1, 64, PGC_POSTMASTER, 0, nullptr, nullptr, nullptr);
 
     DefineCustomIntVariable(
@@ -92,9 +92,10 @@ void define_gucs(void)
 
     DefineCustomIntVariable(
         "bgw_proxy.max_pool_connections",
-        "Maximum remote connections per pool (connection string and role).",
-        "Calls beyond it wait for a connection of the pool to become idle.",
-        &guc_max_pool_connections, 32, 1, 10000, PGC_SIGHUP, 0, nullptr, nullptr, nullptr);
+        "Maximum remote connections per pool (connection string and role) in each worker.",
+        "Calls beyond it wait for a connection of the pool to become idle. A pool holds at most "
+        "bgw_proxy.workers times this many connections in all.",
+        &guc_max_pool_connections, 2, 1, 10000, PGC_SIGHUP, 0, nullptr, nullptr, nullptr);
 
     DefineCustomBoolVariable(
         "bgw_proxy.remote_prepare",

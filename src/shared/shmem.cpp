@@ -105,6 +105,7 @@ static void shmem_startup(void)
             pg_atomic_init_u32(&w->conns_active, 0);
             pg_atomic_init_u32(&w->conns_connecting, 0);
             pg_atomic_init_u32(&w->in_flight, 0);
+            pg_atomic_init_u32(&w->load, 0);
             pg_atomic_init_u64(&w->served, 0);
             pg_atomic_init_u64(&w->connects, 0);
 
@@ -120,6 +121,7 @@ static void shmem_startup(void)
             memset(s, 0, sizeof(RequestSlot));
             pg_atomic_init_u32(&s->state, SLOT_FREE);
             pg_atomic_init_u32(&s->cancel, 0);
+            s->charged = -1;
         }
     }
     LWLockRelease(AddinShmemInitLock);

@@ -71,6 +71,10 @@ struct RequestSlot {
                                   * own index (a stale ticket may route a call to
                                   * another worker than the one addressed) */
     uint32 worker_incarnation;   /* worker, at pickup */
+    int charged;                 /* backend, while FREE: the worker whose `load` it
+                                  * raised for this call (-1: none); whoever ends
+                                  * the call (counts it in `completed`) lowers that
+                                  * load again, through uncharge_worker() */
     PGPROC *owner;               /* backend, while FREE: whose latch to set */
     Oid roleid;                  /* backend, while FREE: role of the call */
     Oid dbid;                    /* backend, while FREE */
@@ -97,6 +101,11 @@ struct WorkerState {
     /* single writer: this worker, at pickup (+1) and when the call ends (-1),
      * before the final message goes out; reset to 0 at worker start */
     pg_atomic_uint32 in_flight;
+    /* calls addressed to this worker and not yet ended, queued or running:
+     * a backend adds 1 before it publishes a call (RequestSlot.charged),
+     * whoever ends the call subtracts it. Read by backends choosing a
+     * worker (workers.h). */
+    pg_atomic_uint32 load;
     /* counters (single writer: this worker) */
     pg_atomic_uint64 served;
     pg_atomic_uint64 connects;

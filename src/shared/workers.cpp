@@ -19,10 +19,36 @@ void wake_worker(int w)
     }
 }
 
-int worker_for_key(const char *key, size_t len)
+int pick_worker(const char *key, size_t len)
 {
+    int n = proxy_shared->nworkers;
     uint32 h = hash_bytes(reinterpret_cast<const unsigned char *>(key), int(len));
-    return int(h % uint32(proxy_shared->nworkers));
+    int home = int(h % uint32(n));
+    uint32 best_load = pg_atomic_read_u32(&worker_state(home)->load);
+    if (best_load <= kHomeLoad)
+        return home;
+    int best = home;
+    for (int w = 0; w < n; w++) {
+        uint32 l = pg_atomic_read_u32(&worker_state(w)->load);
+        if (l < best_load) {
+            best = w;
+            best_load = l;
+        }
+    }
+    return best;
+}
+
+void charge_worker(RequestSlot *s, int w)
+{
+    pg_atomic_fetch_add_u32(&worker_state(w)->load, 1);
+    s->charged = w;
+}
+
+void uncharge_worker(RequestSlot *s)
+{
+    if (s->charged >= 0)
+        pg_atomic_fetch_sub_u32(&worker_state(s->charged)->load, 1);
+    s->charged = -1;
 }
 
 } // namespace bgw

@@ -5,12 +5,25 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 
 namespace bgw {
 
-/* Which worker serves a pool key: the same key always goes to the same
- * worker, so its connections are reused by every backend. */
-int worker_for_key(const char *key, size_t len);
+struct RequestSlot;
+
+/* Which worker serves the next call of a pool key. Every worker serves
+ * every key, each with a pool of its own. A key has a home worker (by
+ * hash), which takes its calls while it has at most kHomeLoad calls; past
+ * that, a call goes to the least loaded worker (the home one on a tie). So
+ * light traffic reuses one worker's connections, and heavy traffic spreads
+ * over all workers. */
+constexpr uint32_t kHomeLoad = 1;
+int pick_worker(const char *key, size_t len);
+
+/* Count a call against worker w's load (before publishing it), and release
+ * it when the call ends; see WorkerState.load and RequestSlot.charged. */
+void charge_worker(RequestSlot *s, int w);
+void uncharge_worker(RequestSlot *s);
 
 /* Set worker w's latch if it is running (from any process). */
 void wake_worker(int w);

@@ -4,6 +4,7 @@
 #include "worker/slot_calls.h"
 #include "shared/binary_types.hpp"
 #include "shared/slot_protocol.hpp"
+#include "shared/workers.h"
 #include "worker/retirement.h"
 #include "worker/worker_self.h"
 
@@ -37,6 +38,7 @@ void account_end(Call &c)
     pg_atomic_fetch_sub_u32(&self->state->in_flight, 1);
     pg_atomic_fetch_add_u64(&self->state->served, 1);
     pg_atomic_fetch_add_u64(&proxy_shared->completed, 1);
+    uncharge_worker(request_slot(c.slot));
 }
 
 /* Give the slot back: the worker never touches it again after DONE.
@@ -317,6 +319,7 @@ void reclaim_orphaned_slots()
         if (s->worker == self->index && pg_atomic_read_u32(&s->state) == SLOT_RUNNING &&
             s->worker_incarnation != self->incarnation) {
             pg_atomic_fetch_add_u64(&proxy_shared->completed, 1);
+            uncharge_worker(s);
             set_done_and_wake(s);
         }
     }

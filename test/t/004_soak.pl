@@ -10,16 +10,18 @@
 #
 # Setup: a remote instance with 4 partition databases p0..p3 and a proxy
 # instance (shared_preload_libraries = 'bgw_proxy', bgw_proxy.workers = 2,
-# max_connections = 100). A pool (cluster + role) lives in one worker,
-# chosen by hash, so the test probes candidate SQL/MED clusters (same
-# partitions, each with its own application_name) and keeps one served by
-# worker 0 and one served by worker 1; every proxy function picks one of
-# the two per call (CLUSTER soak_cluster(k)). Each cluster has the option
-# max_connections = 4; the GUC default (32) is left alone, so the cluster
-# option is what must hold the bound: 4 remote connections per cluster and
-# partition, 16 per cluster, 32 in all (plus one idle connection for each
-# probed but unused candidate). The remote allows 100 connections, so a
-# pool going over its bound shows up instead of being refused.
+# max_connections = 100). Every worker serves every pool, but a pool's calls
+# go to its home worker (by hash) while that one is lightly loaded, so the
+# test probes candidate SQL/MED clusters (same partitions, each with its own
+# application_name) and keeps one whose home is worker 0 and one whose home
+# is worker 1; every proxy function picks one of the two per call (CLUSTER
+# soak_cluster(k)). Under this load both workers serve both clusters. Each
+# cluster has the option max_connections = 4 (per worker; the GUC default is
+# left alone), so the cluster option is what must hold the bound: 2 x 4
+# remote connections per cluster and partition, 32 per cluster, 64 in all
+# (plus one idle connection for each probed but unused candidate). The
+# remote allows 100 connections, so a pool going over its bound shows up
+# instead of being refused.
 #
 # Workload: pgbench -c 64 -j 1 -t $per_client, four scripts by weight. (-t,
 # not -T: when -T runs out pgbench drops the transactions in flight, whose
@@ -78,7 +80,9 @@ use Time::HiRes qw(usleep time);
 
 my $clients = 64;
 my $per_client = 700;        # transactions per pgbench client (70-100 s on 2 cores)
-my $per_part = 4;            # cluster option max_connections
+my $per_worker = 4;          # cluster option max_connections (per worker)
+my $workers = 2;             # bgw_proxy.workers
+my $per_part = $workers * $per_worker; # per cluster and partition, in all
 my $nparts = 4;
 my $cancel_ms = 250;         # statement_timeout of a cancel call
 my $stale_secs = 10;         # a nap older than this outlived its cancel
@@ -106,7 +110,7 @@ $proxy->init;
 $proxy->append_conf(
 	'postgresql.conf', qq{
 shared_preload_libraries = 'bgw_proxy'
-bgw_proxy.workers = 2
+bgw_proxy.workers = $workers
 max_connections = 100
 shared_buffers = 32MB
 log_statement = none
@@ -159,7 +163,7 @@ for my $c (@candidates)
 	$proxy->safe_psql(
 		'postgres', qq{
 CREATE SERVER $c FOREIGN DATA WRAPPER bgw_proxy OPTIONS (
-    max_connections '$per_part',
+    max_connections '$per_worker',
     $parts);
 });
 }
@@ -528,7 +532,7 @@ cmp_ok($pnsamples, '>=', $min_samples, 'the proxy was sampled at least every 0.5
 cmp_ok($max_part, '>', 0, 'the samples saw the pools\' remote connections');
 is($max_other, '0', 'every remote connection to the partitions is one of the clusters\'');
 cmp_ok($max_part, '<=', $per_part,
-	"remote connections per cluster and partition stayed <= $per_part (max_connections) in every sample");
+	"remote connections per cluster and partition stayed <= $per_part (workers x max_connections) in every sample");
 cmp_ok($max_cluster, '<=', $per_part * $nparts,
 	"remote connections per cluster stayed <= " . $per_part * $nparts . " in every sample");
 cmp_ok($max_total, '<=', $bound_total,

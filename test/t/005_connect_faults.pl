@@ -154,6 +154,8 @@ $proxy->append_conf(
 	'postgresql.conf', qq{
 shared_preload_libraries = 'bgw_proxy'
 bgw_proxy.workers = 1
+# scenario shut holds three connections of one pool at once
+bgw_proxy.max_pool_connections = 8
 log_line_prefix = '%m [%p] %b %a '
 });
 $proxy->start;
