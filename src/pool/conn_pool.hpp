@@ -9,7 +9,21 @@
  *   Connecting --PQconnectPoll ok--> Idle <--------------------+
  *   Idle --job assigned--> Busy --last result read, tx idle--> |
  *   Busy --job abandoned--> Cancelling --results drained-----> +
- *   any --error / timeout / EOF / lifetime--> closed (PQfinish, gone)
+ *   any --error / timeout / EOF / lifetime / retired--> Closing (destroyed)
+ *
+ * A connection's state is the list it is on: each key keeps one list per
+ * state, so the statistics (counts(), key_counts()) are list sizes and
+ * running totals, and an idle connection is found without a search. One
+ * function changes a state, Pool::set_state(), and it refuses a transition
+ * the diagram does not have (the connection is then closed: a state we
+ * cannot trust is never reused). One function closes, Pool::close(): it
+ * records the reason (a job still running on the connection gets it as the
+ * detail of its error), puts a job waiting for the connection back at the
+ * head of its key's queue and tells the observer. The connection object
+ * itself is destroyed (PQfinish) later, outside on_socket(), see there.
+ * Connections live in pool.cpp (ownership, lists, counts, dispatch) and
+ * connection.cpp (libpq, one job at a time); a Connection asks its pool for
+ * every change through the ConnectionHost interface below.
  *
  * Statements are prepared once per connection and query text (a generic
  * plan then spares the remote its parse and plan on every call). A
@@ -22,17 +36,20 @@
  * the call is sent again unprepared: nothing ran remotely, so that is safe.
  *
  * A job is one statement for one target of a call. It runs on an idle
- * connection of its key, or a new one while the key has fewer than
- * max_per_key connections, or waits in the key's FIFO until one is idle.
- * What the statement produces goes to the job's QuerySink; the sink can
- * refuse more rows for now (backpressure), and the connection then stops
- * reading its socket until resume() is called.
+ * connection of its key (the one idle most recently), or a new one while
+ * the key has fewer than max_per_key connections, or waits in the key's
+ * FIFO until one is idle. What the statement produces goes to the job's
+ * QuerySink; the sink can refuse more rows for now (backpressure), and the
+ * connection then stops reading its socket until resume() is called.
  *
  * Nothing here blocks: the owner (the worker's event loop) waits for the
- * sockets given by for_each_socket() and the deadline next_deadline(), then
- * calls on_socket() / on_timer().
+ * sockets given by for_each_socket() (or kept up to date by a SocketWatcher)
+ * and the deadline next_deadline(), then calls on_socket() / on_timer().
  *
- * Pure C++ + libpq: no PostgreSQL server header; callbacks must not throw.
+ * Pure C++ + libpq: no PostgreSQL server header. Callbacks into sinks,
+ * observers and watchers must not throw: they run inside the pool's own
+ * bookkeeping, which an exception would leave half done, and the worker
+ * calls the pool from code that PostgreSQL errors must not unwind through.
  */
 #pragma once
 
@@ -40,9 +57,7 @@
 
 #include <chrono>
 #include <cstdint>
-#include <deque>
 #include <functional>
-#include <list>
 #include <map>
 #include <memory>
 #include <string>
@@ -86,7 +101,7 @@ struct JobSpec {
     int query_timeout_ms = 0;        /* 0: none */
     bool prepare = true;             /* run as a prepared statement of the connection */
     /* the caller's binary policy: may a column of this type OID come in
-     * binary? null: results always in text (see conn_pool.cpp) */
+     * binary? null: results always in text (see connection.cpp) */
     bool (*binary_type_ok)(uint32_t type) = nullptr;
     std::vector<ResultColumn> result_types; /* binary only where the remote returns exactly these */
     std::string statement_key;       /* set by Pool::submit: query + result types, keys prepared statements */
@@ -100,7 +115,10 @@ struct JobSpec {
 };
 
 class Connection;
+struct KeyPool;    /* one key's connections and queue (connection.hpp) */
 
+/* Jobs are owned by the pool (the key's queue, then the connection that
+ * runs it) from submit() until they end; callers hold a Job* handle. */
 struct Job {
     JobSpec spec;
     QuerySink *sink = nullptr;
@@ -109,7 +127,10 @@ struct Job {
     Clock::time_point queued_at = Clock::now();
 };
 
-enum class ConnState { Resolving, Connecting, Idle, Busy, Cancelling };
+/* Closing: marked to close, the reason recorded; counted nowhere, no
+ * socket watched, destroyed by the pool's next reap. */
+enum class ConnState { Resolving, Connecting, Idle, Busy, Cancelling, Closing };
+constexpr int kConnStates = 6;
 
 struct PoolLimits {
     int max_per_key = 32;
@@ -137,15 +158,61 @@ public:
     virtual void disconnected(int64_t stat_ref) = 0;
 };
 
-class Pool {
+/* Lets an event loop keep its wait set up to date instead of rebuilding it
+ * from for_each_socket(). Called only when a connection's (socket, events)
+ * changed, from inside the pool's calls; must not throw and must not call
+ * the pool back. id is unique per connection (socket numbers are reused).
+ *   watch:  from now on wait for `events` (1 readable, 2 writable, 0 none:
+ *           the socket stays open but nothing is wanted, e.g. a job paused
+ *           by backpressure) on `sock`. Never called with sock < 0: a
+ *           socket that goes away is forgotten instead.
+ *   forget: the socket last given by watch() is closed or about to be:
+ *           drop it. Comes before a watched connection is destroyed, when
+ *           it is closed; and when libpq replaced the socket while
+ *           connecting (another address or host of the connection string,
+ *           often under the same number), followed by watch() of the new.
+ * So watch() calls that start a socket and forget() calls balance. */
+class SocketWatcher {
 public:
-    Pool() = default;
+    virtual ~SocketWatcher() = default;
+    virtual void watch(Connection *c, uint64_t id, int sock, int events) = 0;
+    virtual void forget(Connection *c, uint64_t id) = 0;
+};
+
+/* What a Connection asks of the pool that owns it (connection.cpp). The
+ * pool implements it privately: only its connections can call it. */
+class ConnectionHost {
+public:
+    /* The one way to change a connection's state (not to Closing: close()).
+     * False, and the connection is closed, for a transition the state
+     * machine does not have. */
+    virtual bool set_state(Connection &c, ConnState to) = 0;
+    /* The one way to close: reason is a string literal (kept, not copied). */
+    virtual void close(Connection &c, const char *reason) = 0;
+    /* The socket or the events the connection waits for may have changed. */
+    virtual void update_interest(Connection &c) = 0;
+    virtual void opened(Connection &c) = 0;          /* the handshake succeeded */
+    virtual void became_idle(Connection &c) = 0;     /* give it its next job */
+    /* the job a connection was opened for cannot have it: tell its sink */
+    virtual void connect_failed(std::unique_ptr<Job> job, const std::string &why) = 0;
+    virtual const PoolLimits &limits() const = 0;
+
+protected:
+    ~ConnectionHost() = default;
+};
+
+class Pool : private ConnectionHost {
+public:
+    Pool();
     ~Pool();
     Pool(const Pool &) = delete;
     Pool &operator=(const Pool &) = delete;
 
     void set_limits(const PoolLimits &l) { limits_ = l; }
     void set_observer(PoolObserver *o) { observer_ = o; }
+    /* Null: none. A new watcher is told every socket there is now (the old
+     * one forgets them); it must outlive the pool or be unset first. */
+    void set_watcher(SocketWatcher *w);
 
     /* Start (or queue) a job. The pool owns it until its sink hears
      * on_done/on_error, or until abandon(). *handle is set to the job first
@@ -153,7 +220,8 @@ public:
     void submit(JobSpec spec, QuerySink *sink, Job **handle);
 
     /* The caller no longer wants this job's results: a running statement is
-     * cancelled, a waiting job is dropped. The Job* is invalid afterwards. */
+     * cancelled, a waiting job is dropped. The Job* is invalid afterwards,
+     * and its sink hears nothing more. */
     void abandon(Job *job);
 
     /* The job's sink can accept rows again: continue reading. */
@@ -163,8 +231,13 @@ public:
      * unique per connection (a closed socket's number is soon reused). */
     void for_each_socket(const std::function<void(int sock, int events, Connection *c, uint64_t id)> &fn) const;
     /* libpq may replace a connecting socket with another of the same
-     * number: while this is true the wait set must be rebuilt each time. */
+     * number: while this is true the wait set must be rebuilt each time
+     * (or use a SocketWatcher, which is told of the replacement). */
     bool any_connecting() const;
+    /* Never destroys a connection, so every Connection* of one batch of
+     * ready sockets stays valid through the batch; connections it closes
+     * are destroyed by the next other call (on_timer at the latest: the
+     * loop must call on_timer every turn, next_deadline() is then now). */
     void on_socket(Connection *c, bool readable, bool writable);
     void on_timer(Clock::time_point now);
     Clock::time_point next_deadline() const;   /* time_point::max() if none */
@@ -177,33 +250,49 @@ public:
     void retire_database(const std::string &dbname);
 
     /* Close everything politely (Terminate message; running statements are
-     * cancelled first), e.g. at worker exit. May block briefly. */
+     * cancelled first), e.g. at worker exit. May block briefly. Sinks are
+     * not told. */
     void close_all();
 
+    /* O(1): kept up to date by set_state() */
     PoolCounts counts() const;
-    /* false when the key has no connection and no waiting job */
+    /* false when the key has no connection and no waiting job; O(log keys) */
     bool key_counts(const std::string &key, KeyCounts &out) const;
     /* every key that has a connection or a waiting job */
     void for_each_key(const std::function<void(const std::string &key, const KeyCounts &n)> &fn) const;
     uint64_t connects() const { return connects_; }
 
-private:
-    friend class Connection;
-    struct KeyPool {
-        std::list<Connection *> conns;
-        std::deque<Job *> waiting;
+    /* Only the pool can make one: it guards the pool's bookkeeping kept on
+     * a Connection (Connection::membership), so nothing else writes it. */
+    class Access {
+        friend class Pool;
+        Access() {}
     };
 
-    void dispatch(KeyPool &kp);
-    void retire_if(const std::function<bool(const Connection &)> &which, const char *reason);
-    void reap();
-    void connection_idle(Connection *c);
-    void connection_failed(Connection *c, Job *job, const std::string &msg);
-    void job_finished(Job *job);
+private:
+    /* ConnectionHost */
+    bool set_state(Connection &c, ConnState to) override;
+    void close(Connection &c, const char *reason) override;
+    void update_interest(Connection &c) override;
+    void opened(Connection &c) override;
+    void became_idle(Connection &c) override;
+    void connect_failed(std::unique_ptr<Job> job, const std::string &why) override;
+    const PoolLimits &limits() const override { return limits_; }
 
-    std::map<std::string, KeyPool> keys_;
+    KeyPool &key_pool(const std::string &key);
+    void dispatch(KeyPool &kp);
+    void open_connection(KeyPool &kp, std::unique_ptr<Job> job);
+    Connection &adopt(KeyPool &kp, std::unique_ptr<Connection> c, ConnState first);
+    std::vector<Connection *> live_connections() const;
+    void retire_if(const std::function<bool(const Connection &)> &which, const char *reason);
+    /* destroy: also free the closing connections (not inside on_socket) */
+    void reap(bool destroy = true);
+
+    std::map<std::string, std::unique_ptr<KeyPool>> keys_;
+    uint32_t totals_[kConnStates] = {};   /* connections per state, all keys */
     PoolLimits limits_;
     PoolObserver *observer_ = nullptr;
+    SocketWatcher *watcher_ = nullptr;
     uint64_t connects_ = 0;
     uint64_t connection_ids_ = 0;
 };

@@ -1,0 +1,477 @@
+/*
+ * pool.cpp — the pool: who owns which connection and job, the per-state
+ * lists and counts, dispatch of jobs to connections, the socket watcher.
+ * See conn_pool.hpp for the state machine, connection.cpp for libpq.
+ */
+#include "pool/connection.hpp"
+
+#include <algorithm>
+
+#include <sys/stat.h>
+
+namespace bgw {
+
+namespace {
+
+Clock::time_point after_ms(int ms)
+{
+    return ms > 0 ? Clock::now() + std::chrono::milliseconds(ms) : Clock::time_point::max();
+}
+
+/* Prepared statements are kept per query text and declared result types
+ * (two functions may run the same query and declare different types). */
+std::string statement_key(const JobSpec &s)
+{
+    std::string key = s.query;
+    for (const ResultColumn &c : s.result_types)
+        key += '\x1e' + c.name + '\x1f' + std::to_string(c.type);
+    return key;
+}
+
+/* A socket's identity beyond its number: its inode (sockfs numbers each
+ * socket). 0 if it cannot be had. */
+uint64_t socket_identity(int sock)
+{
+    struct stat st;
+    return fstat(sock, &st) == 0 ? uint64_t(st.st_ino) : 0;
+}
+
+/* The transitions of the state machine (conn_pool.hpp); Closing is reached
+ * from every other state, through Pool::close only. */
+bool allowed(ConnState from, ConnState to)
+{
+    switch (from) {
+    case ConnState::Resolving: return to == ConnState::Connecting || to == ConnState::Closing;
+    case ConnState::Connecting: return to == ConnState::Idle || to == ConnState::Closing;
+    case ConnState::Idle: return to == ConnState::Busy || to == ConnState::Closing;
+    case ConnState::Busy:
+        return to == ConnState::Idle || to == ConnState::Cancelling || to == ConnState::Closing;
+    case ConnState::Cancelling: return to == ConnState::Idle || to == ConnState::Closing;
+    case ConnState::Closing: return false;
+    }
+    return false;
+}
+
+const char *const kConnectFailed = "could not connect to the remote server";
+
+/* Every connection not closing, without building a list: for the calls
+ * made on every turn of the event loop. fn must not close or destroy. */
+template <typename Keys, typename F>
+void each_live(const Keys &keys, F fn)
+{
+    for (const auto &[key, kp] : keys)
+        for (int s = 0; s < kConnStates; s++)
+            if (ConnState(s) != ConnState::Closing)
+                for (const std::unique_ptr<Connection> &c : kp->conns[s])
+                    fn(c.get());
+}
+
+} // namespace
+
+/* ------------------------------------------------------------ KeyPool */
+
+size_t KeyPool::size() const
+{
+    size_t n = 0;
+    for (const ConnList &l : conns)
+        n += l.size();
+    return n;
+}
+
+KeyCounts KeyPool::counts() const
+{
+    KeyCounts n;
+    n.connecting = uint32_t(list(ConnState::Resolving).size() + list(ConnState::Connecting).size());
+    n.idle = uint32_t(list(ConnState::Idle).size());
+    n.active = uint32_t(list(ConnState::Busy).size());
+    n.cancelling = uint32_t(list(ConnState::Cancelling).size());
+    n.open = n.connecting + n.idle + n.active + n.cancelling;
+    n.waiting = uint32_t(waiting.size());
+    if (!waiting.empty())
+        n.oldest_wait = waiting.front()->queued_at;
+    return n;
+}
+
+/* ------------------------------------------------- state and closing */
+
+/* A new connection takes its place on the list of its first state. */
+Connection &Pool::adopt(KeyPool &kp, std::unique_ptr<Connection> owned, ConnState first)
+{
+    Connection &c = *owned;
+    ConnList &l = kp.list(first);
+    l.push_back(std::move(owned));
+    Membership &m = c.membership(Access());
+    m.state = first;
+    m.kp = &kp;
+    m.node = std::prev(l.end());
+    totals_[int(first)]++;
+    return c;
+}
+
+bool Pool::set_state(Connection &c, ConnState to)
+{
+    Membership &m = c.membership(Access());
+    if (!allowed(m.state, to) || (to == ConnState::Closing && !m.close_reason)) {
+        /* a bug: a connection in a state we cannot trust is not reused */
+        if (m.state != ConnState::Closing)
+            close(c, "internal error: impossible connection state change");
+        return false;
+    }
+    KeyPool &kp = *m.kp;
+    ConnList &from = kp.list(m.state);
+    kp.list(to).splice(kp.list(to).end(), from, m.node); /* m.node stays valid */
+    totals_[int(m.state)]--;
+    totals_[int(to)]++;
+    m.state = to;
+    update_interest(c);
+    return true;
+}
+
+void Pool::close(Connection &c, const char *reason)
+{
+    Membership &m = c.membership(Access());
+    if (m.state == ConnState::Closing)
+        return; /* the first reason stands */
+    m.close_reason = reason ? reason : "closed";
+    set_state(c, ConnState::Closing); /* forgets its socket */
+    /* a job waiting for it to connect is served by another one */
+    if (std::unique_ptr<Job> pending = c.take_pending())
+        m.kp->waiting.push_front(std::move(pending));
+    c.drop_job(m.close_reason);
+    if (c.opened() && observer_)
+        observer_->disconnected(c.stat_ref());
+}
+
+/* The one place that compares a connection's socket and events with what
+ * the watcher was told, and tells it what changed. */
+void Pool::update_interest(Connection &c)
+{
+    Membership &m = c.membership(Access());
+    int sock = -1, events = 0;
+    uint64_t ino = 0;
+    if (m.state != ConnState::Closing) {
+        sock = c.socket();
+        if (sock >= 0) {
+            events = c.events();
+            /* libpq closes the socket of a failed attempt and opens the
+             * next under the same number, at any PQconnectPoll: while
+             * connecting, and when it ends (Idle), the inode says whether
+             * it is the same socket. Later the socket cannot change. */
+            bool may_change = m.state == ConnState::Connecting || m.state == ConnState::Idle ||
+                              sock != m.sock || m.sock_ino == 0;
+            ino = may_change ? socket_identity(sock) : m.sock_ino;
+        }
+    }
+    bool same_socket = sock == m.sock && ino == m.sock_ino;
+    if (same_socket && events == m.events)
+        return;
+    bool was_watched = m.sock >= 0;
+    m.sock = sock;
+    m.events = events;
+    m.sock_ino = ino;
+    if (!watcher_)
+        return;
+    if (!same_socket && was_watched)
+        watcher_->forget(&c, c.id());
+    if (sock >= 0)
+        watcher_->watch(&c, c.id(), sock, events);
+}
+
+void Pool::set_watcher(SocketWatcher *w)
+{
+    std::vector<Connection *> live = live_connections();
+    if (watcher_)
+        for (Connection *c : live)
+            if (c->membership().sock >= 0)
+                watcher_->forget(c, c->id());
+    watcher_ = w;
+    if (watcher_)
+        for (Connection *c : live) {
+            const Membership &m = c->membership();
+            if (m.sock >= 0)
+                watcher_->watch(c, c->id(), m.sock, m.events);
+        }
+}
+
+void Pool::opened(Connection &c)
+{
+    connects_++;
+    if (observer_)
+        observer_->connected(c.stat_ref());
+}
+
+void Pool::became_idle(Connection &c)
+{
+    if (std::unique_ptr<Job> j = c.take_pending()) {
+        c.run(std::move(j));
+        return;
+    }
+    dispatch(*c.membership().kp);
+}
+
+void Pool::connect_failed(std::unique_ptr<Job> job, const std::string &why)
+{
+    job->sink->on_error(nullptr, "08001", kConnectFailed, why);
+}
+
+/* ------------------------------------------------------------ the pool */
+
+Pool::Pool() = default;
+
+Pool::~Pool() { close_all(); }
+
+KeyPool &Pool::key_pool(const std::string &key)
+{
+    std::unique_ptr<KeyPool> &kp = keys_[key];
+    if (!kp)
+        kp = std::make_unique<KeyPool>(key);
+    return *kp;
+}
+
+std::vector<Connection *> Pool::live_connections() const
+{
+    std::vector<Connection *> out;
+    each_live(keys_, [&](Connection *c) { out.push_back(c); });
+    return out;
+}
+
+void Pool::submit(JobSpec spec, QuerySink *sink, Job **handle)
+{
+    auto job = std::make_unique<Job>();
+    job->spec = std::move(spec);
+    job->sink = sink;
+    job->spec.statement_key = statement_key(job->spec);
+    job->queued_at = Clock::now();
+    job->wait_until = after_ms(job->spec.pool_wait_timeout_ms);
+    /* the caller holds the job before anything can fail or finish it; the
+     * sink clears *handle when the job ends */
+    *handle = job.get();
+    KeyPool &kp = key_pool(job->spec.key);
+    kp.waiting.push_back(std::move(job));
+    dispatch(kp);
+    reap();
+}
+
+/* Give waiting jobs idle connections, open new ones within the limit. */
+void Pool::dispatch(KeyPool &kp)
+{
+    while (!kp.waiting.empty()) {
+        ConnList &idle = kp.list(ConnState::Idle);
+        if (!idle.empty()) {
+            /* the most recently idle one: the others may then idle out */
+            Connection &c = *idle.back();
+            if (!c.serves_new_jobs(Clock::now())) {
+                close(c, c.retire_reason());
+                continue;
+            }
+            if (!c.fit_for_reuse()) {
+                close(c, "idle connection closed by remote");
+                continue;
+            }
+            std::unique_ptr<Job> job = std::move(kp.waiting.front());
+            kp.waiting.pop_front();
+            c.run(std::move(job));
+            continue;
+        }
+        /* connections being opened for earlier jobs will serve them */
+        for (ConnState s : {ConnState::Resolving, ConnState::Connecting})
+            for (const std::unique_ptr<Connection> &c : kp.list(s))
+                if (!c->has_pending() && !c->retired())
+                    return;
+        const JobSpec &spec = kp.waiting.front()->spec;
+        int limit = spec.max_connections > 0 ? spec.max_connections : limits_.max_per_key;
+        if (int(kp.size()) >= limit)
+            return; /* wait for a connection of this key to become idle */
+        std::unique_ptr<Job> job = std::move(kp.waiting.front());
+        kp.waiting.pop_front();
+        open_connection(kp, std::move(job));
+    }
+}
+
+void Pool::open_connection(KeyPool &kp, std::unique_ptr<Job> job)
+{
+    ConnectionHost &host = *this; /* a private base: converted here, where it is accessible */
+    auto owned = std::make_unique<Connection>(host, ++connection_ids_, kp.key);
+    owned->configure(job->spec);
+    ConnState first = owned->resolving() ? ConnState::Resolving : ConnState::Connecting;
+    Connection &c = adopt(kp, std::move(owned), first);
+    std::string err;
+    if (first == ConnState::Connecting && !c.start(err)) {
+        close(c, "connection failed");
+        connect_failed(std::move(job), err);
+        return;
+    }
+    c.set_pending(std::move(job));
+}
+
+void Pool::abandon(Job *job)
+{
+    if (job->conn) {
+        job->conn->abandon(); /* destroys the job */
+    } else if (auto it = keys_.find(job->spec.key); it != keys_.end()) {
+        KeyPool &kp = *it->second;
+        for (ConnState s : {ConnState::Resolving, ConnState::Connecting})
+            for (const std::unique_ptr<Connection> &c : kp.list(s))
+                if (c->pending_is(job))
+                    c->abandon(); /* drops it; keeps connecting, for the next job */
+        auto w = std::find_if(kp.waiting.begin(), kp.waiting.end(),
+                              [job](const std::unique_ptr<Job> &j) { return j.get() == job; });
+        if (w != kp.waiting.end())
+            kp.waiting.erase(w);
+    }
+    reap();
+}
+
+void Pool::resume(Job *job)
+{
+    if (Connection *c = job->conn) {
+        c->resume();
+        update_interest(*c);
+    }
+    reap();
+}
+
+void Pool::for_each_socket(const std::function<void(int, int, Connection *, uint64_t)> &fn) const
+{
+    each_live(keys_, [&](Connection *c) {
+        if (c->socket() >= 0)
+            fn(c->socket(), c->events(), c, c->id());
+    });
+}
+
+bool Pool::any_connecting() const { return totals_[int(ConnState::Connecting)] > 0; }
+
+void Pool::on_socket(Connection *c, bool readable, bool writable)
+{
+    if (!c->closing()) {
+        c->on_io(readable, writable);
+        update_interest(*c);
+    }
+    reap(false);
+}
+
+void Pool::on_timer(Clock::time_point now)
+{
+    /* calls that waited too long for a connection of a full pool */
+    for (auto &[key, kp] : keys_)
+        for (auto it = kp->waiting.begin(); it != kp->waiting.end();) {
+            if ((*it)->wait_until > now) {
+                ++it;
+                continue;
+            }
+            std::unique_ptr<Job> j = std::move(*it);
+            it = kp->waiting.erase(it);
+            j->sink->on_error(nullptr, "53300", "timed out waiting for a pooled connection",
+                              "Every connection of this pool (bgw_proxy.max_pool_connections or the "
+                              "cluster's max_connections) stayed busy for bgw_proxy.pool_wait_timeout.");
+        }
+    /* a snapshot: connections move between lists as they change state,
+     * and none is destroyed before reap() */
+    for (Connection *c : live_connections())
+        if (!c->closing())
+            c->on_timer(now);
+    reap();
+}
+
+Clock::time_point Pool::next_deadline() const
+{
+    Clock::time_point t = Clock::time_point::max();
+    Clock::time_point now = Clock::now();
+    for (const auto &[key, kp] : keys_) {
+        for (const std::unique_ptr<Job> &j : kp->waiting)
+            t = std::min(t, j->wait_until);
+        if (!kp->list(ConnState::Closing).empty())
+            t = std::min(t, now); /* closed in on_socket: destroy them */
+    }
+    each_live(keys_, [&](Connection *c) { t = std::min(t, c->next_deadline(now)); });
+    return t;
+}
+
+/* Destroy the closing connections; let their keys' waiting jobs move on. */
+void Pool::reap(bool destroy)
+{
+    for (auto it = keys_.begin(); it != keys_.end();) {
+        KeyPool &kp = *it->second;
+        ConnList &closing = kp.list(ConnState::Closing);
+        if (!destroy) {
+            if (!closing.empty())
+                dispatch(kp); /* an idle connection or room for a new one may serve a requeued job */
+            ++it;
+            continue;
+        }
+        /* dispatch may close more (an idle one the remote closed) */
+        while (!closing.empty()) {
+            totals_[int(ConnState::Closing)] -= uint32_t(closing.size());
+            closing.clear(); /* PQfinish */
+            dispatch(kp);
+        }
+        if (kp.empty())
+            it = keys_.erase(it);
+        else
+            ++it;
+    }
+}
+
+void Pool::retire_if(const std::function<bool(const Connection &)> &which, const char *reason)
+{
+    for (Connection *c : live_connections())
+        if (!c->closing() && which(*c))
+            c->retire(reason);
+    reap();
+}
+
+void Pool::retire_key(const std::string &key)
+{
+    retire_if([&](const Connection &c) { return c.key() == key; }, "configuration changed");
+}
+
+void Pool::retire_database(const std::string &dbname)
+{
+    retire_if(
+        [&](const Connection &c) {
+            const char *db = c.database();
+            return db && dbname == db;
+        },
+        "database being dropped");
+}
+
+void Pool::close_all()
+{
+    for (Connection *c : live_connections()) {
+        c->cancel_now();
+        if (watcher_ && c->membership().sock >= 0)
+            watcher_->forget(c, c->id());
+        if (c->opened() && observer_)
+            observer_->disconnected(c->stat_ref());
+    }
+    keys_.clear(); /* PQfinish, and every job still held */
+    std::fill(std::begin(totals_), std::end(totals_), 0u);
+}
+
+PoolCounts Pool::counts() const
+{
+    PoolCounts n;
+    n.connecting = totals_[int(ConnState::Resolving)] + totals_[int(ConnState::Connecting)];
+    n.idle = totals_[int(ConnState::Idle)];
+    n.active = totals_[int(ConnState::Busy)];
+    n.cancelling = totals_[int(ConnState::Cancelling)];
+    n.open = n.connecting + n.idle + n.active + n.cancelling;
+    return n;
+}
+
+bool Pool::key_counts(const std::string &key, KeyCounts &n) const
+{
+    auto it = keys_.find(key);
+    if (it == keys_.end())
+        return false;
+    n = it->second->counts();
+    return true;
+}
+
+void Pool::for_each_key(const std::function<void(const std::string &, const KeyCounts &)> &fn) const
+{
+    for (const auto &[key, kp] : keys_)
+        fn(key, kp->counts());
+}
+
+} // namespace bgw

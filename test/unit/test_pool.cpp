@@ -1,0 +1,526 @@
+/*
+ * test_pool.cpp — the pool's state machine (src/pool/pool.cpp,
+ * connection.cpp) against a fake server (pg_stub.hpp), driven by a small
+ * poll() loop over for_each_socket / on_socket / on_timer. Every wait is
+ * for a condition, bounded by a deadline: nothing sleeps and hopes.
+ */
+#include "unit_test.hpp"
+
+#include "pg_stub.hpp"
+#include "pool/conn_pool.hpp"
+
+#include <map>
+#include <poll.h>
+
+using namespace bgw;
+
+namespace {
+
+constexpr int kWaitMs = 5000;
+
+/* Records what a job produced, and the pool's counts while it ran. */
+struct Sink : QuerySink {
+    Pool *pool = nullptr;
+    Job *handle = nullptr;       /* the caller's handle: cleared when the job ends */
+    int describes = 0, endings = 0, notices = 0;
+    std::vector<std::string> rows;
+    bool done = false, failed = false;
+    uint64_t done_rows = 0;
+    std::string sqlstate, message, detail;
+    PoolCounts during;           /* counts() when the first row came */
+    int order = 0;               /* when it ended, among all sinks */
+    static int &ended_so_far()
+    {
+        static int n = 0;
+        return n;
+    }
+
+    bool can_accept() override { return true; }
+    void on_describe(const PGresult *) override { describes++; }
+    void on_row(const PGresult *r) override
+    {
+        if (rows.empty() && pool)
+            during = pool->counts();
+        rows.push_back(PQgetvalue(r, 0, 0));
+    }
+    void on_notice(const PGresult *) override { notices++; }
+    void on_error(const PGresult *, const char *st, const std::string &msg, const std::string &det) override
+    {
+        failed = true;
+        sqlstate = st ? st : "";
+        message = msg;
+        detail = det;
+        end();
+    }
+    void on_done(uint64_t n) override
+    {
+        done = true;
+        done_rows = n;
+        end();
+    }
+    void end()
+    {
+        handle = nullptr;
+        endings++;
+        order = ++ended_so_far();
+    }
+    bool ended() const { return endings > 0; }
+};
+
+struct Observer : PoolObserver {
+    int connected_n = 0, disconnected_n = 0;
+    void connected(int64_t) override { connected_n++; }
+    void disconnected(int64_t) override { disconnected_n++; }
+};
+
+/* Keeps what an event loop would: one socket per connection. */
+struct Watcher : SocketWatcher {
+    struct Entry {
+        int sock;
+        int events;
+    };
+    std::map<uint64_t, Entry> current;
+    std::map<uint64_t, std::vector<std::string>> log; /* per connection: "w<sock>/<ev>", "f" */
+    int starts = 0, forgets = 0, bad = 0;
+
+    void watch(Connection *, uint64_t id, int sock, int events) override
+    {
+        if (sock < 0)
+            bad++;
+        auto it = current.find(id);
+        if (it == current.end())
+            starts++;
+        else if (it->second.sock == sock && it->second.events == events)
+            bad++; /* told of no change */
+        else if (it->second.sock != sock)
+            bad++; /* a new socket must come after forget() */
+        current[id] = Entry{sock, events};
+        log[id].push_back("w" + std::to_string(sock) + "/" + std::to_string(events));
+    }
+    void forget(Connection *, uint64_t id) override
+    {
+        if (current.erase(id) == 0)
+            bad++;
+        forgets++;
+        log[id].push_back("f");
+    }
+};
+
+struct Fixture {
+    stub::PgStub server;
+    Observer observer;
+    Watcher watcher;
+    Pool pool; /* after the watcher and observer: destroyed before them */
+
+    explicit Fixture(int max_per_key = 4)
+    {
+        PoolLimits l;
+        l.max_per_key = max_per_key;
+        l.cancel_wait_ms = 3000;
+        pool.set_limits(l);
+        pool.set_observer(&observer);
+        pool.set_watcher(&watcher);
+    }
+
+    JobSpec spec(const std::string &query, bool prepare = true) const
+    {
+        JobSpec s;
+        s.connstr = server.conninfo();
+        s.key = s.connstr;
+        s.encoding = "UTF8";
+        s.connect_timeout_ms = kWaitMs;
+        s.prepare = prepare;
+        s.query = query;
+        return s;
+    }
+
+    void submit(Sink &sink, JobSpec s)
+    {
+        sink.pool = &pool;
+        pool.submit(std::move(s), &sink, &sink.handle);
+    }
+    void submit(Sink &sink, const std::string &query, bool prepare = true) { submit(sink, spec(query, prepare)); }
+
+    KeyCounts key() const
+    {
+        KeyCounts k;
+        if (!pool.key_counts(spec("").key, k))
+            return KeyCounts();
+        return k;
+    }
+
+    /* The totals kept incrementally match the sum of the keys' lists. */
+    void check_totals() const
+    {
+        PoolCounts sum;
+        pool.for_each_key([&](const std::string &, const KeyCounts &k) {
+            sum.open += k.open;
+            sum.idle += k.idle;
+            sum.active += k.active;
+            sum.connecting += k.connecting;
+            sum.cancelling += k.cancelling;
+        });
+        PoolCounts n = pool.counts();
+        CHECK_EQ(n.open, sum.open);
+        CHECK_EQ(n.idle, sum.idle);
+        CHECK_EQ(n.active, sum.active);
+        CHECK_EQ(n.connecting, sum.connecting);
+        CHECK_EQ(n.cancelling, sum.cancelling);
+        CHECK_EQ(n.open, n.idle + n.active + n.connecting + n.cancelling);
+    }
+
+    /* Run the pool as an event loop would until `until` holds; false if
+     * it does not within ms. */
+    bool drive(const std::function<bool()> &until, int ms = kWaitMs)
+    {
+        Clock::time_point give_up = Clock::now() + std::chrono::milliseconds(ms);
+        while (!until()) {
+            if (Clock::now() >= give_up)
+                return false;
+            std::vector<pollfd> fds;
+            std::vector<Connection *> conns;
+            pool.for_each_socket([&](int sock, int events, Connection *c, uint64_t) {
+                if (!events)
+                    return;
+                fds.push_back(pollfd{sock, short(((events & 1) ? POLLIN : 0) | ((events & 2) ? POLLOUT : 0)), 0});
+                conns.push_back(c);
+            });
+            long timeout = 20;
+            Clock::time_point next = pool.next_deadline();
+            if (next != Clock::time_point::max()) {
+                auto left = std::chrono::duration_cast<std::chrono::milliseconds>(next - Clock::now()).count();
+                timeout = std::max<long>(0, std::min<long>(timeout, long(left) + 1));
+            }
+            int n = poll(fds.data(), fds.size(), int(timeout));
+            for (size_t i = 0; n > 0 && i < fds.size(); i++) {
+                short r = fds[i].revents;
+                if (r)
+                    pool.on_socket(conns[i], r & (POLLIN | POLLHUP | POLLERR), r & (POLLOUT | POLLHUP | POLLERR));
+            }
+            pool.on_timer(Clock::now());
+            check_totals();
+        }
+        return true;
+    }
+
+    /* Everything closed: the watcher forgot every socket it was given. */
+    void check_watcher_balanced()
+    {
+        pool.close_all();
+        CHECK_EQ(watcher.bad, 0);
+        CHECK_EQ(watcher.starts, watcher.forgets);
+        CHECK(watcher.current.empty());
+        CHECK_EQ(observer.connected_n, observer.disconnected_n);
+    }
+};
+
+} // namespace
+
+TEST(job_connects_runs_and_connection_goes_idle)
+{
+    Fixture f;
+    Sink s;
+    f.submit(s, "rows 3 abc");
+    REQUIRE(s.handle != nullptr);
+    PoolCounts n = f.pool.counts();
+    CHECK_EQ(n.connecting, 1);
+    CHECK_EQ(n.open, 1);
+    CHECK_EQ(f.key().waiting, 0); /* it waits for that connection, not in the queue */
+    CHECK(f.pool.any_connecting());
+
+    REQUIRE(f.drive([&] { return s.ended(); }));
+    CHECK(s.done);
+    CHECK_EQ(s.describes, 1);
+    CHECK_EQ(s.done_rows, 3);
+    REQUIRE(s.rows.size() == 3);
+    CHECK_EQ(s.rows[0], "abc");
+    CHECK(s.handle == nullptr);
+    /* while its rows came the connection was busy */
+    CHECK_EQ(s.during.active, 1);
+    CHECK_EQ(s.during.connecting, 0);
+    CHECK_EQ(s.during.open, 1);
+    n = f.pool.counts();
+    CHECK_EQ(n.idle, 1);
+    CHECK_EQ(n.active, 0);
+    CHECK_EQ(n.open, 1);
+    CHECK(!f.pool.any_connecting());
+    CHECK_EQ(f.pool.connects(), 1);
+    CHECK_EQ(f.observer.connected_n, 1);
+
+    /* busy again, seen from outside: a query the server holds */
+    Sink h;
+    f.submit(h, "hold");
+    REQUIRE(f.drive([&] { return f.server.held() == 1; }));
+    CHECK_EQ(f.pool.counts().active, 1);
+    CHECK_EQ(f.pool.counts().idle, 0);
+    CHECK_EQ(f.key().active, 1);
+    f.server.release();
+    REQUIRE(f.drive([&] { return h.ended(); }));
+    CHECK(h.done);
+    CHECK_EQ(h.rows.size(), 1);
+    CHECK_EQ(f.pool.counts().idle, 1);
+    f.check_watcher_balanced();
+}
+
+TEST(second_job_reuses_the_idle_connection)
+{
+    for (bool prepare : {true, false}) {
+        Fixture f;
+        Sink a, b;
+        f.submit(a, "rows 1 first", prepare);
+        REQUIRE(f.drive([&] { return a.ended(); }));
+        f.submit(b, "rows 2 second", prepare);
+        CHECK_EQ(f.pool.counts().active, 1); /* given the idle connection at once */
+        REQUIRE(f.drive([&] { return b.ended(); }));
+        CHECK(a.done);
+        CHECK(b.done);
+        CHECK_EQ(b.rows.size(), 2);
+        CHECK_EQ(f.server.accepted(), 1);
+        CHECK_EQ(f.pool.connects(), 1);
+        CHECK_EQ(f.pool.counts().open, 1);
+        f.check_watcher_balanced();
+    }
+}
+
+TEST(limit_makes_the_second_job_wait_its_turn)
+{
+    Fixture f(1);
+    Sink a, b, c;
+    f.submit(a, "hold");
+    REQUIRE(f.drive([&] { return f.server.held() == 1; }));
+    f.submit(b, "rows 1 b");
+    f.submit(c, "rows 1 c");
+    KeyCounts k = f.key();
+    CHECK_EQ(k.waiting, 2);
+    CHECK_EQ(k.open, 1);
+    CHECK_EQ(k.active, 1);
+    CHECK(k.oldest_wait != Clock::time_point::max());
+    /* a waiting job abandoned leaves the queue and hears nothing */
+    f.pool.abandon(c.handle);
+    CHECK_EQ(f.key().waiting, 1);
+    /* nothing moves while the only connection is busy */
+    CHECK(!f.drive([&] { return b.ended(); }, 100));
+    CHECK_EQ(f.key().waiting, 1);
+
+    f.server.release();
+    REQUIRE(f.drive([&] { return a.ended() && b.ended(); }));
+    CHECK(a.done);
+    CHECK(b.done);
+    CHECK(a.order < b.order);
+    CHECK_EQ(c.endings, 0);
+    CHECK_EQ(f.key().waiting, 0);
+    CHECK_EQ(f.server.accepted(), 1);
+    f.check_watcher_balanced();
+}
+
+TEST(idle_connection_closed_by_the_remote_is_dropped)
+{
+    Fixture f;
+    Sink a;
+    f.submit(a, "rows 1 a");
+    REQUIRE(f.drive([&] { return a.ended(); }));
+    CHECK_EQ(f.pool.counts().idle, 1);
+
+    /* noticed on its socket while pooled */
+    f.server.close_client(1);
+    REQUIRE(f.drive([&] { return f.pool.counts().open == 0; }));
+    CHECK_EQ(f.observer.disconnected_n, 1);
+    KeyCounts k;
+    CHECK(!f.pool.key_counts(f.spec("").key, k));
+    CHECK_EQ(f.watcher.current.size(), 0);
+
+    Sink b;
+    f.submit(b, "rows 1 b");
+    REQUIRE(f.drive([&] { return b.ended(); }));
+    CHECK(b.done);
+    CHECK_EQ(f.server.accepted(), 2);
+
+    /* noticed when a job would get it: the remote closed it just before */
+    f.server.close_client(2);
+    int sock = -1;
+    f.pool.for_each_socket([&](int s, int, Connection *, uint64_t) { sock = s; });
+    REQUIRE(sock >= 0);
+    pollfd p{sock, POLLIN, 0};
+    REQUIRE(poll(&p, 1, kWaitMs) == 1); /* the EOF is there; the pool was not told */
+    Sink c;
+    f.submit(c, "rows 1 c");
+    CHECK_EQ(f.observer.disconnected_n, 2);
+    CHECK_EQ(f.pool.counts().connecting, 1);
+    REQUIRE(f.drive([&] { return c.ended(); }));
+    CHECK(c.done);
+    CHECK_EQ(f.server.accepted(), 3);
+    CHECK_EQ(f.pool.counts().open, 1);
+    f.check_watcher_balanced();
+}
+
+TEST(retire_closes_idle_now_and_busy_after_its_statement)
+{
+    Fixture f;
+    Sink a, b;
+    f.submit(a, "hold");
+    f.submit(b, "rows 1 b");
+    REQUIRE(f.drive([&] { return f.server.held() == 1 && b.ended(); }));
+    CHECK_EQ(f.pool.counts().idle, 1);
+    CHECK_EQ(f.pool.counts().active, 1);
+
+    f.pool.retire_key(f.spec("").key);
+    CHECK_EQ(f.pool.counts().open, 1); /* the idle one, at once */
+    CHECK_EQ(f.pool.counts().active, 1);
+    CHECK_EQ(f.observer.disconnected_n, 1);
+    REQUIRE(f.drive([&] { return f.server.open_clients() == 1; }));
+
+    f.server.release();
+    REQUIRE(f.drive([&] { return a.ended(); }));
+    CHECK(a.done); /* its statement was not disturbed */
+    CHECK_EQ(f.pool.counts().open, 0);
+    CHECK_EQ(f.observer.disconnected_n, 2);
+
+    Sink c;
+    f.submit(c, "rows 1 c");
+    REQUIRE(f.drive([&] { return c.ended(); }));
+    CHECK(c.done);
+    CHECK_EQ(f.server.accepted(), 3);
+    f.check_watcher_balanced();
+}
+
+TEST(replaced_socket_is_reported_to_the_watcher)
+{
+    Fixture f;
+    /* the first server libpq reaches says it is read-only: with
+     * target_session_attrs=read-write libpq drops it and connects again,
+     * on a new socket, inside the same connection */
+    f.server.read_only_first(1);
+    JobSpec s = f.spec("rows 1 x");
+    s.connstr = "host=127.0.0.1,127.0.0.1 port=" + std::to_string(f.server.port()) +
+                " dbname=stub user=stub target_session_attrs=read-write";
+    s.key = s.connstr;
+    Sink a;
+    f.submit(a, s);
+    REQUIRE(f.drive([&] { return a.ended(); }));
+    CHECK(a.done);
+    CHECK_EQ(f.server.accepted(), 2);
+    CHECK_EQ(f.pool.connects(), 1);
+    REQUIRE(f.watcher.log.size() == 1);
+    const std::vector<std::string> &log = f.watcher.log.begin()->second;
+    /* watched, forgotten while still connecting, watched again */
+    size_t forgot = 0;
+    while (forgot < log.size() && log[forgot] != "f")
+        forgot++;
+    CHECK(forgot > 0);
+    CHECK(forgot + 1 < log.size());
+    CHECK_EQ(f.watcher.starts, 2);
+    CHECK_EQ(f.watcher.forgets, 1);
+    /* what it watches now is the socket the connection has */
+    int sock = -1;
+    f.pool.for_each_socket([&](int so, int, Connection *, uint64_t) { sock = so; });
+    REQUIRE(f.watcher.current.size() == 1);
+    CHECK_EQ(f.watcher.current.begin()->second.sock, sock);
+    CHECK_EQ(f.watcher.bad, 0);
+    f.check_watcher_balanced();
+}
+
+TEST(watcher_set_later_is_told_the_sockets_there_are)
+{
+    Fixture f;
+    f.pool.set_watcher(nullptr);
+    CHECK_EQ(f.watcher.starts, 0);
+    Sink a;
+    f.submit(a, "rows 1 a");
+    REQUIRE(f.drive([&] { return a.ended(); }));
+    CHECK_EQ(f.watcher.starts, 0);
+    f.pool.set_watcher(&f.watcher);
+    CHECK_EQ(f.watcher.starts, 1);
+    REQUIRE(f.watcher.current.size() == 1);
+    CHECK_EQ(f.watcher.current.begin()->second.events, 1); /* idle: readable */
+    f.check_watcher_balanced();
+}
+
+TEST(abandoned_job_is_cancelled_and_its_connection_reused)
+{
+    Fixture f;
+    Sink a;
+    f.submit(a, "hold");
+    REQUIRE(f.drive([&] { return f.server.held() == 1; }));
+    f.pool.abandon(a.handle);
+    CHECK_EQ(f.pool.counts().cancelling, 1);
+    CHECK_EQ(f.pool.counts().active, 0);
+    /* the cancel request reached the server, which ended the statement;
+     * the connection is drained and pooled again */
+    REQUIRE(f.drive([&] { return f.pool.counts().idle == 1; }));
+    CHECK_EQ(f.server.cancels(), 1);
+    CHECK_EQ(a.endings, 0);
+    CHECK(a.rows.empty());
+    CHECK_EQ(f.server.held(), 0);
+
+    Sink b;
+    f.submit(b, "rows 1 b");
+    REQUIRE(f.drive([&] { return b.ended(); }));
+    CHECK(b.done);
+    CHECK_EQ(b.rows.size(), 1);
+    CHECK_EQ(f.server.accepted(), 1);
+    CHECK_EQ(a.endings, 0);
+    f.check_watcher_balanced();
+}
+
+TEST(query_timeout_fails_the_job_and_closes_the_connection)
+{
+    Fixture f;
+    Sink a;
+    JobSpec s = f.spec("hold");
+    s.query_timeout_ms = 200;
+    f.submit(a, s);
+    REQUIRE(f.drive([&] { return a.ended(); }));
+    CHECK(a.failed);
+    CHECK_EQ(a.sqlstate, "57014");
+    CHECK(a.message.find("query_timeout") != std::string::npos);
+    CHECK_EQ(f.pool.counts().open, 0);
+    CHECK_EQ(f.observer.disconnected_n, 1);
+    REQUIRE(f.drive([&] { return f.server.cancels() == 1; }));
+    f.check_watcher_balanced();
+}
+
+TEST(remote_error_reaches_the_sink_and_the_connection_is_reused)
+{
+    for (bool prepare : {true, false}) {
+        Fixture f;
+        Sink a;
+        f.submit(a, "error 22012 division by zero", prepare);
+        REQUIRE(f.drive([&] { return a.ended(); }));
+        CHECK(a.failed);
+        CHECK(!a.done);
+        CHECK_EQ(a.sqlstate, "22012");
+        CHECK(a.message.find("division by zero") != std::string::npos);
+        CHECK_EQ(a.endings, 1);
+        CHECK_EQ(f.pool.counts().idle, 1);
+
+        Sink b;
+        f.submit(b, "rows 2 z", prepare);
+        REQUIRE(f.drive([&] { return b.ended(); }));
+        CHECK(b.done);
+        CHECK_EQ(b.rows.size(), 2);
+        CHECK_EQ(f.server.accepted(), 1);
+        f.check_watcher_balanced();
+    }
+}
+
+TEST(connection_refused_fails_the_job_with_08001)
+{
+    Fixture f;
+    int port;
+    {
+        stub::PgStub gone; /* a port nobody listens on any more */
+        port = gone.port();
+    }
+    JobSpec s = f.spec("rows 1 x");
+    s.connstr = "host=127.0.0.1 port=" + std::to_string(port) + " dbname=stub user=stub";
+    s.key = s.connstr;
+    Sink a;
+    f.submit(a, s);
+    REQUIRE(f.drive([&] { return a.ended(); }));
+    CHECK(a.failed);
+    CHECK_EQ(a.sqlstate, "08001");
+    CHECK(!a.detail.empty());
+    CHECK_EQ(f.pool.counts().open, 0);
+    CHECK_EQ(f.observer.connected_n, 0);
+    f.check_watcher_balanced();
+}
