@@ -32,7 +32,7 @@
 #   BENCH_LARGE_TX=3  queries per round of the large result
 #   BENCH_WORKLOADS="hashed all connect large"
 #
-# The default run takes about 12 minutes on 2 cores. The large setup:
+# The default run takes about 10 minutes on 2 cores. The large setup:
 #   BENCH_PARTS=16 BENCH_CLIENTS=64 make bench
 # A quick check: BENCH_SECONDS=1 BENCH_REPEAT=1 BENCH_CLIENTS=1 make bench
 set -euo pipefail
