@@ -11,6 +11,7 @@ pkgs=(
   libboost-dev                  # Boost.Lockfree (header only)
   libipc-run-perl               # PostgreSQL::Test::Cluster for TAP tests
   postgresql-15-plproxy         # the real PL/Proxy 2.10, to test side by side and the conflict check
+  pgbouncer                     # the pooler of the "PL/Proxy + pgbouncer" benchmark variant (started by test/bench.sh itself)
   g++ make
 )
 
@@ -27,5 +28,11 @@ if [ ${#missing[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+# The pgbouncer package ships a system service on port 6432. The benchmark
+# starts its own pgbouncer on a free port; the service is never wanted here.
+if [ "$(id -u)" -eq 0 ] && [ -x /etc/init.d/pgbouncer ]; then
+  /etc/init.d/pgbouncer status >/dev/null 2>&1 && /etc/init.d/pgbouncer stop >/dev/null 2>&1 || true
+  update-rc.d pgbouncer disable >/dev/null 2>&1 || true
 fi
 echo "install-deps: ok"

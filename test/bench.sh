@@ -1,80 +1,144 @@
 #!/usr/bin/env bash
-# bgw_proxy benchmark (make bench). One throwaway instance holds both sides:
-# the database bench_remote with a trivial lookup function over a small
-# table, and bench_proxy with a bgw_proxy CONNECT function of the same
-# signature. pgbench calls (a) the function directly on bench_remote and
-# (b) the proxy function on bench_proxy, at 1 and 16 clients, with
-# persistent connections and with -C (a new session per call). Figures are
-# reported as ratios against (a) measured in the same run, with the number
-# of remote connections the workers held.
+# bgw_proxy benchmark (make bench): bgw_proxy against the real PL/Proxy,
+# PL/Proxy behind pgbouncer, and a client calling the partition directly.
 #
-# Each configuration runs BENCH_REPEAT times, direct and proxy interleaved,
-# and the medians are reported: on a small machine single runs (especially
-# with -C, which forks a backend per call) vary by 10-20%.
+# Topology (test/bench/topology.sh): a partition instance with BENCH_PARTS
+# databases, a proxy instance preloading bgw_proxy with one proxy database
+# per variant, and a pgbouncer in statement mode in front of the partitions.
+# All on 127.0.0.1, on free ports, in a temporary directory; everything is
+# stopped at exit.
 #
-#   BENCH_SECONDS=5 (per run)  BENCH_REPEAT=3  BENCH_WORKERS=2  BENCH_CLIENTS="1 16"
+# Workloads (pgbench scripts, test/bench/measure.sh):
+#   hashed   SELECT get_value(:k): CLUSTER + RUN ON hashtext(k::text), a
+#            primary-key lookup on the partition
+#   all      SELECT count(*) FROM all_parts(): RUN ON ALL, one row per partition
+#   connect  hashed, with pgbench -C (a new session per call)
+#   large    SELECT count(*), sum(i) FROM gen(250000): CONNECT to one
+#            partition, 250000 rows of (int, 100-char text); 1 client
+# Variants: bgw (bgw_proxy), plproxy, pgbouncer (PL/Proxy via pgbouncer),
+# direct (the remote function called on part_0 itself; none for RUN ON ALL).
+#
+# Each configuration (workload x clients) runs BENCH_REPEAT rounds, the
+# variants interleaved within a round (in a rotating order), and medians are
+# reported: speed ratios first, then tps, the peak connections per partition
+# each proxy held (sampled every 0.2 s), and CPU microseconds per call of
+# each process class (from /proc/<pid>/stat).
+#
+#   BENCH_SECONDS=5   seconds per run
+#   BENCH_REPEAT=3    rounds per configuration
+#   BENCH_CLIENTS="1 8 32"
+#   BENCH_PARTS=4     partitions (a power of 2)
+#   BENCH_WORKERS=2   bgw_proxy.workers
+#   BENCH_LARGE_TX=3  queries per round of the large result
+#   BENCH_WORKLOADS="hashed all connect large"
+#
+# The default run takes about 10 minutes on 2 cores. The large setup:
+#   BENCH_PARTS=16 BENCH_CLIENTS=64 make bench
+# A quick check: BENCH_SECONDS=1 BENCH_REPEAT=1 BENCH_CLIENTS=1 make bench
 set -euo pipefail
 cd "$(dirname "$0")/.."
-seconds=${BENCH_SECONDS:-5}
-repeat=${BENCH_REPEAT:-3}
-clients_list=${BENCH_CLIENTS:-"1 16"}
-workers=${BENCH_WORKERS:-2}
+
+BENCH_SECONDS=${BENCH_SECONDS:-5}
+BENCH_REPEAT=${BENCH_REPEAT:-3}
+BENCH_CLIENTS=${BENCH_CLIENTS:-"1 8 32"}
+BENCH_PARTS=${BENCH_PARTS:-4}
+BENCH_WORKERS=${BENCH_WORKERS:-2}
+BENCH_LARGE_TX=${BENCH_LARGE_TX:-3}
+BENCH_WORKLOADS=${BENCH_WORKLOADS:-"hashed all connect large"}
+
+if (((BENCH_PARTS & (BENCH_PARTS - 1)) != 0)); then
+  echo "bench: BENCH_PARTS must be a power of 2 (PL/Proxy's hash mapping)" >&2
+  exit 1
+fi
+for tool in pgbouncer pgbench; do
+  command -v "$tool" >/dev/null || [ -x "$(pg_config --bindir)/$tool" ] || {
+    echo "bench: $tool not found; run scripts/install-deps.sh" >&2
+    exit 1
+  }
+done
 
 source test/lib/instance.sh
-trap 'instance_stop_all; rm -rf "$BGW_TMP"' EXIT
-port=$((59000 + RANDOM % 900))
-instance_start bench "$port" "shared_preload_libraries = 'bgw_proxy'" \
-  "bgw_proxy.workers = $workers" "max_connections = 200" "shared_buffers = 128MB"
-sock=$(instance_socket bench)
+source test/bench/topology.sh
+source test/bench/measure.sh
+source test/bench/report.sh
 
-instance_psql bench -q -c "CREATE DATABASE bench_remote" -c "CREATE DATABASE bench_proxy"
-instance_psql bench -q -d bench_remote <<'SQL'
-CREATE TABLE accounts (id int PRIMARY KEY, owner text NOT NULL);
-INSERT INTO accounts SELECT g, 'owner ' || g FROM generate_series(1, 1000) g;
-VACUUM ANALYZE accounts;
-CREATE FUNCTION lookup(i int) RETURNS text LANGUAGE sql STABLE
-    AS $$ SELECT owner FROM accounts WHERE id = i $$;
-SQL
-instance_psql bench -q -d bench_proxy <<'SQL'
-CREATE EXTENSION bgw_proxy;
-CREATE FUNCTION lookup(i int) RETURNS text
-    AS $$ CONNECT 'dbname=bench_remote'; $$ LANGUAGE bgw_proxy;
-SELECT lookup(1);
-SQL
+cleanup() {
+  sampler_stop
+  stop_pgbouncer
+  instance_stop_all
+  rm -rf "$BGW_TMP"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
 
-script=$BGW_TMP/lookup.sql
-printf '\\set k random(1, 1000)\nSELECT lookup(:k);\n' >"$script"
-chmod 644 "$script"
+BENCH_RESULTS=$BGW_TMP/results.txt
+BENCH_SERVED=$BGW_TMP/served.txt
+: >"$BENCH_RESULTS"
+: >"$BENCH_SERVED"
+max_clients=$(tr ' ' '\n' <<<"$BENCH_CLIENTS" | sort -n | tail -1)
 
-tps() { # db clients extra-flags...
-  local db=$1 c=$2; shift 2
-  as_pg "$(pg_config --bindir)/pgbench" -n -h "$sock" -p "$port" -U postgres -f "$script" \
-    -c "$c" -j "$(( c < 2 ? c : 2 ))" -T "$seconds" "$@" "$db" 2>/dev/null |
-    sed -n 's/^tps = \([0-9.]*\).*/\1/p' | head -1
+start_instances "$max_clients" "$BENCH_PARTS" "$BENCH_WORKERS"
+start_pgbouncer "$max_clients" "$BENCH_PARTS"
+create_databases "$BENCH_PARTS"
+write_scripts
+
+# Every variant answers before anything is timed (and connections, caches
+# and PL/Proxy's cluster configuration are warm).
+for db in bench_bgw bench_plproxy bench_pgbouncer; do
+  instance_psql proxy -Atq -d "$db" -c "SELECT get_value(1)" -c "SELECT count(*) FROM all_parts()" \
+    -c "SELECT count(*) FROM gen(10)" >/dev/null
+done
+
+variants_of() { # workload
+  case $1 in
+    all) echo "bgw plproxy pgbouncer" ;;
+    *) echo "bgw plproxy pgbouncer direct" ;;
+  esac
 }
 
-remote_conns() {
-  instance_psql bench -Atq -d bench_remote -c \
-    "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'bgw_proxy' AND datname = 'bench_remote'"
+# rotate "a b c d" by r places, so no variant always runs first in a round
+rotate() {
+  local r=$1; shift
+  local v=("$@") n=$# i
+  for ((i = 0; i < n; i++)); do printf '%s ' "${v[$(((i + r) % n))]}"; done
 }
 
-echo
-median() { tr ' ' '\n' | grep . | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
-
-echo "bgw_proxy benchmark: median of $repeat interleaved runs of ${seconds}s, $workers workers, $(nproc) cores, PostgreSQL $(pg_config --version | awk '{print $2}')"
-printf '%-8s %-11s %12s %12s %7s %13s\n' clients connection direct_tps proxy_tps ratio remote_conns
-for c in $clients_list; do
-  for mode in persistent new-per-call; do
-    flags=()
-    [ "$mode" = new-per-call ] && flags=(-C)
-    ds=""; ps=""
-    for _ in $(seq "$repeat"); do
-      ds="$ds $(tps bench_remote "$c" "${flags[@]}")"
-      ps="$ps $(tps bench_proxy "$c" "${flags[@]}")"
+run_configuration() { # workload clients
+  local w=$1 c=$2 r v
+  bgw_pool_drain
+  for ((r = 1; r <= BENCH_REPEAT; r++)); do
+    for v in $(rotate "$r" $(variants_of "$w")); do
+      measure_run "$w" "$c" "$v" "$r"
     done
-    d=$(echo "$ds" | median)
-    p=$(echo "$ps" | median)
-    r=$(awk -v p="$p" -v d="$d" 'BEGIN { if (d > 0) printf "%.2f", p / d; else print "n/a" }')
-    printf '%-8s %-11s %12.0f %12.0f %6sx %13s\n' "$c" "$mode" "$d" "$p" "$r" "$(remote_conns)"
+  done
+}
+
+started=$SECONDS
+for w in $BENCH_WORKLOADS; do
+  if [ "$w" = large ]; then
+    echo "bench: large, 1 client ..." >&2
+    run_configuration large 1
+    continue
+  fi
+  for c in $BENCH_CLIENTS; do
+    echo "bench: $w, $c clients ..." >&2
+    run_configuration "$w" "$c"
   done
 done
+
+echo
+echo "bgw_proxy benchmark: $(nproc) cores ($(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)), PostgreSQL $(pg_config --version | awk '{print $2}'),"
+echo "bgw_proxy.workers = $BENCH_WORKERS, $BENCH_PARTS partitions, pgbouncer statement mode pool 4/partition;"
+echo "median of $BENCH_REPEAT interleaved rounds of ${BENCH_SECONDS}s per configuration; took $((SECONDS - started)) s"
+for w in $BENCH_WORKLOADS; do
+  case $w in
+    hashed) report_rates hashed "hashed read: SELECT get_value(:k), RUN ON hashtext(k::text)" $BENCH_CLIENTS ;;
+    all) report_rates all "RUN ON ALL: SELECT count(*) FROM all_parts(), one row per partition" $BENCH_CLIENTS ;;
+    connect) report_rates connect "new session per call: the hashed read with pgbench -C" $BENCH_CLIENTS ;;
+    large) report_large ;;
+  esac
+  if [ "$w" = large ]; then report_cpu large 1; else report_cpu "$w" $BENCH_CLIENTS; fi
+done
+case " $BENCH_WORKLOADS " in
+  *" hashed "*) report_shares hashed "$max_clients" ;;
+esac
