@@ -11,7 +11,7 @@ source test/lib/instance.sh
 trap 'instance_stop_all; rm -rf "$BGW_TMP"' EXIT
 
 mapfile -t conf < <(grep -vE '^\s*(#|$)' test/regress.conf)
-port=$((55000 + RANDOM % 4000))
+port=$(free_port 55000 4000) || { echo "check-regress: no free port"; exit 1; }
 instance_start regress "$port" "${conf[@]}" || exit 1
 
 rm -rf results regression.diffs regression.out

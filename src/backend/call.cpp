@@ -19,7 +19,7 @@ namespace {
 /* The call this backend has in flight, for the error and exit paths. */
 struct ActiveCall {
     int slot = -1;
-    MemoryContext cxt = nullptr;     /* the ring handles live here */
+    MemoryContext cxt = nullptr;     /* the ring handles live here; made once, reset after each call */
     shm_mq_handle *request = nullptr;
     shm_mq_handle *response = nullptr;
 };
@@ -87,14 +87,14 @@ void abandon_active_call(void)
     if (active.slot < 0)
         return;
     RequestSlot *s = request_slot(active.slot);
-    /* detaching tells the worker we are gone; active.cxt is a child of the
-     * call's context and goes with it */
+    /* detaching tells the worker we are gone */
     if (active.request)
         shm_mq_detach(active.request);
     if (active.response)
         shm_mq_detach(active.response);
     active.request = active.response = nullptr;
-    active.cxt = nullptr;
+    if (active.cxt)
+        MemoryContextReset(active.cxt);
 
     uint32 expected = SLOT_SUBMITTED;
     if (pg_atomic_compare_exchange_u32(&s->state, &expected, SLOT_FREE)) {
@@ -289,8 +289,10 @@ void encode_request(const CallRequest *req, StringInfoBuf &buf)
     pfree(columns);
 }
 
-/* Fill our slot (FREE: only we touch it) and attach to its rings. */
-void prepare_slot(RequestSlot *s, int idx, int worker)
+/* Fill our slot (FREE: only we touch it) and attach to its rings. A
+ * request that fits the request area is copied there as it is: no ring,
+ * so the worker reads it without a round of latch wake-ups. */
+void prepare_slot(RequestSlot *s, int idx, int worker, const StringInfoBuf &buf)
 {
     s->generation++;
     s->worker = worker;
@@ -298,14 +300,24 @@ void prepare_slot(RequestSlot *s, int idx, int worker)
     s->roleid = GetUserId();
     s->dbid = MyDatabaseId;
     pg_atomic_write_u32(&s->cancel, 0);
-    auto *req_mq = shm_mq_create(slot_request_ring(idx), proxy_shared->request_ring_size);
+    bool plain = Size(buf.si.len) <= proxy_shared->request_ring_size;
+    s->request_len = plain ? uint32(buf.si.len) : 0;
+    if (plain)
+        memcpy(slot_request_ring(idx), buf.si.data, buf.si.len);
+    shm_mq *req_mq = nullptr;
+    if (!plain) {
+        req_mq = shm_mq_create(slot_request_ring(idx), proxy_shared->request_ring_size);
+        shm_mq_set_sender(req_mq, MyProc);
+    }
     auto *resp_mq = shm_mq_create(slot_response_ring(idx), proxy_shared->response_ring_size);
-    shm_mq_set_sender(req_mq, MyProc);
     shm_mq_set_receiver(resp_mq, MyProc);
+    if (PGPROC *sender = worker_proc(worker))
+        shm_mq_set_sender(resp_mq, sender);
     active.slot = idx;
-    active.cxt = AllocSetContextCreate(CurrentMemoryContext, "bgw_proxy call", ALLOCSET_SMALL_SIZES);
+    if (!active.cxt)
+        active.cxt = AllocSetContextCreate(TopMemoryContext, "bgw_proxy call", ALLOCSET_SMALL_SIZES);
     MemoryContext old = MemoryContextSwitchTo(active.cxt);
-    active.request = shm_mq_attach(req_mq, nullptr, nullptr);
+    active.request = plain ? nullptr : shm_mq_attach(req_mq, nullptr, nullptr);
     active.response = shm_mq_attach(resp_mq, nullptr, nullptr);
     MemoryContextSwitchTo(old);
 }
@@ -373,8 +385,23 @@ void deliver_rows(const ResultSink *sink, int target, wire::Reader &rd)
     pfree(fields);
 }
 
+bool deliver_message(const CallRequest *req, const ResultSink *sink, const void *data, Size len, bool in_batch);
+
+/* Every message of a batch, in order; true if it ended the call. */
+bool deliver_batch(const CallRequest *req, const ResultSink *sink, wire::Reader &rd)
+{
+    wire::Span m;
+    bool bad;
+    while (proto::decode_batch_next(rd, m, bad))
+        if (deliver_message(req, sink, m.data, m.len, true))
+            return true;
+    if (bad)
+        malformed("batch");
+    return false;
+}
+
 /* One response message to the sink (or raised); true for the call's end. */
-bool deliver_message(const CallRequest *req, const ResultSink *sink, const void *data, Size len)
+bool deliver_message(const CallRequest *req, const ResultSink *sink, const void *data, Size len, bool in_batch)
 {
     wire::Reader rd(data, len);
     proto::Kind kind;
@@ -384,6 +411,10 @@ bool deliver_message(const CallRequest *req, const ResultSink *sink, const void 
     switch (kind) {
     case proto::Kind::CallDone:
         return true;
+    case proto::Kind::Batch:
+        if (in_batch)
+            malformed("batch");
+        return deliver_batch(req, sink, rd);
     case proto::Kind::Describe:
         deliver_describe(sink, target, rd);
         break;
@@ -420,7 +451,7 @@ void receive_responses(const CallRequest *req, const ResultSink *sink, RequestSl
         void *data;
         shm_mq_result r = shm_mq_receive(active.response, &len, &data, true);
         if (r == SHM_MQ_SUCCESS) {
-            if (deliver_message(req, sink, data, len))
+            if (deliver_message(req, sink, data, len, false))
                 return;
             continue;
         }
@@ -457,19 +488,22 @@ void run_call(const CallRequest *req, const ResultSink *sink)
 
     StringInfoBuf buf;
     encode_request(req, buf);
-    prepare_slot(s, idx, worker);
+    prepare_slot(s, idx, worker, buf);
 
-    /* most requests fit the ring: write before waking the worker */
-    shm_mq_result sent = shm_mq_send(active.request, buf.si.len, buf.si.data, true, true);
-    if (sent == SHM_MQ_DETACHED)
-        ereport(ERROR, (errcode(ERRCODE_INTERNAL_ERROR), errmsg("bgw_proxy: request ring detached")));
+    /* a request too large for the area streams through it: what fits is
+     * written before the worker is woken */
+    shm_mq_result sent = SHM_MQ_SUCCESS;
+    if (active.request) {
+        sent = shm_mq_send(active.request, buf.si.len, buf.si.data, true, true);
+        if (sent == SHM_MQ_DETACHED)
+            ereport(ERROR, (errcode(ERRCODE_INTERNAL_ERROR), errmsg("bgw_proxy: request ring detached")));
+    }
     submit_slot(s, idx, worker);
     receive_responses(req, sink, s, worker, buf, sent);
 
     /* finished: the worker releases the slot right after the final message.
      * No detach: it would only wake the worker for nothing. */
-    MemoryContextDelete(active.cxt);
-    active.cxt = nullptr;
+    MemoryContextReset(active.cxt);
     active.request = active.response = nullptr;
     active.slot = -1;
     pfree(buf.si.data);

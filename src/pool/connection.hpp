@@ -51,6 +51,7 @@ struct Membership {
     int sock = -1;
     int events = 0;
     uint64_t sock_ino = 0;              /* tells a replaced socket of the same number */
+    bool sock_settled = false;          /* the socket is final: connected, checked once after */
 };
 
 class Connection {

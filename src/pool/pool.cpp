@@ -155,11 +155,13 @@ void Pool::update_interest(Connection &c)
             events = c.events();
             /* libpq closes the socket of a failed attempt and opens the
              * next under the same number, at any PQconnectPoll: while
-             * connecting, and when it ends (Idle), the inode says whether
-             * it is the same socket. Later the socket cannot change. */
-            bool may_change = m.state == ConnState::Connecting || m.state == ConnState::Idle ||
-                              sock != m.sock || m.sock_ino == 0;
+             * connecting, and once when it ends, the inode says whether it
+             * is the same socket. Later the socket cannot change, so the
+             * calls that follow cost no fstat. */
+            bool connecting = m.state == ConnState::Connecting || m.state == ConnState::Resolving;
+            bool may_change = connecting || !m.sock_settled || sock != m.sock || m.sock_ino == 0;
             ino = may_change ? socket_identity(sock) : m.sock_ino;
+            m.sock_settled = !connecting;
         }
     }
     bool same_socket = sock == m.sock && ino == m.sock_ino;

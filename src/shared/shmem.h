@@ -7,7 +7,7 @@
  *   WorkerState      per worker                           (bgw_proxy.workers)
  *   SubmitQueue      per worker, 64-byte aligned          (bgw_proxy.workers)
  *   RequestSlot      per possible backend                 (MaxBackends)
- *   ring memory      per slot: request ring + response ring
+ *   ring memory      per slot: request area + response ring
  *   SharedCluster    per cluster cache slot               (bgw_proxy.max_clusters)
  *   PoolStat         per tracked pool, a region per worker (bgw_proxy.max_tracked_pools;
  *                    its contract is in pool_stats.h)
@@ -41,7 +41,14 @@
  *   FREE / SUBMITTED: the owning backend writes the descriptive fields; the
  *   worker reads them only after winning the SUBMITTED->RUNNING CAS (the
  *   pg_atomic CAS is a full barrier). RUNNING: the worker owns the rings'
- *   worker ends; the backend owns its ends and may set `cancel` at any time.
+ *   worker ends (and reads a plain request from the request area); the
+ *   backend owns its ends and may set `cancel` at any time. The backend
+ *   names the addressed worker's PGPROC as the response ring's sender when
+ *   it creates the ring (a worker naming itself would set the backend's
+ *   latch: a wake-up with nothing to read); the worker attaches when it
+ *   first sends. A worker that restarted after the call was submitted finds
+ *   another PGPROC named: it still sends, but is not woken when the backend
+ *   frees ring space, so it polls that call's ring (worker/slot_calls.cpp).
  *   DONE: the worker has detached and will not touch the slot again.
  *   A backend that leaves (error, cancel, exit) while RUNNING sets `cancel`
  *   and wakes the worker; the slot stays RUNNING until the worker releases
@@ -78,6 +85,10 @@ struct RequestSlot {
     PGPROC *owner;               /* backend, while FREE: whose latch to set */
     Oid roleid;                  /* backend, while FREE: role of the call */
     Oid dbid;                    /* backend, while FREE */
+    uint32 request_len;          /* backend, while FREE: > 0, the request lies in the
+                                  * slot's request area as plain bytes (it fitted);
+                                  * 0, the area is an shm_mq the request streams
+                                  * through. The worker reads either after pickup. */
 };
 
 enum WorkerRunState : uint32 {

@@ -22,6 +22,9 @@
  *     'N' u16 target, fields                              a remote notice
  *     'C' u16 target, u64 rows                            one target finished
  *     'Z'                                                 the whole call finished
+ *     'B' then (u32 length, message)... up to the end      several of the above, in order
+ *         (no 'B' inside): one send, so one wake-up of the backend, for
+ *         what a worker has ready at once
  *   fields: char[5] sqlstate, str severity, str message, str detail, str hint, str context
  *
  * Decoders never allocate (the caller gives the arrays) and return false on
@@ -189,6 +192,7 @@ enum class Kind : uint8_t {
     Notice = 'N',
     TargetDone = 'C',
     CallDone = 'Z',
+    Batch = 'B',
 };
 
 struct Column {
@@ -277,8 +281,38 @@ void encode_call_done(Buf &buf)
     w.u8(uint8_t(Kind::CallDone));
 }
 
-/* The first bytes of every response: its kind and (but for CallDone) its
- * target. The reader is left at the message's body. */
+/* A batch: begin it, then append whole messages (not batches). */
+template <typename Buf>
+void begin_batch(Buf &buf)
+{
+    Writer<Buf> w(buf);
+    w.u8(uint8_t(Kind::Batch));
+}
+
+template <typename Buf>
+void append_to_batch(Buf &buf, const char *message, size_t len)
+{
+    Writer<Buf> w(buf);
+    w.u32(uint32_t(len));
+    w.raw(message, len);
+}
+
+/* The next message of a batch (after decode_head said Batch); false at its
+ * end, or with `malformed` set if what is left is not a whole message. */
+inline bool decode_batch_next(Reader &r, Span &message, bool &malformed)
+{
+    malformed = false;
+    if (r.at_end())
+        return false;
+    if (!r.str(message) || message.len == 0 || uint8_t(message.data[0]) == uint8_t(Kind::Batch)) {
+        malformed = true;
+        return false;
+    }
+    return true;
+}
+
+/* The first bytes of every response: its kind and (but for CallDone and
+ * Batch) its target. The reader is left at the message's body. */
 inline bool decode_head(Reader &r, Kind &kind, uint16_t &target)
 {
     uint8_t k;
@@ -289,6 +323,8 @@ inline bool decode_head(Reader &r, Kind &kind, uint16_t &target)
     switch (kind) {
     case Kind::CallDone:
         return r.at_end();
+    case Kind::Batch:
+        return true;
     case Kind::Describe:
     case Kind::Rows:
     case Kind::Error:

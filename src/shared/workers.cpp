@@ -8,15 +8,19 @@
 
 namespace bgw {
 
-void wake_worker(int w)
+PGPROC *worker_proc(int w)
 {
     WorkerState *ws = worker_state(w);
-    if (pg_atomic_read_u32(&ws->pid) != 0) {
-        pg_read_barrier();
-        PGPROC *p = ws->proc;
-        if (p)
-            SetLatch(&p->procLatch);
-    }
+    if (pg_atomic_read_u32(&ws->pid) == 0)
+        return nullptr;
+    pg_read_barrier();
+    return ws->proc;
+}
+
+void wake_worker(int w)
+{
+    if (PGPROC *p = worker_proc(w))
+        SetLatch(&p->procLatch);
 }
 
 int pick_worker(const char *key, size_t len)

@@ -7,6 +7,8 @@
 #include <cstddef>
 #include <cstdint>
 
+struct PGPROC;
+
 namespace bgw {
 
 struct RequestSlot;
@@ -27,5 +29,8 @@ void uncharge_worker(RequestSlot *s);
 
 /* Set worker w's latch if it is running (from any process). */
 void wake_worker(int w);
+
+/* Worker w's PGPROC if it is running, else NULL. */
+PGPROC *worker_proc(int w);
 
 } // namespace bgw

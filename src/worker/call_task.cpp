@@ -77,6 +77,31 @@ void Call::sent_front()
     outbox.pop_front();
 }
 
+void Call::pack_front()
+{
+    if (front_partial || outbox.size() < 2)
+        return;
+    close_rows();
+    size_t n = 0, total = 1, before = 0;
+    for (const std::string &m : outbox) {
+        if (n > 0 && total + 4 + m.size() > kRowsMessageBytes)
+            break;
+        total += 4 + m.size();
+        before += m.size();
+        n++;
+    }
+    if (n < 2)
+        return;
+    std::string b;
+    b.reserve(total);
+    proto::begin_batch(b);
+    for (size_t i = 0; i < n; i++)
+        proto::append_to_batch(b, outbox[i].data(), outbox[i].size());
+    outbox.erase(outbox.begin(), outbox.begin() + long(n));
+    outbox_bytes += b.size() - before;
+    outbox.push_front(std::move(b));
+}
+
 void Call::fail(const char *message)
 {
     std::string b, trimmed;

@@ -64,6 +64,12 @@ struct Call {
     void close_rows();
     /* The first message was handed to the ring whole. */
     void sent_front();
+    /* Messages at the front of the outbox become one batch message (one
+     * send, one wake-up of the backend). Not while the first is partly in
+     * the ring: shm_mq_send must be given it again unchanged. */
+    void pack_front();
+    bool front_partial = false;      /* the ring took part of the first message */
+    bool polled_ring = false;        /* not woken when the ring drains (shmem.h) */
     /* A call-level failure for the backend (a request it cannot decode). */
     void fail(const char *message);
 };

@@ -7,6 +7,7 @@
  */
 #include "worker/event_loop.h"
 #include "common/guc.h"
+#include "worker/gauges.h"
 #include "worker/retirement.h"
 #include "worker/slot_calls.h"
 #include "worker/worker_self.h"
@@ -22,21 +23,25 @@ namespace bgw {
 
 namespace {
 
-void publish_gauges()
+/* The wait set: latch, postmaster death, and the pooled sockets, either as
+ * one epoll descriptor kept in step by the pool (SocketSet), or, where
+ * there is no epoll, every socket, rebuilt when they change. */
+WaitEventSet *wait_set = nullptr;
+bool incremental = false;
+
+void create_incremental_wait_set()
 {
-    PoolCounts n = self->pool.counts();
-    WorkerState *w = self->state;
-    pg_atomic_write_u32(&w->conns_open, n.open);
-    pg_atomic_write_u32(&w->conns_idle, n.idle);
-    pg_atomic_write_u32(&w->conns_active, n.active + n.cancelling);
-    pg_atomic_write_u32(&w->conns_connecting, n.connecting);
-    pg_atomic_write_u64(&w->connects, self->pool.connects());
-    pg_atomic_write_u32(&w->run_state, self->calls.empty() ? WORKER_IDLE : WORKER_BUSY);
-    self->stats.publish(self->pool);
+    pg_call([] {
+        wait_set = CreateWaitEventSet(TopMemoryContext, 3);
+        AddWaitEventToSet(wait_set, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, nullptr);
+        AddWaitEventToSet(wait_set, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, nullptr, nullptr);
+        AddWaitEventToSet(wait_set, WL_SOCKET_READABLE, self->sockets.fd(), nullptr, nullptr);
+    });
 }
 
-/* Rebuild the wait set when the sockets or their interests changed. */
-void prepare_wait_set()
+/* The fallback: rebuild the wait set when the sockets or their interests
+ * changed (or while libpq may swap a connecting socket). */
+void rebuild_wait_set()
 {
     std::vector<std::tuple<int, int, uint64_t>> want;
     std::vector<Connection *> conns;
@@ -46,18 +51,18 @@ void prepare_wait_set()
             conns.push_back(c);
         }
     });
-    if (self->wes && want == self->wes_sockets && !self->pool.any_connecting())
+    if (wait_set && want == self->wes_sockets && !self->pool.any_connecting())
         return;
     pg_call([&] {
-        if (self->wes)
-            FreeWaitEventSet(self->wes);
-        self->wes = CreateWaitEventSet(TopMemoryContext, int(want.size()) + 2);
-        AddWaitEventToSet(self->wes, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, nullptr);
-        AddWaitEventToSet(self->wes, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, nullptr, nullptr);
+        if (wait_set)
+            FreeWaitEventSet(wait_set);
+        wait_set = CreateWaitEventSet(TopMemoryContext, int(want.size()) + 2);
+        AddWaitEventToSet(wait_set, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, nullptr);
+        AddWaitEventToSet(wait_set, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, nullptr, nullptr);
         for (size_t i = 0; i < want.size(); i++) {
             int events = std::get<1>(want[i]);
             uint32 ev = ((events & 1) ? WL_SOCKET_READABLE : 0) | ((events & 2) ? WL_SOCKET_WRITEABLE : 0);
-            AddWaitEventToSet(self->wes, ev, std::get<0>(want[i]), nullptr, conns[i]);
+            AddWaitEventToSet(wait_set, ev, std::get<0>(want[i]), nullptr, conns[i]);
         }
     });
     self->wes_sockets = std::move(want);
@@ -77,10 +82,13 @@ void serve_interrupts()
     }
 }
 
-/* Until the pool's next deadline, at most a second. */
+/* Until the pool's next deadline, at most a second (kRingPollMs while a
+ * call waits for ring space it will not be woken for). */
+constexpr long kRingPollMs = 10;
+
 long wait_timeout_ms()
 {
-    long timeout = 1000;
+    long timeout = self->poll_rings ? kRingPollMs : 1000;
     Clock::time_point deadline = self->pool.next_deadline();
     if (deadline != Clock::time_point::max()) {
         auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
@@ -93,17 +101,28 @@ void wait_for_events()
 {
     constexpr int kMaxEvents = 64;
     WaitEvent events[kMaxEvents];
-    prepare_wait_set();
-    long timeout = wait_timeout_ms();
-    int n = pg_call([&] { return WaitEventSetWait(self->wes, timeout, events, kMaxEvents, PG_WAIT_EXTENSION); });
+    if (incremental && self->sockets.broken())
+        self->sockets.resync(self->pool);
+    if (!incremental)
+        rebuild_wait_set();
+    long timeout = gauges_wait_ms(wait_timeout_ms());
+    int n = pg_call([&] { return WaitEventSetWait(wait_set, timeout, events, kMaxEvents, PG_WAIT_EXTENSION); });
+    if (n == 0)
+        gauges_touched(); /* a deadline: the next turn's on_timer may change things */
     for (int i = 0; i < n; i++) {
         if (!(events[i].events & WL_SOCKET_MASK))
             continue;
-        auto *c = static_cast<Connection *>(events[i].user_data);
-        /* a socket event of a connection closed earlier in this batch
-         * cannot arrive: the pool only deletes in reap(), and the set
-         * is rebuilt before the next wait */
-        self->pool.on_socket(c, events[i].events & WL_SOCKET_READABLE, events[i].events & WL_SOCKET_WRITEABLE);
+        gauges_touched();
+        if (incremental) {
+            /* the pool never destroys a connection in on_socket(), and a
+             * forgotten one is skipped: every pointer here is live */
+            self->sockets.drain([](Connection *c, bool readable, bool writable) {
+                self->pool.on_socket(c, readable, writable);
+            });
+        } else {
+            auto *c = static_cast<Connection *>(events[i].user_data);
+            self->pool.on_socket(c, events[i].events & WL_SOCKET_READABLE, events[i].events & WL_SOCKET_WRITEABLE);
+        }
     }
 }
 
@@ -117,8 +136,22 @@ void apply_limits()
     self->pool.set_limits(l);
 }
 
+void start_loop()
+{
+    incremental = self->sockets.open();
+    if (incremental) {
+        self->pool.set_watcher(&self->sockets);
+        create_incremental_wait_set();
+    }
+    pg_call([] {
+        ereport(LOG, (errmsg("bgw_proxy worker %d waits with %s", self->index,
+                             incremental ? "an epoll set kept by the pool" : "a wait set rebuilt from the pool")));
+    });
+}
+
 void run_loop()
 {
+    start_loop();
     for (;;) {
         ResetLatch(MyLatch);
         if (ShutdownRequestPending)
@@ -126,12 +159,14 @@ void run_loop()
         serve_interrupts();
         retire_for_dropped_database();
         Ticket t;
-        while (worker_queue(self->index)->pop(t))
+        while (worker_queue(self->index)->pop(t)) {
             pick_up(t);
+            gauges_touched();
+        }
         step_all_calls();
         self->pool.on_timer(Clock::now());
         step_all_calls();
-        publish_gauges();
+        gauges_publish(false);
         wait_for_events();
     }
 }

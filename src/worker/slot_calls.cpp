@@ -5,6 +5,7 @@
 #include "shared/binary_types.hpp"
 #include "shared/slot_protocol.hpp"
 #include "shared/workers.h"
+#include "worker/gauges.h"
 #include "worker/retirement.h"
 #include "worker/worker_self.h"
 
@@ -48,6 +49,7 @@ void account_end(Call &c)
 void release_slot(Call &c)
 {
     account_end(c);
+    gauges_publish(true);
     RequestSlot *s = request_slot(c.slot);
     if (c.cxt)
         MemoryContextDelete(c.cxt);
@@ -145,19 +147,40 @@ void start_call(Call &c, const char *data, Size len)
     }
 }
 
+/* Attach to the response ring at the first message. The backend named us
+ * its sender; if it named nobody (we were not running) we name ourselves,
+ * if it named an earlier incarnation we cannot, and poll (see shmem.h). */
+void attach_response(Call &c)
+{
+    pg_call([&] {
+        MemoryContext old = MemoryContextSwitchTo(c.cxt);
+        auto *resp = static_cast<shm_mq *>(slot_response_ring(c.slot));
+        PGPROC *sender = shm_mq_get_sender(resp);
+        if (!sender)
+            shm_mq_set_sender(resp, MyProc);
+        c.polled_ring = sender && sender != MyProc;
+        c.response = shm_mq_attach(resp, nullptr, nullptr);
+        MemoryContextSwitchTo(old);
+    });
+}
+
 /* Move encoded messages into the response ring until it is full. A message
  * the ring took in part is sent again, unchanged, next time: so the open
  * rows message is closed before it is first offered. */
 void flush_outbox(Call &c)
 {
+    if (!c.outbox.empty() && !c.response && !c.abandoned)
+        attach_response(c);
     while (!c.outbox.empty() && !c.abandoned) {
-        if (c.outbox.size() == 1)
+        if (c.outbox.size() == 1 && !c.front_partial)
             c.close_rows();
+        c.pack_front();
         const std::string &m = c.outbox.front();
         shm_mq_result r = pg_call([&] {
             bool last = c.outbox.size() == 1;
             return shm_mq_send(c.response, m.size(), m.data(), true, last);
         });
+        c.front_partial = r == SHM_MQ_WOULD_BLOCK;
         if (r == SHM_MQ_WOULD_BLOCK)
             return;
         if (r == SHM_MQ_DETACHED) {
@@ -170,6 +193,12 @@ void flush_outbox(Call &c)
 
 void receive_request(Call &c)
 {
+    RequestSlot *s = request_slot(c.slot);
+    if (s->request_len > 0) {
+        /* a plain request in the request area (shmem.h): ours while RUNNING */
+        start_call(c, static_cast<const char *>(slot_request_ring(c.slot)), s->request_len);
+        return;
+    }
     Size len;
     void *data;
     shm_mq_result r = pg_call([&] { return shm_mq_receive(c.request, &len, &data, true); });
@@ -251,15 +280,15 @@ void pick_up(Ticket t)
     auto call = std::make_unique<Call>();
     call->slot = int(t.slot);
     call->stats = &self->stats;
+    bool plain = s->request_len > 0;
     pg_call([&] {
         call->cxt = AllocSetContextCreate(TopMemoryContext, "bgw_proxy call", ALLOCSET_SMALL_SIZES);
+        if (plain)
+            return;
         MemoryContext old = MemoryContextSwitchTo(call->cxt);
         auto *req = static_cast<shm_mq *>(slot_request_ring(call->slot));
-        auto *resp = static_cast<shm_mq *>(slot_response_ring(call->slot));
         shm_mq_set_receiver(req, MyProc);
-        shm_mq_set_sender(resp, MyProc);
         call->request = shm_mq_attach(req, nullptr, nullptr);
-        call->response = shm_mq_attach(resp, nullptr, nullptr);
         MemoryContextSwitchTo(old);
     });
     self->calls.push_back(std::move(call));
@@ -269,6 +298,7 @@ void pick_up(Ticket t)
 void step_all_calls()
 {
     auto &calls = self->calls;
+    self->poll_rings = false;
     for (size_t i = 0; i < calls.size();) {
         bool done;
         bool failed = false;
@@ -285,10 +315,12 @@ void step_all_calls()
             release_slot(c);
             done = failed = true;
         }
-        if (done)
+        if (done) {
             calls.erase(calls.begin() + long(i));
-        else
+        } else {
+            self->poll_rings |= calls[i]->polled_ring && !calls[i]->outbox.empty();
             i++;
+        }
         if (failed)
             pg_call([&] { ereport(LOG, (errmsg("bgw_proxy worker %d gave up a call: %s", self->index, msg))); });
     }

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "pool/conn_pool.hpp"
+#include "worker/socket_set.h"
 #include "worker/pool_stats_worker.h"
 #include "worker/call_task.h"
 #include "shared/shmem.h"
@@ -32,8 +33,9 @@ struct Worker {
      * and cluster configuration its last call used (retirement.cpp) */
     std::unordered_map<std::string, std::pair<std::string, int64>> last_config;
     uint64 drop_epoch = 0;           /* ProxyShared.drop_epoch last acted on */
-    WaitEventSet *wes = nullptr;
-    std::vector<std::tuple<int, int, uint64_t>> wes_sockets; /* what wes was built for */
+    bool poll_rings = false;         /* a call waits for ring space without a wake-up */
+    SocketSet sockets;               /* the pooled sockets, kept by the pool (event_loop.cpp) */
+    std::vector<std::tuple<int, int, uint64_t>> wes_sockets; /* without epoll: what the wait set was built for */
 };
 
 /* This process's worker. Never destroyed: the exit callback uses it after

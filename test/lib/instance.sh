@@ -9,6 +9,7 @@
 #   instance_stop NAME        stop it (by data directory, never by name)
 #   instance_psql NAME ...    psql as the postgres role on it
 #   instance_stop_all         stop every instance this shell started
+#   free_port BASE SPAN       a port in [BASE, BASE + SPAN) nothing listens on
 #
 # PostgreSQL refuses to run as root, hence runuser.
 
@@ -50,6 +51,19 @@ instance_stop() {
 instance_stop_all() {
   local n
   for n in "${BGW_INSTANCES[@]}"; do instance_stop "$n"; done
+}
+
+free_port() {
+  local base=$1 span=$2 port i
+  for i in $(seq 50); do
+    port=$((base + RANDOM % span))
+    # bash's /dev/tcp connect fails when nothing listens there
+    if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+      echo "$port"
+      return 0
+    fi
+  done
+  return 1
 }
 
 instance_socket() { echo "$BGW_TMP/$1"; }
