@@ -311,8 +311,6 @@ void prepare_slot(RequestSlot *s, int idx, int worker, const StringInfoBuf &buf)
     }
     auto *resp_mq = shm_mq_create(slot_response_ring(idx), proxy_shared->response_ring_size);
     shm_mq_set_receiver(resp_mq, MyProc);
-    if (PGPROC *sender = worker_proc(worker))
-        shm_mq_set_sender(resp_mq, sender);
     active.slot = idx;
     if (!active.cxt)
         active.cxt = AllocSetContextCreate(TopMemoryContext, "bgw_proxy call", ALLOCSET_SMALL_SIZES);

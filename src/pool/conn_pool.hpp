@@ -75,7 +75,7 @@ public:
     virtual ~QuerySink() = default;
     virtual bool can_accept() = 0;                 /* false: pause reading */
     virtual void on_describe(const PGresult *res) = 0; /* column names, before the first row */
-    virtual void on_row(const PGresult *row) = 0;  /* PGRES_SINGLE_TUPLE, text format */
+    virtual void on_row(const PGresult *row) = 0;  /* PGRES_SINGLE_TUPLE, in the formats on_describe gave */
     virtual void on_notice(const PGresult *notice) = 0;
     /* res is null for a connection-level failure: then sqlstate, message and
      * detail (libpq's own text) say what happened */

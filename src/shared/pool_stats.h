@@ -4,8 +4,10 @@
  *
  * The entries live in the "bgw_proxy" segment, split into one region per
  * worker (bgw_proxy.max_tracked_pools / bgw_proxy.workers entries each).
- * A call always goes to the worker its (cluster, role) hashes to, so one
- * worker serves every call an entry counts: the worker owns its region.
+ * Every worker serves every pool with connections of its own, so a pool
+ * may have an entry in each worker's region; each worker writes only its
+ * own region (it "owns" its entries below), and the view adds up the
+ * entries of one pool.
  *
  * Who writes what (and no exclusive LWLock anywhere on the call path):
  *

@@ -121,7 +121,7 @@ static void shmem_startup(void)
             memset(s, 0, sizeof(RequestSlot));
             pg_atomic_init_u32(&s->state, SLOT_FREE);
             pg_atomic_init_u32(&s->cancel, 0);
-            s->charged = -1;
+            pg_atomic_init_u32(&s->charged, 0);
         }
     }
     LWLockRelease(AddinShmemInitLock);

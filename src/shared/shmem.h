@@ -42,13 +42,10 @@
  *   worker reads them only after winning the SUBMITTED->RUNNING CAS (the
  *   pg_atomic CAS is a full barrier). RUNNING: the worker owns the rings'
  *   worker ends (and reads a plain request from the request area); the
- *   backend owns its ends and may set `cancel` at any time. The backend
- *   names the addressed worker's PGPROC as the response ring's sender when
- *   it creates the ring (a worker naming itself would set the backend's
- *   latch: a wake-up with nothing to read); the worker attaches when it
- *   first sends. A worker that restarted after the call was submitted finds
- *   another PGPROC named: it still sends, but is not woken when the backend
- *   frees ring space, so it polls that call's ring (worker/slot_calls.cpp).
+ *   backend owns its ends and may set `cancel` at any time. The worker
+ *   names itself the response ring's sender only right before its first
+ *   send (naming sets the backend's latch: done at pickup, it would wake the
+ *   backend with nothing to read), or at exit, to detach from it.
  *   DONE: the worker has detached and will not touch the slot again.
  *   A backend that leaves (error, cancel, exit) while RUNNING sets `cancel`
  *   and wakes the worker; the slot stays RUNNING until the worker releases
@@ -78,10 +75,11 @@ struct RequestSlot {
                                   * own index (a stale ticket may route a call to
                                   * another worker than the one addressed) */
     uint32 worker_incarnation;   /* worker, at pickup */
-    int charged;                 /* backend, while FREE: the worker whose `load` it
-                                  * raised for this call (-1: none); whoever ends
-                                  * the call (counts it in `completed`) lowers that
-                                  * load again, through uncharge_worker() */
+    pg_atomic_uint32 charged;    /* 1 + the worker whose `load` the backend raised
+                                  * for this call (0: none), written while FREE;
+                                  * whoever ends the call (counts it in `completed`)
+                                  * swaps it to 0 and lowers that load: an atomic
+                                  * exchange, so two enders cannot both lower it */
     PGPROC *owner;               /* backend, while FREE: whose latch to set */
     Oid roleid;                  /* backend, while FREE: role of the call */
     Oid dbid;                    /* backend, while FREE */

@@ -45,14 +45,14 @@ int pick_worker(const char *key, size_t len)
 void charge_worker(RequestSlot *s, int w)
 {
     pg_atomic_fetch_add_u32(&worker_state(w)->load, 1);
-    s->charged = w;
+    pg_atomic_write_u32(&s->charged, uint32(w) + 1);
 }
 
 void uncharge_worker(RequestSlot *s)
 {
-    if (s->charged >= 0)
-        pg_atomic_fetch_sub_u32(&worker_state(s->charged)->load, 1);
-    s->charged = -1;
+    uint32 charged = pg_atomic_exchange_u32(&s->charged, 0);
+    if (charged > 0 && int(charged) <= proxy_shared->nworkers)
+        pg_atomic_fetch_sub_u32(&worker_state(int(charged) - 1)->load, 1);
 }
 
 } // namespace bgw

@@ -69,7 +69,6 @@ struct Call {
      * the ring: shm_mq_send must be given it again unchanged. */
     void pack_front();
     bool front_partial = false;      /* the ring took part of the first message */
-    bool polled_ring = false;        /* not woken when the ring drains (shmem.h) */
     /* A call-level failure for the backend (a request it cannot decode). */
     void fail(const char *message);
 };

@@ -82,13 +82,10 @@ void serve_interrupts()
     }
 }
 
-/* Until the pool's next deadline, at most a second (kRingPollMs while a
- * call waits for ring space it will not be woken for). */
-constexpr long kRingPollMs = 10;
-
+/* Until the pool's next deadline, at most a second. */
 long wait_timeout_ms()
 {
-    long timeout = self->poll_rings ? kRingPollMs : 1000;
+    long timeout = 1000;
     Clock::time_point deadline = self->pool.next_deadline();
     if (deadline != Clock::time_point::max()) {
         auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
@@ -101,8 +98,11 @@ void wait_for_events()
 {
     constexpr int kMaxEvents = 64;
     WaitEvent events[kMaxEvents];
-    if (incremental && self->sockets.broken())
-        self->sockets.resync(self->pool);
+    if (incremental && self->sockets.broken()) {
+        self->pool.set_watcher(nullptr);
+        self->sockets.reset();
+        self->pool.set_watcher(&self->sockets);
+    }
     if (!incremental)
         rebuild_wait_set();
     long timeout = gauges_wait_ms(wait_timeout_ms());

@@ -23,7 +23,9 @@ void publish()
     pg_atomic_write_u32(&w->conns_active, n.active + n.cancelling);
     pg_atomic_write_u32(&w->conns_connecting, n.connecting);
     pg_atomic_write_u64(&w->connects, self->pool.connects());
-    pg_atomic_write_u32(&w->run_state, self->calls.empty() ? WORKER_IDLE : WORKER_BUSY);
+    /* in_flight: calls ended already are not counted, even before they
+     * leave self->calls */
+    pg_atomic_write_u32(&w->run_state, pg_atomic_read_u32(&w->in_flight) == 0 ? WORKER_IDLE : WORKER_BUSY);
     self->stats.publish(self->pool);
     stale = false;
     last_published = Clock::now();
@@ -37,7 +39,7 @@ void gauges_publish(bool now_if_last)
 {
     if (!stale)
         return;
-    if ((now_if_last && self->calls.size() <= 1) ||
+    if ((now_if_last && pg_atomic_read_u32(&self->state->in_flight) == 0) ||
         Clock::now() - last_published >= std::chrono::milliseconds(kPublishMs))
         publish();
 }

@@ -16,8 +16,8 @@ constexpr long kPublishMs = 5;
 /* Something moved (a socket event, a call, a timer): the gauges may be stale. */
 void gauges_touched();
 
-/* Publish now if stale and due (or `now_if_last` and no other call is in
- * flight). */
+/* Publish now if stale and due (or `now_if_last` and no call is in flight
+ * any more: called when a call has been counted as ended). */
 void gauges_publish(bool now_if_last);
 
 /* The loop's wait, shortened so stale gauges wait at most kPublishMs. */

@@ -49,6 +49,7 @@ void account_end(Call &c)
 void release_slot(Call &c)
 {
     account_end(c);
+    gauges_touched();
     gauges_publish(true);
     RequestSlot *s = request_slot(c.slot);
     if (c.cxt)
@@ -147,18 +148,14 @@ void start_call(Call &c, const char *data, Size len)
     }
 }
 
-/* Attach to the response ring at the first message. The backend named us
- * its sender; if it named nobody (we were not running) we name ourselves,
- * if it named an earlier incarnation we cannot, and poll (see shmem.h). */
+/* Become the response ring's sender: at the first message, so the latch
+ * the naming sets comes with something to read (see shmem.h). */
 void attach_response(Call &c)
 {
     pg_call([&] {
         MemoryContext old = MemoryContextSwitchTo(c.cxt);
         auto *resp = static_cast<shm_mq *>(slot_response_ring(c.slot));
-        PGPROC *sender = shm_mq_get_sender(resp);
-        if (!sender)
-            shm_mq_set_sender(resp, MyProc);
-        c.polled_ring = sender && sender != MyProc;
+        shm_mq_set_sender(resp, MyProc);
         c.response = shm_mq_attach(resp, nullptr, nullptr);
         MemoryContextSwitchTo(old);
     });
@@ -215,6 +212,9 @@ void finish_if_all_done(Call &c)
         if (!t->finished)
             return;
     account_end(c);
+    /* gauges first: a session that has seen its call end sees them too */
+    gauges_touched();
+    gauges_publish(true);
     std::string b;
     proto::encode_call_done(b);
     c.post(std::move(b));
@@ -298,7 +298,6 @@ void pick_up(Ticket t)
 void step_all_calls()
 {
     auto &calls = self->calls;
-    self->poll_rings = false;
     for (size_t i = 0; i < calls.size();) {
         bool done;
         bool failed = false;
@@ -315,12 +314,10 @@ void step_all_calls()
             release_slot(c);
             done = failed = true;
         }
-        if (done) {
+        if (done)
             calls.erase(calls.begin() + long(i));
-        } else {
-            self->poll_rings |= calls[i]->polled_ring && !calls[i]->outbox.empty();
+        else
             i++;
-        }
         if (failed)
             pg_call([&] { ereport(LOG, (errmsg("bgw_proxy worker %d gave up a call: %s", self->index, msg))); });
     }
@@ -336,6 +333,14 @@ void fail_calls_at_exit()
         RequestSlot *s = request_slot(c->slot);
         if (c->request)
             shm_mq_detach(c->request);
+        if (!c->response && c->cxt) {
+            /* nothing sent yet: name ourselves, so detaching tells the backend */
+            auto *resp = static_cast<shm_mq *>(slot_response_ring(c->slot));
+            shm_mq_set_sender(resp, MyProc);
+            MemoryContext old = MemoryContextSwitchTo(c->cxt);
+            c->response = shm_mq_attach(resp, nullptr, nullptr);
+            MemoryContextSwitchTo(old);
+        }
         if (c->response)
             shm_mq_detach(c->response);
         c->request = c->response = nullptr;

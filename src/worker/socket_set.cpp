@@ -107,16 +107,13 @@ void SocketSet::forget(Connection *c, uint64_t id) noexcept
     regs_.erase(it);
 }
 
-void SocketSet::resync(const Pool &pool)
+void SocketSet::reset()
 {
-#ifdef __linux__
     for (auto &[id, r] : regs_)
         remove_from_epoll(id, r);
-#endif
     regs_.clear();
     owner_.clear();
     broken_ = false;
-    pool.for_each_socket([this](int sock, int events, Connection *c, uint64_t id) { watch(c, id, sock, events); });
 }
 
 int SocketSet::ready(ReadyEvent *o, int max) noexcept

@@ -13,7 +13,7 @@
  *
  * Pure C++ (no server header): the pool's callbacks land here and must not
  * throw; a registration that cannot be stored marks the set broken, and the
- * loop then rebuilds it from the pool (resync()). A connection watched with
+ * loop then rebuilds it from the pool (see broken()). A connection watched with
  * no events (a job paused by backpressure) stays registered but out of the
  * epoll set, so its unread socket does not wake us on every turn.
  */
@@ -40,10 +40,11 @@ public:
     void watch(Connection *c, uint64_t id, int sock, int events) noexcept override;
     void forget(Connection *c, uint64_t id) noexcept override;
 
-    /* A registration failed (out of memory, epoll_ctl error): rebuild. */
+    /* A registration failed (out of memory, epoll_ctl error): rebuild, by
+     * unsetting the pool's watcher, reset(), and setting it again (the pool
+     * then tells what it told before: its own record stays true). */
     bool broken() const { return broken_; }
-    /* Forget everything and register the pool's sockets again. */
-    void resync(const Pool &pool);
+    void reset();
 
     /* Ready sockets, without waiting: fn(Connection *, readable, writable)
      * for each. A connection forgotten since it became ready is skipped. */

@@ -33,7 +33,6 @@ struct Worker {
      * and cluster configuration its last call used (retirement.cpp) */
     std::unordered_map<std::string, std::pair<std::string, int64>> last_config;
     uint64 drop_epoch = 0;           /* ProxyShared.drop_epoch last acted on */
-    bool poll_rings = false;         /* a call waits for ring space without a wake-up */
     SocketSet sockets;               /* the pooled sockets, kept by the pool (event_loop.cpp) */
     std::vector<std::tuple<int, int, uint64_t>> wes_sockets; /* without epoll: what the wait set was built for */
 };
