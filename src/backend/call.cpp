@@ -388,12 +388,17 @@ bool deliver_message(const CallRequest *req, const ResultSink *sink, const void 
 /* Every message of a batch, in order; true if it ended the call. */
 bool deliver_batch(const CallRequest *req, const ResultSink *sink, wire::Reader &rd)
 {
-    wire::Span m;
-    bool bad;
-    while (proto::decode_batch_next(rd, m, bad))
+    uint32 count;
+    if (!proto::decode_batch_count(rd, count))
+        malformed("batch");
+    for (uint32 i = 0; i < count; i++) {
+        wire::Span m;
+        if (!proto::decode_batch_message(rd, m))
+            malformed("batch");
         if (deliver_message(req, sink, m.data, m.len, true))
-            return true;
-    if (bad)
+            return true; /* the call's end is its last message */
+    }
+    if (!rd.at_end())
         malformed("batch");
     return false;
 }

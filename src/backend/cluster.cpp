@@ -402,6 +402,68 @@ bool connstr_names_user(const char *connstr, int sqlstate, const char *what)
 
 namespace {
 
+/* The configuration functions, looked up once per session and again after
+ * any change to pg_proc (CREATE, ALTER, DROP FUNCTION invalidate PROCOID). */
+struct ConfigFunctions {
+    bool valid;
+    Oid version, partitions, config;
+};
+ConfigFunctions config_fns;
+
+/* SELECT plproxy.get_cluster_version($1), prepared once and kept: the plan
+ * cache re-plans it when the function changes, and the planner inlines a
+ * SQL-language function, which a call through fmgr would parse anew in
+ * every transaction. */
+SPIPlanPtr version_plan = nullptr;
+
+void invalidate_config_functions(Datum arg, int cacheid, uint32 hashvalue)
+{
+    (void) arg;
+    (void) cacheid;
+    (void) hashvalue;
+    config_fns.valid = false;
+}
+
+const ConfigFunctions &config_functions()
+{
+    if (!config_fns.valid) {
+        config_fns.version = config_function("get_cluster_version", 1);
+        config_fns.partitions = config_function("get_cluster_partitions", 1);
+        config_fns.config = config_function("get_cluster_config", 1);
+        config_fns.valid = true;
+    }
+    return config_fns;
+}
+
+int32 call_version_function(const char *name)
+{
+    if (SPI_connect() != SPI_OK_CONNECT)
+        elog(ERROR, "bgw_proxy: SPI_connect failed");
+    if (!version_plan) {
+        Oid argtype = TEXTOID;
+        SPIPlanPtr plan = SPI_prepare("SELECT plproxy.get_cluster_version($1)", 1, &argtype);
+        if (!plan)
+            elog(ERROR, "bgw_proxy: could not prepare the call of plproxy.get_cluster_version: %s",
+                 SPI_result_code_string(SPI_result));
+        if (SPI_keepplan(plan) != 0)
+            elog(ERROR, "bgw_proxy: SPI_keepplan failed");
+        version_plan = plan;
+    }
+    Datum arg = CStringGetTextDatum(name);
+    if (SPI_execute_plan(version_plan, &arg, nullptr, false, 1) != SPI_OK_SELECT || SPI_processed != 1 ||
+        SPI_tuptable->tupdesc->natts != 1 || SPI_gettypeid(SPI_tuptable->tupdesc, 1) != INT4OID)
+        ereport(ERROR, (errcode(ERRCODE_INVALID_FUNCTION_DEFINITION),
+                        errmsg("plproxy.get_cluster_version must return one int4 value")));
+    bool isnull;
+    Datum v = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+    if (isnull)
+        ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+                        errmsg("plproxy.get_cluster_version returned NULL for cluster \"%s\"", name)));
+    int32 version = DatumGetInt32(v);
+    SPI_finish();
+    return version;
+}
+
 /* The backend's cluster cache, created at first use; SQL/MED changes
  * invalidate its entries. */
 void create_cache()
@@ -416,6 +478,7 @@ void create_cache()
         CacheRegisterSyscacheCallback(FOREIGNSERVEROID, invalidate_sqlmed, (Datum) 0);
         CacheRegisterSyscacheCallback(USERMAPPINGOID, invalidate_sqlmed, (Datum) 0);
         CacheRegisterSyscacheCallback(FOREIGNDATAWRAPPEROID, invalidate_sqlmed, (Datum) 0);
+        CacheRegisterSyscacheCallback(PROCOID, invalidate_config_functions, (Datum) 0);
     }
 }
 
@@ -423,8 +486,9 @@ void create_cache()
  * run them and returns its current version (called on every call). */
 int32 function_cluster_version(const char *name, Oid *partitions_fn)
 {
-    Oid version_fn = config_function("get_cluster_version", 1);
-    *partitions_fn = config_function("get_cluster_partitions", 1);
+    const ConfigFunctions &fns = config_functions();
+    Oid version_fn = fns.version;
+    *partitions_fn = fns.partitions;
     if (!OidIsValid(version_fn) || !OidIsValid(*partitions_fn))
         ereport(ERROR, (errcode(ERRCODE_UNDEFINED_OBJECT),
                         errmsg("bgw_proxy cluster \"%s\" is not defined", name),
@@ -432,15 +496,14 @@ int32 function_cluster_version(const char *name, Oid *partitions_fn)
                                 "plproxy.get_cluster_version(text) and plproxy.get_cluster_partitions(text).")));
     /* the caller must be allowed to run the configuration functions,
      * even when their result comes from a cache */
-    Oid config_fn = config_function("get_cluster_config", 1);
-    for (Oid fn : {version_fn, *partitions_fn, config_fn}) {
+    for (Oid fn : {version_fn, *partitions_fn, fns.config}) {
         if (!OidIsValid(fn))
             continue;
         AclResult acl = pg_proc_aclcheck(fn, GetUserId(), ACL_EXECUTE);
         if (acl != ACLCHECK_OK)
             aclcheck_error(acl, OBJECT_FUNCTION, get_func_name(fn));
     }
-    return DatumGetInt32(OidFunctionCall1(version_fn, CStringGetTextDatum(name)));
+    return call_version_function(name);
 }
 
 /* (Re)load an entry: a failure leaves it empty, so the next call retries. */

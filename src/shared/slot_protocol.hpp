@@ -22,7 +22,7 @@
  *     'N' u16 target, fields                              a remote notice
  *     'C' u16 target, u64 rows                            one target finished
  *     'Z'                                                 the whole call finished
- *     'B' then (u32 length, message)... up to the end      several of the above, in order
+ *     'B' u32 count, then count times (u32 length, message)  several of the above, in order
  *         (no 'B' inside): one send, so one wake-up of the backend, for
  *         what a worker has ready at once
  *   fields: char[5] sqlstate, str severity, str message, str detail, str hint, str context
@@ -281,12 +281,14 @@ void encode_call_done(Buf &buf)
     w.u8(uint8_t(Kind::CallDone));
 }
 
-/* A batch: begin it, then append whole messages (not batches). */
+/* A batch: begin it with the number of messages, then append exactly that
+ * many whole messages (not batches). */
 template <typename Buf>
-void begin_batch(Buf &buf)
+void begin_batch(Buf &buf, uint32_t count)
 {
     Writer<Buf> w(buf);
     w.u8(uint8_t(Kind::Batch));
+    w.u32(count);
 }
 
 template <typename Buf>
@@ -297,18 +299,14 @@ void append_to_batch(Buf &buf, const char *message, size_t len)
     w.raw(message, len);
 }
 
-/* The next message of a batch (after decode_head said Batch); false at its
- * end, or with `malformed` set if what is left is not a whole message. */
-inline bool decode_batch_next(Reader &r, Span &message, bool &malformed)
+/* After decode_head said Batch: how many messages follow (at least one). */
+inline bool decode_batch_count(Reader &r, uint32_t &count) { return r.u32(count) && count > 0; }
+
+/* The next message of a batch: a whole, non-empty message, not a batch.
+ * After the last of `count`, the reader must be at_end(). */
+inline bool decode_batch_message(Reader &r, Span &message)
 {
-    malformed = false;
-    if (r.at_end())
-        return false;
-    if (!r.str(message) || message.len == 0 || uint8_t(message.data[0]) == uint8_t(Kind::Batch)) {
-        malformed = true;
-        return false;
-    }
-    return true;
+    return r.str(message) && message.len > 0 && uint8_t(message.data[0]) != uint8_t(Kind::Batch);
 }
 
 /* The first bytes of every response: its kind and (but for CallDone and

@@ -94,7 +94,7 @@ void Call::pack_front()
         return;
     std::string b;
     b.reserve(total);
-    proto::begin_batch(b);
+    proto::begin_batch(b, uint32_t(n));
     for (size_t i = 0; i < n; i++)
         proto::append_to_batch(b, outbox[i].data(), outbox[i].size());
     outbox.erase(outbox.begin(), outbox.begin() + long(n));

@@ -139,8 +139,24 @@ std::vector<std::string> make_responses()
     return msgs;
 }
 
+bool read_response(const void *data, size_t len, bool in_batch = false);
+
+/* Reads every message of a batch. */
+bool read_batch(Reader &r)
+{
+    uint32_t count;
+    if (!decode_batch_count(r, count))
+        return false;
+    for (uint32_t i = 0; i < count; i++) {
+        Span m;
+        if (!decode_batch_message(r, m) || !read_response(m.data, m.len, true))
+            return false;
+    }
+    return r.at_end();
+}
+
 /* Reads one whole response message the way the backend does (call.cpp). */
-bool read_response(const void *data, size_t len)
+bool read_response(const void *data, size_t len, bool in_batch)
 {
     Reader r(data, len);
     Kind kind;
@@ -150,6 +166,8 @@ bool read_response(const void *data, size_t len)
     switch (kind) {
     case Kind::CallDone:
         return true;
+    case Kind::Batch:
+        return !in_batch && read_batch(r);
     case Kind::Describe: {
         uint16_t n;
         if (!decode_describe_count(r, n))
@@ -591,7 +609,7 @@ TEST(every_truncated_response_is_rejected)
     for (const std::string &msg : msgs) {
         REQUIRE(msg.size() <= guard.max());
         bool whole_ok = false;
-        size_t wrong = accepted_prefixes(msg, read_response, guard, whole_ok);
+        size_t wrong = accepted_prefixes(msg, [](const char *p, size_t n) { return read_response(p, n); }, guard, whole_ok);
         CHECK(whole_ok);
         CHECK_EQ(wrong, 0u);
     }
@@ -747,4 +765,61 @@ TEST(corrupt_responses_are_rejected)
         c[i] = char(~c[i]);
         (void) read_request(guard.place(c.data(), c.size()), c.size());
     }
+}
+
+/* What a worker has ready at once travels as one batch message. */
+std::string make_batch(const std::vector<std::string> &msgs)
+{
+    std::string b;
+    begin_batch(b, uint32_t(msgs.size()));
+    for (const std::string &m : msgs)
+        append_to_batch(b, m.data(), m.size());
+    return b;
+}
+
+TEST(batch_round_trip)
+{
+    std::vector<std::string> msgs = make_responses();
+    std::string b = make_batch(msgs);
+    Reader r(b.data(), b.size());
+    Kind kind;
+    uint16_t target;
+    REQUIRE(decode_head(r, kind, target) && kind == Kind::Batch);
+    uint32_t count;
+    REQUIRE(decode_batch_count(r, count));
+    CHECK_EQ(size_t(count), msgs.size());
+    for (size_t i = 0; i < msgs.size(); i++) {
+        Span m;
+        REQUIRE(decode_batch_message(r, m));
+        CHECK_EQ(span_str(m), msgs[i]);
+        CHECK(inside(m, b));
+    }
+    CHECK(r.at_end());
+    CHECK(read_response(b.data(), b.size()));
+}
+
+TEST(corrupt_batches_are_rejected)
+{
+    std::vector<std::string> msgs = make_responses();
+    /* a batch inside a batch, an empty message, an empty batch */
+    std::string inner = make_batch({msgs[0]});
+    CHECK(!read_response(make_batch({msgs[1], inner}).data(), make_batch({msgs[1], inner}).size()));
+    std::string empty_msg = make_batch({msgs[0], std::string()});
+    CHECK(!read_response(empty_msg.data(), empty_msg.size()));
+    std::string empty = make_batch({});
+    CHECK(!read_response(empty.data(), empty.size()));
+    /* a corrupt message inside is refused like one on its own */
+    std::string rows = make_rows(0, {{sp("a")}, {sp("b")}});
+    set_row_count(&rows[0], 3);
+    std::string bad = make_batch({msgs[0], rows});
+    CHECK(!read_response(bad.data(), bad.size()));
+    /* every truncation of a batch is refused */
+    GuardedBuffer guard;
+    REQUIRE(guard.ok());
+    std::string whole = make_batch(msgs);
+    REQUIRE(whole.size() <= guard.max());
+    bool whole_ok = false;
+    CHECK_EQ(accepted_prefixes(whole, [](const char *p, size_t n) { return read_response(p, n); }, guard, whole_ok),
+             0u);
+    CHECK(whole_ok);
 }
