@@ -55,6 +55,7 @@
 
 #include "common/pure_cxx.h"
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -68,6 +69,9 @@
 namespace bgw {
 
 using Clock = std::chrono::steady_clock;
+
+enum class CancelOutcome : int;
+using CancelTicket = std::shared_ptr<std::atomic<CancelOutcome>>; /* cancel_sender.hpp */
 
 /* Receives what one job produces. Exactly one of on_done/on_error ends it. */
 class QuerySink {
@@ -115,7 +119,19 @@ struct JobSpec {
 };
 
 class Connection;
+class CancelSender;
 struct KeyPool;    /* one key's connections and queue (connection.hpp) */
+
+/* Something of the pool's with a socket to wait for: a connection, or a
+ * cancel request on its way to a remote postmaster (cancel_sender.hpp).
+ * The event loop only gives it back to Pool::on_socket(). */
+class PoolSocket {
+public:
+    enum class Kind { Connection, Cancel };
+    explicit PoolSocket(Kind k) : kind(k) {}
+    virtual ~PoolSocket() = default;
+    const Kind kind;
+};
 
 /* Jobs are owned by the pool (the key's queue, then the connection that
  * runs it) from submit() until they end; callers hold a Job* handle. */
@@ -159,9 +175,10 @@ public:
 };
 
 /* Lets an event loop keep its wait set up to date instead of rebuilding it
- * from for_each_socket(). Called only when a connection's (socket, events)
+ * from for_each_socket(). Called only when a PoolSocket's (socket, events)
  * changed, from inside the pool's calls; must not throw and must not call
- * the pool back. id is unique per connection (socket numbers are reused).
+ * the pool back. id is unique per connection or cancel request (socket
+ * numbers are reused).
  *   watch:  from now on wait for `events` (1 readable, 2 writable, 0 none:
  *           the socket stays open but nothing is wanted, e.g. a job paused
  *           by backpressure) on `sock`. Never called with sock < 0: a
@@ -175,8 +192,8 @@ public:
 class SocketWatcher {
 public:
     virtual ~SocketWatcher() = default;
-    virtual void watch(Connection *c, uint64_t id, int sock, int events) = 0;
-    virtual void forget(Connection *c, uint64_t id) = 0;
+    virtual void watch(PoolSocket *s, uint64_t id, int sock, int events) = 0;
+    virtual void forget(PoolSocket *s, uint64_t id) = 0;
 };
 
 /* What a Connection asks of the pool that owns it (connection.cpp). The
@@ -196,6 +213,10 @@ public:
     /* the job a connection was opened for cannot have it: tell its sink */
     virtual void connect_failed(std::unique_ptr<Job> job, const std::string &why) = 0;
     virtual const PoolLimits &limits() const = 0;
+    /* Cancel the statement running on conn (cancel_sender.hpp), given up
+     * after limits().cancel_wait_ms. The request belongs to the pool: it
+     * goes on if the connection closes. Null: none could be made. */
+    virtual CancelTicket send_cancel(PGconn *conn) noexcept = 0;
 
 protected:
     ~ConnectionHost() = default;
@@ -208,7 +229,9 @@ public:
     Pool(const Pool &) = delete;
     Pool &operator=(const Pool &) = delete;
 
-    void set_limits(const PoolLimits &l) { limits_ = l; }
+    /* At once: a key over a lowered limit closes its surplus idle
+     * connections now and its busy ones as they end (dispatch()). */
+    void set_limits(const PoolLimits &l);
     void set_observer(PoolObserver *o) { observer_ = o; }
     /* Null: none. A new watcher is told every socket there is now (the old
      * one forgets them); it must outlive the pool or be unset first. */
@@ -228,17 +251,18 @@ public:
     void resume(Job *job);
 
     /* Event loop interface. events: 1 = readable, 2 = writable; id is
-     * unique per connection (a closed socket's number is soon reused). */
-    void for_each_socket(const std::function<void(int sock, int events, Connection *c, uint64_t id)> &fn) const;
+     * unique per connection or cancel request (a closed socket's number is
+     * soon reused). */
+    void for_each_socket(const std::function<void(int sock, int events, PoolSocket *s, uint64_t id)> &fn) const;
     /* libpq may replace a connecting socket with another of the same
      * number: while this is true the wait set must be rebuilt each time
      * (or use a SocketWatcher, which is told of the replacement). */
     bool any_connecting() const;
-    /* Never destroys a connection, so every Connection* of one batch of
-     * ready sockets stays valid through the batch; connections it closes
-     * are destroyed by the next other call (on_timer at the latest: the
-     * loop must call on_timer every turn, next_deadline() is then now). */
-    void on_socket(Connection *c, bool readable, bool writable);
+    /* Never destroys a connection or a cancel request, so every PoolSocket*
+     * of one batch of ready sockets stays valid through the batch; what it
+     * closes is destroyed by the next other call (on_timer at the latest:
+     * the loop must call on_timer every turn, next_deadline() is then now). */
+    void on_socket(PoolSocket *s, bool readable, bool writable);
     void on_timer(Clock::time_point now);
     Clock::time_point next_deadline() const;   /* time_point::max() if none */
 
@@ -249,10 +273,11 @@ public:
     void retire_key(const std::string &key);
     void retire_database(const std::string &dbname);
 
-    /* Close everything politely (Terminate message; running statements are
-     * cancelled first), e.g. at worker exit. May block briefly. Sinks are
-     * not told. */
-    void close_all();
+    /* Close everything (Terminate messages, sent without waiting), e.g. at
+     * worker exit. Running statements are cancelled: the cancel requests
+     * in flight then get until `cancels_until` (with poll(); the only wait
+     * in the pool), whatever the remotes do. Sinks are not told. */
+    void close_all(Clock::time_point cancels_until = Clock::now());
 
     /* O(1): kept up to date by set_state() */
     PoolCounts counts() const;
@@ -278,9 +303,13 @@ private:
     void became_idle(Connection &c) override;
     void connect_failed(std::unique_ptr<Job> job, const std::string &why) override;
     const PoolLimits &limits() const override { return limits_; }
+    CancelTicket send_cancel(PGconn *conn) noexcept override;
 
     KeyPool &key_pool(const std::string &key);
     void dispatch(KeyPool &kp);
+    int limit_of(const KeyPool &kp) const;
+    /* close idle connections while the key has more than its limit */
+    void trim(KeyPool &kp);
     void open_connection(KeyPool &kp, std::unique_ptr<Job> job);
     Connection &adopt(KeyPool &kp, std::unique_ptr<Connection> c, ConnState first);
     std::vector<Connection *> live_connections() const;
@@ -289,6 +318,7 @@ private:
     void reap(bool destroy = true);
 
     std::map<std::string, std::unique_ptr<KeyPool>> keys_;
+    std::unique_ptr<CancelSender> cancels_;
     uint32_t totals_[kConnStates] = {};   /* connections per state, all keys */
     PoolLimits limits_;
     PoolObserver *observer_ = nullptr;

@@ -349,7 +349,7 @@ void Connection::process_input()
             return;
         PGresult *res = PQgetResult(pg_);
         if (!res) {
-            if (state() == ConnState::Cancelling && cancel_done_ && !cancel_done_->load(std::memory_order_acquire)) {
+            if (state() == ConnState::Cancelling && cancel_pending()) {
                 /* a cancel still on its way could hit the next statement:
                  * reuse the connection only once it has been delivered */
                 drained_ = true;
@@ -452,7 +452,8 @@ void Connection::finish_statement()
     preparing_.clear();
     describing_ = false;
     resend_unprepared_ = false;
-    cancel_done_.reset();
+    bool cancel_unsettled = cancel_ && cancel_->load(std::memory_order_acquire) == CancelOutcome::Unknown;
+    cancel_.reset();
     drained_ = false;
     std::unique_ptr<Job> j = std::move(job_);
     if (j && !job_failed_ && state() == ConnState::Busy)
@@ -460,6 +461,11 @@ void Connection::finish_statement()
     j.reset(); /* ended: its sink has cleared the caller's handle */
     if (PQtransactionStatus(pg_) != PQTRANS_IDLE || PQstatus(pg_) != CONNECTION_OK) {
         host_.close(*this, "connection not idle after statement");
+        return;
+    }
+    if (cancel_unsettled) {
+        /* given up unanswered: it may still arrive and hit the next statement */
+        host_.close(*this, "cancel request not confirmed");
         return;
     }
     deadline_ = Clock::time_point::max();
@@ -482,8 +488,8 @@ void Connection::abandon()
     if (state() != ConnState::Busy)
         return;
     job_.reset(); /* its sink hears nothing more */
-    cancel_done_ = send_cancel_async(pg_);
-    if (!cancel_done_) {
+    cancel_ = host_.send_cancel(pg_);
+    if (!cancel_) {
         host_.close(*this, "cancel could not be sent");
         return;
     }
@@ -532,10 +538,8 @@ void Connection::expire()
                  "bgw_proxy cancelled the remote statement and closed its connection.");
         job_.reset();
     }
-    /* closing alone would let the remote statement run on until it next
-     * talks to the client: cancel it first */
-    if (st == ConnState::Busy || (st == ConnState::Cancelling && !drained_))
-        (void) send_cancel_async(pg_);
+    if (statement_may_run())
+        (void) host_.send_cancel(pg_);
     host_.close(*this, reason);
 }
 
@@ -546,7 +550,7 @@ void Connection::on_timer(Clock::time_point now)
         return;
     ConnState st = state();
     int idle_timeout_s = host_.limits().idle_timeout_s;
-    if (st == ConnState::Cancelling && drained_ && cancel_done_ && cancel_done_->load(std::memory_order_acquire))
+    if (st == ConnState::Cancelling && drained_ && !cancel_pending())
         finish_statement();
     else if (deadline_ <= now)
         expire();
@@ -570,20 +574,6 @@ Clock::time_point Connection::next_deadline(Clock::time_point now) const
     if (st == ConnState::Idle)
         t = std::min(t, retire_at_);
     return t;
-}
-
-void Connection::cancel_now()
-{
-    /* Terminate alone would let a running statement finish first. This is
-     * the exit path, so a short synchronous cancel to a server we are
-     * connected to is acceptable here. */
-    if (state() == ConnState::Busy && pg_) {
-        if (PGcancel *cancel = PQgetCancel(pg_)) {
-            char errbuf[256];
-            (void) PQcancel(cancel, errbuf, sizeof(errbuf));
-            PQfreeCancel(cancel);
-        }
-    }
 }
 
 } // namespace bgw

@@ -30,12 +30,15 @@ struct KeyPool {
     std::string key;
     ConnList conns[kConnStates];                /* indexed by ConnState */
     std::deque<std::unique_ptr<Job>> waiting;   /* FIFO */
+    int max_connections = 0;                    /* JobSpec::max_connections of the latest job */
 
     ConnList &list(ConnState s) { return conns[int(s)]; }
     const ConnList &list(ConnState s) const { return conns[int(s)]; }
     /* every connection, closing ones too: their sockets are still open,
      * so they count against the key's limit until destroyed */
     size_t size() const;
+    /* not closing: what counts against a lowered limit */
+    size_t live() const { return size() - list(ConnState::Closing).size(); }
     bool empty() const { return size() == 0 && waiting.empty(); }
     KeyCounts counts() const;
 };
@@ -54,10 +57,13 @@ struct Membership {
     bool sock_settled = false;          /* the socket is final: connected, checked once after */
 };
 
-class Connection {
+class Connection final : public PoolSocket {
 public:
-    Connection(ConnectionHost &host, uint64_t id, std::string key) : host_(host), key_(std::move(key)), id_(id) {}
-    ~Connection()
+    Connection(ConnectionHost &host, uint64_t id, std::string key)
+        : PoolSocket(Kind::Connection), host_(host), key_(std::move(key)), id_(id)
+    {
+    }
+    ~Connection() override
     {
         if (pg_)
             PQfinish(pg_); /* sends Terminate: the remote logs a clean disconnect */
@@ -104,8 +110,12 @@ public:
 
     /* Closing: a job still running fails, with the reason as detail. */
     void drop_job(const char *reason);
-    /* At exit: cancel a running statement, synchronously. */
-    void cancel_now();
+    /* The remote may still be running a statement of ours: closing alone
+     * would let it run on until it next talks to us. */
+    bool statement_may_run() const
+    {
+        return state() == ConnState::Busy || (state() == ConnState::Cancelling && !drained_);
+    }
 
     int socket() const { return pg_ ? PQsocket(pg_) : -1; }
     int events() const;
@@ -115,6 +125,7 @@ public:
     const std::string &key() const { return key_; }
     uint64_t id() const { return id_; }
     const char *database() const { return pg_ ? PQdb(pg_) : nullptr; }
+    PGconn *pg() const { return pg_; }
     bool opened() const { return connected_; }
     int64_t stat_ref() const { return stat_ref_; }
 
@@ -134,6 +145,7 @@ private:
     void sent_or_died(bool sent);
     bool send_statement();
     void interest() { host_.update_interest(*this); }
+    bool cancel_pending() const { return cancel_ && cancel_->load(std::memory_order_acquire) == CancelOutcome::Pending; }
 
     ConnectionHost &host_;
     Membership m_;
@@ -163,7 +175,7 @@ private:
     bool resend_unprepared_ = false;  /* execute found no statement: run it plain */
     uint64_t next_statement_ = 0;     /* names are never reused: a prepare whose
                                        * outcome we dropped may exist remotely */
-    CancelDone cancel_done_;          /* Cancelling: set once the request went out */
+    CancelTicket cancel_;             /* Cancelling: what became of the request */
     bool drained_ = false;            /* Cancelling: the statement has ended */
     uint64_t rows_ = 0;
     Clock::time_point deadline_ = Clock::time_point::max();

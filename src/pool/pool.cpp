@@ -4,6 +4,7 @@
  * See conn_pool.hpp for the state machine, connection.cpp for libpq.
  */
 #include "pool/connection.hpp"
+#include "pool/cancel_sender.hpp"
 
 #include <algorithm>
 
@@ -181,6 +182,7 @@ void Pool::update_interest(Connection &c)
 
 void Pool::set_watcher(SocketWatcher *w)
 {
+    cancels_->set_watcher(w);
     std::vector<Connection *> live = live_connections();
     if (watcher_)
         for (Connection *c : live)
@@ -208,7 +210,9 @@ void Pool::became_idle(Connection &c)
         c.run(std::move(j));
         return;
     }
-    dispatch(*c.membership().kp);
+    KeyPool &kp = *c.membership().kp;
+    dispatch(kp);
+    trim(kp);
 }
 
 void Pool::connect_failed(std::unique_ptr<Job> job, const std::string &why)
@@ -218,9 +222,34 @@ void Pool::connect_failed(std::unique_ptr<Job> job, const std::string &why)
 
 /* ------------------------------------------------------------ the pool */
 
-Pool::Pool() = default;
+Pool::Pool() : cancels_(std::make_unique<CancelSender>()) {}
 
 Pool::~Pool() { close_all(); }
+
+CancelTicket Pool::send_cancel(PGconn *conn) noexcept
+{
+    return cancels_->send(conn, ++connection_ids_, after_ms(limits_.cancel_wait_ms));
+}
+
+void Pool::set_limits(const PoolLimits &l)
+{
+    limits_ = l;
+    for (auto &[key, kp] : keys_)
+        trim(*kp);
+    reap();
+}
+
+int Pool::limit_of(const KeyPool &kp) const
+{
+    return kp.max_connections > 0 ? kp.max_connections : limits_.max_per_key;
+}
+
+void Pool::trim(KeyPool &kp)
+{
+    ConnList &idle = kp.list(ConnState::Idle);
+    while (!idle.empty() && int(kp.live()) > limit_of(kp))
+        close(*idle.front(), "pool limit lowered"); /* the longest idle first */
+}
 
 KeyPool &Pool::key_pool(const std::string &key)
 {
@@ -249,17 +278,25 @@ void Pool::submit(JobSpec spec, QuerySink *sink, Job **handle)
      * sink clears *handle when the job ends */
     *handle = job.get();
     KeyPool &kp = key_pool(job->spec.key);
+    kp.max_connections = job->spec.max_connections; /* the latest configuration's */
     kp.waiting.push_back(std::move(job));
     dispatch(kp);
     reap();
 }
 
-/* Give waiting jobs idle connections, open new ones within the limit. */
+/* Give waiting jobs idle connections, open new ones within the limit. A
+ * lowered limit holds at once: an idle connection over it is closed, not
+ * used, so no more statements run than the limit says. */
 void Pool::dispatch(KeyPool &kp)
 {
+    int limit = limit_of(kp);
     while (!kp.waiting.empty()) {
         ConnList &idle = kp.list(ConnState::Idle);
         if (!idle.empty()) {
+            if (int(kp.live()) > limit) {
+                close(*idle.front(), "pool limit lowered");
+                continue;
+            }
             /* the most recently idle one: the others may then idle out */
             Connection &c = *idle.back();
             if (!c.serves_new_jobs(Clock::now())) {
@@ -280,8 +317,6 @@ void Pool::dispatch(KeyPool &kp)
             for (const std::unique_ptr<Connection> &c : kp.list(s))
                 if (!c->has_pending() && !c->retired())
                     return;
-        const JobSpec &spec = kp.waiting.front()->spec;
-        int limit = spec.max_connections > 0 ? spec.max_connections : limits_.max_per_key;
         if (int(kp.size()) >= limit)
             return; /* wait for a connection of this key to become idle */
         std::unique_ptr<Job> job = std::move(kp.waiting.front());
@@ -333,18 +368,24 @@ void Pool::resume(Job *job)
     reap();
 }
 
-void Pool::for_each_socket(const std::function<void(int, int, Connection *, uint64_t)> &fn) const
+void Pool::for_each_socket(const std::function<void(int, int, PoolSocket *, uint64_t)> &fn) const
 {
     each_live(keys_, [&](Connection *c) {
         if (c->socket() >= 0)
             fn(c->socket(), c->events(), c, c->id());
     });
+    cancels_->for_each_socket(fn);
 }
 
 bool Pool::any_connecting() const { return totals_[int(ConnState::Connecting)] > 0; }
 
-void Pool::on_socket(Connection *c, bool readable, bool writable)
+void Pool::on_socket(PoolSocket *s, bool readable, bool writable)
 {
+    if (s->kind == PoolSocket::Kind::Cancel) {
+        cancels_->on_io(*s); /* it finds out what is ready */
+        return;
+    }
+    auto *c = static_cast<Connection *>(s);
     if (!c->closing()) {
         c->on_io(readable, writable);
         update_interest(*c);
@@ -372,6 +413,7 @@ void Pool::on_timer(Clock::time_point now)
     for (Connection *c : live_connections())
         if (!c->closing())
             c->on_timer(now);
+    cancels_->on_timer(now);
     reap();
 }
 
@@ -386,7 +428,7 @@ Clock::time_point Pool::next_deadline() const
             t = std::min(t, now); /* closed in on_socket: destroy them */
     }
     each_live(keys_, [&](Connection *c) { t = std::min(t, c->next_deadline(now)); });
-    return t;
+    return std::min(t, cancels_->next_deadline());
 }
 
 /* Destroy the closing connections; let their keys' waiting jobs move on. */
@@ -437,17 +479,20 @@ void Pool::retire_database(const std::string &dbname)
         "database being dropped");
 }
 
-void Pool::close_all()
+void Pool::close_all(Clock::time_point cancels_until)
 {
     for (Connection *c : live_connections()) {
-        c->cancel_now();
+        /* Terminate alone would let a running statement finish first */
+        if (c->statement_may_run() && c->socket() >= 0)
+            (void) send_cancel(c->pg());
         if (watcher_ && c->membership().sock >= 0)
             watcher_->forget(c, c->id());
         if (c->opened() && observer_)
             observer_->disconnected(c->stat_ref());
     }
-    keys_.clear(); /* PQfinish, and every job still held */
+    keys_.clear(); /* PQfinish (not waiting: the sockets are non-blocking), every job still held */
     std::fill(std::begin(totals_), std::end(totals_), 0u);
+    cancels_->finish(cancels_until);
 }
 
 PoolCounts Pool::counts() const

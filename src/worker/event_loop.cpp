@@ -2,8 +2,9 @@
  * event_loop.cpp — see event_loop.h.
  *
  * Nothing in the loop blocks: rings are used with nowait, libpq is
- * non-blocking, cancels and DNS go to helper threads. PostgreSQL calls that
- * could raise an error are made through pg_call(), so C++ frames unwind.
+ * non-blocking, cancel requests are sockets of the loop too, DNS goes to
+ * helper threads. PostgreSQL calls that could raise an error are made
+ * through pg_call(), so C++ frames unwind.
  */
 #include "worker/event_loop.h"
 #include "common/guc.h"
@@ -44,8 +45,8 @@ void create_incremental_wait_set()
 void rebuild_wait_set()
 {
     std::vector<std::tuple<int, int, uint64_t>> want;
-    std::vector<Connection *> conns;
-    self->pool.for_each_socket([&](int sock, int events, Connection *c, uint64_t id) {
+    std::vector<PoolSocket *> conns;
+    self->pool.for_each_socket([&](int sock, int events, PoolSocket *c, uint64_t id) {
         if (events) {
             want.emplace_back(sock, events, id);
             conns.push_back(c);
@@ -116,11 +117,11 @@ void wait_for_events()
         if (incremental) {
             /* the pool never destroys a connection in on_socket(), and a
              * forgotten one is skipped: every pointer here is live */
-            self->sockets.drain([](Connection *c, bool readable, bool writable) {
+            self->sockets.drain([](PoolSocket *c, bool readable, bool writable) {
                 self->pool.on_socket(c, readable, writable);
             });
         } else {
-            auto *c = static_cast<Connection *>(events[i].user_data);
+            auto *c = static_cast<PoolSocket *>(events[i].user_data);
             self->pool.on_socket(c, events[i].events & WL_SOCKET_READABLE, events[i].events & WL_SOCKET_WRITEABLE);
         }
     }

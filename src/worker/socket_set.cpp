@@ -61,12 +61,12 @@ void SocketSet::remove_from_epoll(uint64_t id, Reg &r) noexcept
     r.events = 0;
 }
 
-void SocketSet::watch(Connection *c, uint64_t id, int sock, int events) noexcept
+void SocketSet::watch(PoolSocket *s, uint64_t id, int sock, int events) noexcept
 {
 #ifdef __linux__
     try {
-        Reg &r = regs_.try_emplace(id, Reg{c, -1, 0}).first->second;
-        r.conn = c;
+        Reg &r = regs_.try_emplace(id, Reg{s, -1, 0}).first->second;
+        r.owner = s;
         if (events == 0) {
             remove_from_epoll(id, r);
             return;
@@ -93,13 +93,13 @@ void SocketSet::watch(Connection *c, uint64_t id, int sock, int events) noexcept
         broken_ = true;
     }
 #else
-    (void) c, (void) id, (void) sock, (void) events;
+    (void) s, (void) id, (void) sock, (void) events;
 #endif
 }
 
-void SocketSet::forget(Connection *c, uint64_t id) noexcept
+void SocketSet::forget(PoolSocket *s, uint64_t id) noexcept
 {
-    (void) c;
+    (void) s;
     auto it = regs_.find(id);
     if (it == regs_.end())
         return;
@@ -135,13 +135,13 @@ int SocketSet::ready(ReadyEvent *o, int max) noexcept
 #endif
 }
 
-Connection *SocketSet::lookup(uint64_t id, int *events_out) const
+PoolSocket *SocketSet::lookup(uint64_t id, int *events_out) const
 {
     auto it = regs_.find(id);
     if (it == regs_.end() || it->second.sock < 0)
         return nullptr;
     *events_out = it->second.events;
-    return it->second.conn;
+    return it->second.owner;
 }
 
 } // namespace bgw

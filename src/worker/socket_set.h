@@ -37,8 +37,8 @@ public:
     bool open();
     int fd() const { return epfd_; }
 
-    void watch(Connection *c, uint64_t id, int sock, int events) noexcept override;
-    void forget(Connection *c, uint64_t id) noexcept override;
+    void watch(PoolSocket *s, uint64_t id, int sock, int events) noexcept override;
+    void forget(PoolSocket *s, uint64_t id) noexcept override;
 
     /* A registration failed (out of memory, epoll_ctl error): rebuild, by
      * unsetting the pool's watcher, reset(), and setting it again (the pool
@@ -46,7 +46,7 @@ public:
     bool broken() const { return broken_; }
     void reset();
 
-    /* Ready sockets, without waiting: fn(Connection *, readable, writable)
+    /* Ready sockets, without waiting: fn(PoolSocket *, readable, writable)
      * for each. A connection forgotten since it became ready is skipped. */
     template <typename F>
     void drain(F &&fn);
@@ -59,13 +59,13 @@ private:
         uint64_t id;
     };
     struct Reg {
-        Connection *conn;
+        PoolSocket *owner;
         int sock;                /* -1: not in the epoll set */
         int events;              /* 1 readable, 2 writable */
     };
     void remove_from_epoll(uint64_t id, Reg &r) noexcept;
     int ready(ReadyEvent *out, int max) noexcept;
-    Connection *lookup(uint64_t id, int *events_out) const;
+    PoolSocket *lookup(uint64_t id, int *events_out) const;
 
     int epfd_ = -1;
     bool broken_ = false;
@@ -84,7 +84,7 @@ void SocketSet::drain(F &&fn)
     int n = ready(evs, kMax);
     for (int i = 0; i < n; i++) {
         int want = 0;
-        Connection *c = lookup(evs[i].id, &want);
+        PoolSocket *c = lookup(evs[i].id, &want);
         if (!c)
             continue;
         /* errors and hang-ups are read like data: libpq finds out what */

@@ -26,6 +26,10 @@ Worker *self = nullptr;
 
 namespace {
 
+/* How long an exiting worker waits for its cancel requests to be taken by
+ * the remotes (README "Behaviour": shutdown). */
+constexpr std::chrono::milliseconds kExitCancelWait{1000};
+
 /* Runs on every exit path (normal, error, SIGTERM): give back every slot. */
 void worker_exit(int code, Datum arg)
 {
@@ -41,7 +45,14 @@ void worker_exit(int code, Datum arg)
     LWLockRelease(proxy_shared->lock);
 
     fail_calls_at_exit();
-    self->pool.close_all(); /* Terminate messages: clean disconnects remotely */
+    try {
+        /* Terminate messages (clean disconnects remotely), and cancels for
+         * the statements still running, given kExitCancelWait at most:
+         * whatever the remotes do, the worker exits in bounded time */
+        self->pool.close_all(Clock::now() + kExitCancelWait);
+    } catch (...) {
+        /* exiting anyway: the remotes see the sockets close */
+    }
     self->stats.zero_gauges();
 
     LWLockAcquire(proxy_shared->lock, LW_EXCLUSIVE);

@@ -115,6 +115,10 @@ public:
                     drop(*c); /* the loop closes its fd, after this turn */
         });
     }
+    /* A frozen server (its processes stopped): connections are still
+     * accepted by the kernel, but nothing is read or answered until thaw. */
+    void freeze() { run([this] { frozen_ = true; }); }
+    void thaw() { run([this] { frozen_ = false; }); }
     /* Answer every held query with one row "released". */
     void release()
     {
@@ -186,10 +190,10 @@ private:
     {
         while (!stop_) {
             std::vector<pollfd> fds;
-            fds.push_back({listen_, POLLIN, 0});
+            fds.push_back({frozen_ ? -1 : listen_, POLLIN, 0});
             fds.push_back({wake_[0], POLLIN, 0});
             for (auto &c : clients_)
-                fds.push_back({c->fd, short(POLLIN | (c->out.empty() ? 0 : POLLOUT)), 0});
+                fds.push_back({frozen_ ? -1 : c->fd, short(POLLIN | (c->out.empty() ? 0 : POLLOUT)), 0});
             if (::poll(fds.data(), fds.size(), 1000) < 0)
                 continue;
             if (fds[1].revents) {
@@ -513,6 +517,7 @@ private:
     std::atomic<bool> stop_{false};
     std::vector<std::unique_ptr<Client>> clients_;   /* the stub's thread only */
     int read_only_left_ = 0;                          /* the stub's thread only */
+    bool frozen_ = false; /* the loop's */
     std::atomic<int> accepted_{0}, cancels_{0}, open_{0}, queries_{0}, held_{0};
 
     std::mutex mu_;

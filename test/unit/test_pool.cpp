@@ -83,7 +83,7 @@ struct Watcher : SocketWatcher {
     std::map<uint64_t, std::vector<std::string>> log; /* per connection: "w<sock>/<ev>", "f" */
     int starts = 0, forgets = 0, bad = 0;
 
-    void watch(Connection *, uint64_t id, int sock, int events) override
+    void watch(PoolSocket *, uint64_t id, int sock, int events) override
     {
         if (sock < 0)
             bad++;
@@ -97,7 +97,7 @@ struct Watcher : SocketWatcher {
         current[id] = Entry{sock, events};
         log[id].push_back("w" + std::to_string(sock) + "/" + std::to_string(events));
     }
-    void forget(Connection *, uint64_t id) override
+    void forget(PoolSocket *, uint64_t id) override
     {
         if (current.erase(id) == 0)
             bad++;
@@ -178,8 +178,8 @@ struct Fixture {
             if (Clock::now() >= give_up)
                 return false;
             std::vector<pollfd> fds;
-            std::vector<Connection *> conns;
-            pool.for_each_socket([&](int sock, int events, Connection *c, uint64_t) {
+            std::vector<PoolSocket *> conns;
+            pool.for_each_socket([&](int sock, int events, PoolSocket *c, uint64_t) {
                 if (!events)
                     return;
                 fds.push_back(pollfd{sock, short(((events & 1) ? POLLIN : 0) | ((events & 2) ? POLLOUT : 0)), 0});
@@ -338,7 +338,7 @@ TEST(idle_connection_closed_by_the_remote_is_dropped)
     /* noticed when a job would get it: the remote closed it just before */
     f.server.close_client(2);
     int sock = -1;
-    f.pool.for_each_socket([&](int s, int, Connection *, uint64_t) { sock = s; });
+    f.pool.for_each_socket([&](int s, int, PoolSocket *, uint64_t) { sock = s; });
     REQUIRE(sock >= 0);
     pollfd p{sock, POLLIN, 0};
     REQUIRE(poll(&p, 1, kWaitMs) == 1); /* the EOF is there; the pool was not told */
@@ -412,7 +412,7 @@ TEST(replaced_socket_is_reported_to_the_watcher)
     CHECK_EQ(f.watcher.forgets, 1);
     /* what it watches now is the socket the connection has */
     int sock = -1;
-    f.pool.for_each_socket([&](int so, int, Connection *, uint64_t) { sock = so; });
+    f.pool.for_each_socket([&](int so, int, PoolSocket *, uint64_t) { sock = so; });
     REQUIRE(f.watcher.current.size() == 1);
     CHECK_EQ(f.watcher.current.begin()->second.sock, sock);
     CHECK_EQ(f.watcher.bad, 0);
@@ -522,5 +522,132 @@ TEST(connection_refused_fails_the_job_with_08001)
     CHECK(!a.detail.empty());
     CHECK_EQ(f.pool.counts().open, 0);
     CHECK_EQ(f.observer.connected_n, 0);
+    f.check_watcher_balanced();
+}
+
+/* A cancel request is a socket of the pool's own, with a deadline: one to a
+ * frozen remote (the kernel accepts, nobody answers) holds nothing but
+ * itself, and the connection it was for is closed, not reused, since the
+ * request may still arrive later. */
+TEST(cancel_to_a_frozen_remote_holds_nothing_but_itself)
+{
+    Fixture f;
+    PoolLimits l;
+    l.max_per_key = 8;
+    l.cancel_wait_ms = 300;
+    f.pool.set_limits(l);
+    stub::PgStub cold;
+    JobSpec s = f.spec("hold");
+    s.connstr = cold.conninfo();
+    s.key = s.connstr;
+    Sink a[6], b;
+    for (Sink &x : a)
+        f.submit(x, s);
+    f.submit(b, "hold");
+    REQUIRE(f.drive([&] { return cold.held() == 6 && f.server.held() == 1; }));
+    cold.freeze();
+    for (Sink &x : a)
+        f.pool.abandon(x.handle);
+    f.pool.abandon(b.handle);
+    /* the healthy remote's cancel went through while the others wait
+     * (more of them than there ever were helper threads) */
+    REQUIRE(f.drive([&] { return f.key().idle == 1; }));
+    CHECK_EQ(f.server.cancels(), 1);
+    KeyCounts k;
+    CHECK(f.pool.key_counts(s.key, k));
+    CHECK_EQ(k.cancelling, 6);
+    /* given up at their deadline: those connections are gone */
+    REQUIRE(f.drive([&] { return !f.pool.key_counts(s.key, k); }));
+    CHECK_EQ(cold.cancels(), 0);
+    for (Sink &x : a)
+        CHECK_EQ(x.endings, 0);
+    CHECK_EQ(b.endings, 0);
+    f.check_watcher_balanced();
+    cold.thaw();
+}
+
+/* Closing everything (a worker's exit) waits for cancel requests only until
+ * the bound it is given, whatever the remote does. */
+TEST(close_all_with_a_frozen_remote_ends_by_its_bound)
+{
+    Fixture f;
+    Sink a;
+    f.submit(a, "hold");
+    REQUIRE(f.drive([&] { return f.server.held() == 1; }));
+    f.server.freeze();
+    Clock::time_point t0 = Clock::now();
+    f.pool.close_all(t0 + std::chrono::milliseconds(200));
+    /* the bound is 200 ms; the margin is for a loaded machine */
+    CHECK(Clock::now() - t0 < std::chrono::seconds(3));
+    CHECK_EQ(f.pool.counts().open, 0);
+    CHECK_EQ(a.endings, 0);
+    f.check_watcher_balanced();
+    f.server.thaw();
+}
+
+/* A lowered limit holds at once: surplus idle connections close now, and
+ * no more statements run than the new limit, on the connections there are. */
+TEST(lowered_limit_holds_at_once)
+{
+    Fixture f(4);
+    Sink h[4];
+    for (Sink &x : h)
+        f.submit(x, "hold");
+    REQUIRE(f.drive([&] { return f.server.held() == 4; }));
+    f.server.release();
+    REQUIRE(f.drive([&] { return f.key().idle == 4; }));
+
+    PoolLimits l;
+    l.max_per_key = 2;
+    l.cancel_wait_ms = 3000;
+    f.pool.set_limits(l);
+    CHECK_EQ(f.key().open, 2);
+    Sink n[4];
+    for (Sink &x : n)
+        f.submit(x, "hold");
+    REQUIRE(f.drive([&] { return f.server.held() == 2; }));
+    CHECK(!f.drive([&] { return f.server.held() > 2; }, 100));
+    CHECK_EQ(f.key().waiting, 2);
+    REQUIRE(f.drive([&] {
+        f.server.release();
+        return n[0].ended() && n[1].ended() && n[2].ended() && n[3].ended();
+    }));
+    for (Sink &x : n)
+        CHECK(x.done);
+    CHECK_EQ(f.server.accepted(), 4); /* none opened anew */
+    CHECK(f.key().open <= 2);
+    f.check_watcher_balanced();
+}
+
+/* The same for a cluster's own limit (JobSpec::max_connections), which comes
+ * with the jobs: the latest job's limit is the key's. */
+TEST(lowered_cluster_limit_holds_at_once)
+{
+    Fixture f(8);
+    Sink h[4];
+    for (Sink &x : h) {
+        JobSpec s = f.spec("hold");
+        s.max_connections = 4;
+        f.submit(x, s);
+    }
+    REQUIRE(f.drive([&] { return f.server.held() == 4; }));
+    f.server.release();
+    REQUIRE(f.drive([&] { return f.key().idle == 4; }));
+
+    Sink n[3];
+    for (Sink &x : n) {
+        JobSpec s = f.spec("hold");
+        s.max_connections = 1;
+        f.submit(x, s);
+    }
+    REQUIRE(f.drive([&] { return f.server.held() == 1; }));
+    CHECK(!f.drive([&] { return f.server.held() > 1; }, 100));
+    CHECK_EQ(f.key().open, 1);
+    CHECK_EQ(f.key().waiting, 2);
+    REQUIRE(f.drive([&] {
+        f.server.release();
+        return n[0].ended() && n[1].ended() && n[2].ended();
+    }));
+    CHECK_EQ(f.server.accepted(), 4);
     f.check_watcher_balanced();
 }
