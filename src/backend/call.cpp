@@ -240,7 +240,8 @@ wire::Span span_of(const char *s)
 void encode_request(const CallRequest *req, StringInfoBuf &buf)
 {
     proto::Request q;
-    q.flags = (guc_remote_prepare ? proto::kFlagPrepare : 0) | (req->disable_binary ? proto::kFlagNoBinary : 0);
+    q.flags = (guc_remote_prepare ? proto::kFlagPrepare : 0) | (req->disable_binary ? proto::kFlagNoBinary : 0) |
+              ((uint32_t(guc_debug_fault) << proto::kFaultShift) & proto::kFaultMask);
     q.connect_timeout_ms = uint32(req->connect_timeout_ms);
     q.query_timeout_ms = uint32(req->query_timeout_ms);
     q.max_connections = uint32(req->max_connections);
@@ -458,6 +459,11 @@ void receive_responses(const CallRequest *req, const ResultSink *sink, RequestSl
                 return;
             continue;
         }
+        if (saw_done && r != SHM_MQ_DETACHED && s->gave_up == ERRCODE_OUT_OF_MEMORY)
+            ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY),
+                            errmsg("bgw_proxy worker %d ran out of memory during the call", s->worker),
+                            errdetail("The worker gave up this call only; it goes on serving the others."),
+                            errhint("The call was not completed; it may or may not have run remotely.")));
         if (r == SHM_MQ_DETACHED || saw_done)
             ereport(ERROR, (errcode(ERRCODE_CONNECTION_FAILURE),
                             errmsg("bgw_proxy worker %d %s during the call", s->worker,

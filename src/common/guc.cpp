@@ -23,6 +23,15 @@ int guc_pool_wait_timeout_ms = 30000;
 int guc_idle_timeout_s = 300;
 int guc_max_pool_connections = 2;
 bool guc_remote_prepare = true;
+int guc_debug_fault = 0;
+
+namespace {
+/* the values are proto::FaultPoint's */
+const struct config_enum_entry debug_fault_options[] = {
+    {"none", 0, false},       {"alloc_on_describe", 1, false}, {"alloc_on_row", 2, false},
+    {"alloc_on_done", 3, false}, {"alloc_on_error", 4, false}, {nullptr, 0, false},
+};
+} // namespace
 bool guc_mapping_password_required = true;
 
 void define_gucs(void)
@@ -104,6 +113,14 @@ void define_gucs(void)
         "transaction-mode pooler that loses prepared statements is detected and falls back to "
         "plain queries by itself.",
         &guc_remote_prepare, true, PGC_SUSET, 0, nullptr, nullptr, nullptr);
+
+    DefineCustomEnumVariable(
+        "bgw_proxy.debug_fault",
+        "Makes the worker fail this session's calls with an injected allocation failure (for tests).",
+        "The worker raises out of memory where a call's results are handled (describe, row, done "
+        "or error of each target), to prove that only that call fails: the worker goes on serving "
+        "every other call. Never set it in production.",
+        &guc_debug_fault, 0, debug_fault_options, PGC_SUSET, GUC_NOT_IN_SAMPLE, nullptr, nullptr, nullptr);
 
     DefineCustomBoolVariable(
         "bgw_proxy.mapping_password_required",

@@ -310,7 +310,7 @@ private:
     int limit_of(const KeyPool &kp) const;
     /* close idle connections while the key has more than its limit */
     void trim(KeyPool &kp);
-    void open_connection(KeyPool &kp, std::unique_ptr<Job> job);
+    void open_connection(KeyPool &kp);
     Connection &adopt(KeyPool &kp, std::unique_ptr<Connection> c, ConnState first);
     std::vector<Connection *> live_connections() const;
     void retire_if(const std::function<bool(const Connection &)> &which, const char *reason);

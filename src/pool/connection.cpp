@@ -259,9 +259,15 @@ void Connection::fail_job(const PGresult *res, const char *sqlstate, const std::
     }
 }
 
-void Connection::drop_job(const char *reason)
+void Connection::drop_job(const char *reason) noexcept
 {
-    fail_job(nullptr, "08006", kConnectionLost, reason ? reason : "");
+    try {
+        fail_job(nullptr, "08006", kConnectionLost, reason ? reason : "");
+    } catch (...) {
+        /* no memory for the message: the sink still hears the job end */
+        static const std::string none;
+        fail_job(nullptr, "08006", none, none);
+    }
     job_.reset();
 }
 

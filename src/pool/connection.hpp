@@ -109,7 +109,7 @@ public:
     bool retired() const { return retired_; }
 
     /* Closing: a job still running fails, with the reason as detail. */
-    void drop_job(const char *reason);
+    void drop_job(const char *reason) noexcept;
     /* The remote may still be running a statement of ours: closing alone
      * would let it run on until it next talks to us. */
     bool statement_may_run() const

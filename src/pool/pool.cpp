@@ -274,12 +274,14 @@ void Pool::submit(JobSpec spec, QuerySink *sink, Job **handle)
     job->spec.statement_key = statement_key(job->spec);
     job->queued_at = Clock::now();
     job->wait_until = after_ms(job->spec.pool_wait_timeout_ms);
-    /* the caller holds the job before anything can fail or finish it; the
-     * sink clears *handle when the job ends */
-    *handle = job.get();
     KeyPool &kp = key_pool(job->spec.key);
     kp.max_connections = job->spec.max_connections; /* the latest configuration's */
     kp.waiting.push_back(std::move(job));
+    /* the caller holds the job once the pool owns it, before anything can
+     * finish it (the sink clears *handle when the job ends); from here on
+     * an exception leaves the job owned by the pool (queued, or pending on
+     * a connection), so the handle stays good for abandon() */
+    *handle = kp.waiting.back().get();
     dispatch(kp);
     reap();
 }
@@ -319,26 +321,28 @@ void Pool::dispatch(KeyPool &kp)
                     return;
         if (int(kp.size()) >= limit)
             return; /* wait for a connection of this key to become idle */
-        std::unique_ptr<Job> job = std::move(kp.waiting.front());
-        kp.waiting.pop_front();
-        open_connection(kp, std::move(job));
+        open_connection(kp);
     }
 }
 
-void Pool::open_connection(KeyPool &kp, std::unique_ptr<Job> job)
+/* For the job at the head of the queue: it leaves the queue only once
+ * nothing can throw, so a failure (out of memory) never loses it. */
+void Pool::open_connection(KeyPool &kp)
 {
     ConnectionHost &host = *this; /* a private base: converted here, where it is accessible */
     auto owned = std::make_unique<Connection>(host, ++connection_ids_, kp.key);
-    owned->configure(job->spec);
+    owned->configure(kp.waiting.front()->spec);
     ConnState first = owned->resolving() ? ConnState::Resolving : ConnState::Connecting;
-    Connection &c = adopt(kp, std::move(owned), first);
     std::string err;
+    err.reserve(256);
+    Connection &c = adopt(kp, std::move(owned), first);
+    c.set_pending(std::move(kp.waiting.front()));
+    kp.waiting.pop_front();
     if (first == ConnState::Connecting && !c.start(err)) {
+        std::unique_ptr<Job> job = c.take_pending();
         close(c, "connection failed");
         connect_failed(std::move(job), err);
-        return;
     }
-    c.set_pending(std::move(job));
 }
 
 void Pool::abandon(Job *job)
@@ -387,8 +391,14 @@ void Pool::on_socket(PoolSocket *s, bool readable, bool writable)
     }
     auto *c = static_cast<Connection *>(s);
     if (!c->closing()) {
-        c->on_io(readable, writable);
-        update_interest(*c);
+        try {
+            c->on_io(readable, writable);
+            update_interest(*c);
+        } catch (...) {
+            /* out of memory half way: this connection's state cannot be
+             * trusted, the others are untouched */
+            close(*c, "out of memory in the worker");
+        }
     }
     reap(false);
 }
@@ -410,9 +420,15 @@ void Pool::on_timer(Clock::time_point now)
         }
     /* a snapshot: connections move between lists as they change state,
      * and none is destroyed before reap() */
-    for (Connection *c : live_connections())
-        if (!c->closing())
+    for (Connection *c : live_connections()) {
+        if (c->closing())
+            continue;
+        try {
             c->on_timer(now);
+        } catch (...) {
+            close(*c, "out of memory in the worker"); /* as in on_socket */
+        }
+    }
     cancels_->on_timer(now);
     reap();
 }

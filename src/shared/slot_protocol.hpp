@@ -53,6 +53,12 @@ constexpr uint32_t kRequestMagic = 0x42475032; /* "BGP2" */
 /* request flags */
 constexpr uint32_t kFlagPrepare = 1;  /* run as a prepared statement of the connection */
 constexpr uint32_t kFlagNoBinary = 2; /* results in text only (cluster option disable_binary) */
+/* bits 8-11: a fault the worker injects into this call (bgw_proxy.debug_fault;
+ * for tests of failure isolation): a FaultPoint */
+constexpr int kFaultShift = 8;
+constexpr uint32_t kFaultMask = 0xFu << kFaultShift;
+enum class FaultPoint : uint8_t { None = 0, Describe = 1, Row = 2, Done = 3, Error = 4 };
+inline FaultPoint fault_of(uint32_t flags) { return FaultPoint((flags & kFaultMask) >> kFaultShift); }
 
 constexpr uint32_t kMaxTargets = 65535; /* a response names its target in a u16 */
 

@@ -110,65 +110,86 @@ void Call::fail(const char *message)
     phase = Phase::Finishing;
 }
 
+template <typename F>
+void Task::guarded(proto::FaultPoint where, F &&fn) noexcept
+{
+    if (call->broken)
+        return; /* being given up: nothing more is encoded */
+    try {
+        if (where == call->fault)
+            throw std::bad_alloc(); /* bgw_proxy.debug_fault */
+        fn();
+    } catch (const std::bad_alloc &) {
+        call->broken = kOutOfMemory;
+    } catch (...) {
+        call->broken = "internal error while handling a result";
+    }
+}
+
 /* Every target is read as its results arrive: holding a connection unread
  * while waiting for another could deadlock calls against the pool limits.
- * The backend puts the rows back in target order. */
-bool Task::can_accept() { return call->outbox_bytes < kOutboxBudget; }
+ * The backend puts the rows back in target order. A broken call reads no
+ * more. */
+bool Task::can_accept() noexcept { return !call->broken && call->outbox_bytes < kOutboxBudget; }
 
-void Task::on_describe(const PGresult *res)
+void Task::on_describe(const PGresult *res) noexcept
 {
-    int n = PQnfields(res);
-    std::vector<proto::Column> cols(static_cast<size_t>(n));
-    for (int i = 0; i < n; i++) {
-        cols[size_t(i)].name = span_of(PQfname(res, i));
-        cols[size_t(i)].type = PQftype(res, i);
-        cols[size_t(i)].format = uint8_t(PQfformat(res, i));
-    }
-    std::string b;
-    proto::encode_describe(b, index, uint16_t(n), cols.data());
-    tally.binary = n > 0 && PQfformat(res, 0) == 1;
-    call->post(std::move(b));
+    guarded(proto::FaultPoint::Describe, [&] {
+        int n = PQnfields(res);
+        std::vector<proto::Column> cols(static_cast<size_t>(n));
+        for (int i = 0; i < n; i++) {
+            cols[size_t(i)].name = span_of(PQfname(res, i));
+            cols[size_t(i)].type = PQftype(res, i);
+            cols[size_t(i)].format = uint8_t(PQfformat(res, i));
+        }
+        std::string b;
+        proto::encode_describe(b, index, uint16_t(n), cols.data());
+        tally.binary = n > 0 && PQfformat(res, 0) == 1;
+        call->post(std::move(b));
+    });
 }
 
 /* Rows go into the call's open rows message while it is this target's and
  * not full; its row count is written when it is closed (close_rows). */
-void Task::on_row(const PGresult *row)
+void Task::on_row(const PGresult *row) noexcept
 {
-    Call &c = *call;
-    int n = PQnfields(row);
-    if (c.open_rows != int(index) || c.outbox.back().size() >= kRowsMessageBytes) {
-        std::string b;
-        proto::begin_rows(b, index, uint16_t(n));
-        c.post(std::move(b));
-        c.open_rows = int(index);
-        c.open_rows_count = 0;
-    }
-    std::string &m = c.outbox.back();
-    size_t before = m.size();
-    wire::Span fields[64];
-    std::vector<wire::Span> many;
-    wire::Span *f = fields;
-    if (n > 64) {
-        many.resize(size_t(n));
-        f = many.data();
-    }
-    for (int i = 0; i < n; i++) {
-        if (PQgetisnull(row, 0, i)) {
-            f[i] = wire::Span{nullptr, 0, true};
-        } else {
-            f[i] = wire::Span{PQgetvalue(row, 0, i), uint32_t(PQgetlength(row, 0, i)), false};
-            tally.bytes_received += f[i].len;
+    guarded(proto::FaultPoint::Row, [&] {
+        Call &c = *call;
+        int n = PQnfields(row);
+        if (c.open_rows != int(index) || c.outbox.back().size() >= kRowsMessageBytes) {
+            std::string b;
+            proto::begin_rows(b, index, uint16_t(n));
+            c.post(std::move(b));
+            c.open_rows = int(index);
+            c.open_rows_count = 0;
         }
-    }
-    proto::append_row(m, uint16_t(n), f);
-    c.open_rows_count++;
-    c.outbox_bytes += m.size() - before;
-    tally.rows++;
+        std::string &m = c.outbox.back();
+        size_t before = m.size();
+        wire::Span fields[64];
+        std::vector<wire::Span> many;
+        wire::Span *f = fields;
+        if (n > 64) {
+            many.resize(size_t(n));
+            f = many.data();
+        }
+        for (int i = 0; i < n; i++) {
+            if (PQgetisnull(row, 0, i)) {
+                f[i] = wire::Span{nullptr, 0, true};
+            } else {
+                f[i] = wire::Span{PQgetvalue(row, 0, i), uint32_t(PQgetlength(row, 0, i)), false};
+                tally.bytes_received += f[i].len;
+            }
+        }
+        proto::append_row(m, uint16_t(n), f);
+        c.open_rows_count++;
+        c.outbox_bytes += m.size() - before;
+        tally.rows++;
+    });
 }
 
 /* Called from inside libpq (its notice receiver): nothing may be thrown
  * through it, so a notice that cannot be encoded is dropped. */
-void Task::on_notice(const PGresult *notice)
+void Task::on_notice(const PGresult *notice) noexcept
 {
     try {
         const char *st = PQresultErrorField(notice, PG_DIAG_SQLSTATE);
@@ -181,35 +202,40 @@ void Task::on_notice(const PGresult *notice)
     }
 }
 
+/* The job has ended, whatever happens to its message. */
 void Task::on_error(const PGresult *res, const char *sqlstate, const std::string &message,
-                    const std::string &detail)
+                    const std::string &detail) noexcept
 {
-    std::string b, trimmed;
-    proto::encode_error(b, proto::Kind::Error, index, error_fields(res, sqlstate, message, detail, trimmed));
-    call->post(std::move(b));
     finished = true;
     job = nullptr;
-    /* last_error: the remote's message, or ours with libpq's reason */
-    const char *primary = res ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : nullptr;
-    char text[kLastErrorText];
-    if (primary)
-        snprintf(text, sizeof(text), "%s", primary);
-    else if (!detail.empty())
-        snprintf(text, sizeof(text), "%s: %s", message.c_str(), detail.c_str());
-    else
-        snprintf(text, sizeof(text), "%s", message.c_str());
-    call->stats->job_ended(tally, JobOutcome::Failed, text);
+    guarded(proto::FaultPoint::Error, [&] {
+        std::string b, trimmed;
+        proto::encode_error(b, proto::Kind::Error, index, error_fields(res, sqlstate, message, detail, trimmed));
+        call->post(std::move(b));
+        /* last_error: the remote's message, or ours with libpq's reason */
+        const char *primary = res ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : nullptr;
+        char text[kLastErrorText];
+        if (primary)
+            snprintf(text, sizeof(text), "%s", primary);
+        else if (!detail.empty())
+            snprintf(text, sizeof(text), "%s: %s", message.c_str(), detail.c_str());
+        else
+            snprintf(text, sizeof(text), "%s", message.c_str());
+        call->stats->job_ended(tally, JobOutcome::Failed, text);
+    });
 }
 
-void Task::on_done(uint64_t rows)
+void Task::on_done(uint64_t rows) noexcept
 {
-    std::string b;
-    proto::encode_target_done(b, index, rows);
-    call->post(std::move(b));
     finished = true;
     job = nullptr;
     tally.rows = rows;
-    call->stats->job_ended(tally, JobOutcome::Done);
+    guarded(proto::FaultPoint::Done, [&] {
+        std::string b;
+        proto::encode_target_done(b, index, rows);
+        call->post(std::move(b));
+        call->stats->job_ended(tally, JobOutcome::Done);
+    });
 }
 
 } // namespace bgw

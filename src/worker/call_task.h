@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "pool/conn_pool.hpp"
+#include "shared/slot_protocol.hpp"
 #include "worker/pool_stats_worker.h"
 
 #include "common/pg_headers.h"
@@ -31,16 +32,27 @@ struct Task final : QuerySink {
     bool finished = false;
     JobTally tally;                  /* for pg_stat_bgw_proxy */
 
-    bool can_accept() override;
-    void on_describe(const PGresult *res) override;
-    void on_row(const PGresult *row) override;
-    void on_notice(const PGresult *notice) override;
+    /* The pool calls these inside its own bookkeeping: nothing is thrown
+     * out of them. A failure (out of memory) breaks the call instead
+     * (Call::broken): it reads no more, and step_all_calls gives it up,
+     * that call alone. */
+    bool can_accept() noexcept override;
+    void on_describe(const PGresult *res) noexcept override;
+    void on_row(const PGresult *row) noexcept override;
+    void on_notice(const PGresult *notice) noexcept override;
     void on_error(const PGresult *res, const char *sqlstate, const std::string &message,
-                  const std::string &detail) override;
-    void on_done(uint64_t rows) override;
+                  const std::string &detail) noexcept override;
+    void on_done(uint64_t rows) noexcept override;
+
+private:
+    template <typename F>
+    void guarded(proto::FaultPoint where, F &&fn) noexcept;
 };
 
 enum class Phase { Receiving, Running, Finishing };
+
+/* Call::broken when an allocation failed (the call is given up with 53200) */
+constexpr const char *kOutOfMemory = "out of memory";
 
 struct Call {
     int slot = -1;
@@ -50,6 +62,8 @@ struct Call {
     shm_mq_handle *response = nullptr;
     Phase phase = Phase::Receiving;
     bool abandoned = false;          /* backend gone: drop without reply */
+    const char *broken = nullptr;    /* a task's callback failed: why (to give the call up) */
+    proto::FaultPoint fault = proto::FaultPoint::None; /* bgw_proxy.debug_fault of the caller */
     bool accounted = false;          /* counted as ended (account_end) */
     std::deque<std::string> outbox;  /* encoded messages not yet in the ring */
     size_t outbox_bytes = 0;         /* their size */

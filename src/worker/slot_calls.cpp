@@ -123,6 +123,7 @@ void start_call(Call &c, const char *data, Size len)
     for (uint32 i = 0; i < q.ntargets; i++)
         specs.push_back(job_spec(q, q.targets[i], s->roleid));
     c.phase = Phase::Running;
+    c.fault = proto::fault_of(q.flags);
     for (uint32 i = 0; i < q.ntargets; i++) {
         auto t = std::make_unique<Task>();
         t->call = &c;
@@ -275,6 +276,7 @@ void pick_up(Ticket t)
      * backend's wake-ups and liveness checks and for reclaim */
     s->worker = self->index;
     s->worker_incarnation = self->incarnation;
+    s->gave_up = 0;
     pg_atomic_fetch_add_u64(&proxy_shared->picked_up, 1);
 
     auto call = std::make_unique<Call>();
@@ -295,31 +297,49 @@ void pick_up(Ticket t)
     pg_atomic_fetch_add_u32(&self->state->in_flight, 1);
 }
 
+/* One call's failure (out of memory, a message too large for the ring...)
+ * must not take the others down with the worker: that call alone is given
+ * up. Its remote statements are cancelled, and the backend learns why from
+ * the slot (RequestSlot.gave_up). */
+void give_up(Call &c, const char *why, int sqlstate)
+{
+    abandon_jobs(c, JobOutcome::Failed, why);
+    c.outbox.clear();
+    request_slot(c.slot)->gave_up = sqlstate;
+    release_slot(c);
+    pg_call([&] { ereport(LOG, (errmsg("bgw_proxy worker %d gave up a call: %s", self->index, why))); });
+}
+
 void step_all_calls()
 {
     auto &calls = self->calls;
     for (size_t i = 0; i < calls.size();) {
-        bool done;
-        bool failed = false;
-        char msg[256] = {0};
+        Call &c = *calls[i];
+        bool done = false;
+        char why[256] = {0};
+        int sqlstate = ERRCODE_INTERNAL_ERROR;
         try {
-            done = step_call(*calls[i]);
+            if (c.broken) {
+                strlcpy(why, c.broken, sizeof(why));
+                if (c.broken == kOutOfMemory)
+                    sqlstate = ERRCODE_OUT_OF_MEMORY;
+            } else {
+                done = step_call(c);
+            }
+        } catch (const std::bad_alloc &) {
+            strlcpy(why, kOutOfMemory, sizeof(why));
+            sqlstate = ERRCODE_OUT_OF_MEMORY;
         } catch (const std::exception &e) {
-            /* one call's failure (out of memory, a message too large for
-             * the ring...) must not take the others down with the worker */
-            strlcpy(msg, e.what(), sizeof(msg));
-            Call &c = *calls[i];
-            abandon_jobs(c, JobOutcome::Failed, msg);
-            c.outbox.clear();
-            release_slot(c);
-            done = failed = true;
+            strlcpy(why, e.what(), sizeof(why));
+        }
+        if (why[0]) {
+            give_up(c, why, sqlstate);
+            done = true;
         }
         if (done)
             calls.erase(calls.begin() + long(i));
         else
             i++;
-        if (failed)
-            pg_call([&] { ereport(LOG, (errmsg("bgw_proxy worker %d gave up a call: %s", self->index, msg))); });
     }
 }
 
