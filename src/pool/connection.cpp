@@ -87,7 +87,15 @@ void Connection::configure(const JobSpec &spec)
     }
     deadline_ = after_ms(spec.connect_timeout_ms); /* resolving included */
     target_ = std::make_unique<Target>(Target{spec.connstr, spec.user, spec.password, spec.encoding});
-    resolution_ = resolve_hosts_async(spec.connstr);
+    if (names_service(spec.connstr)) {
+        /* libpq reads the service file and resolves its hosts as it
+         * starts: all of that on the lookup lane, never here */
+        resolution_ = start_on_lookup_lane([t = *target_] { return start_connection(t, nullptr); });
+        if (!resolution_)
+            throw std::bad_alloc();
+    } else {
+        resolution_ = resolve_hosts_async(spec.connstr);
+    }
 }
 
 bool Connection::start(std::string &err)
@@ -95,16 +103,14 @@ bool Connection::start(std::string &err)
     return open(nullptr, err);
 }
 
-bool Connection::open(const Resolution *r, std::string &err)
+PGconn *Connection::start_connection(const Target &t, const Resolution *r) noexcept
 {
-    /* the password is kept no longer than needed */
-    std::unique_ptr<Target> t = std::move(target_);
     /* dbname carries the whole connection string (expand_dbname); what
      * follows overrides it, so the encoding always matches the caller's. */
     /* user and password are separate keywords, never text appended to the
      * string: that would break URIs and strings ending in a backslash */
     const char *keywords[9] = {"dbname", "client_encoding", "fallback_application_name"};
-    const char *values[9] = {t->connstr.c_str(), t->encoding.c_str(), "bgw_proxy"};
+    const char *values[9] = {t.connstr.c_str(), t.encoding.c_str(), "bgw_proxy"};
     int n = 3;
     auto add = [&](const char *k, const std::string &v) {
         if (!v.empty()) {
@@ -112,15 +118,27 @@ bool Connection::open(const Resolution *r, std::string &err)
             values[n++] = v.c_str();
         }
     };
-    add("user", t->user);
-    add("password", t->password);
+    add("user", t.user);
+    add("password", t.password);
     if (r) {
         add("host", r->host);
         add("hostaddr", r->hostaddr);
         add("port", r->port);
     }
     keywords[n] = values[n] = nullptr;
-    pg_ = PQconnectStartParams(keywords, values, 1);
+    return PQconnectStartParams(keywords, values, 1);
+}
+
+bool Connection::open(Resolution *r, std::string &err)
+{
+    /* the password is kept no longer than needed */
+    std::unique_ptr<Target> t = std::move(target_);
+    if (r && r->started) {
+        pg_ = r->started; /* started on the lookup lane: ours now */
+        r->started = nullptr;
+    } else {
+        pg_ = start_connection(*t, r);
+    }
     if (!pg_ || PQstatus(pg_) == CONNECTION_BAD) {
         err = trimmed_error(pg_);
         return false;

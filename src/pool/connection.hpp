@@ -134,7 +134,10 @@ public:
 
 private:
     static void notice_receiver(void *arg, const PGresult *res);
-    bool open(const Resolution *r, std::string &err);
+    /* the connection string and the resolution's host, hostaddr, port */
+    struct Target;
+    static PGconn *start_connection(const Target &t, const Resolution *r) noexcept;
+    bool open(Resolution *r, std::string &err);
     void poll_resolution();
     void expire();
     void flush();

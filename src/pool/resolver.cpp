@@ -126,6 +126,41 @@ void resolve(const std::shared_ptr<Resolution> &r, std::vector<std::string> host
 
 } // namespace
 
+bool names_service(const std::string &connstr)
+{
+    bool service = getenv("PGSERVICE") != nullptr;
+    (void) conninfo_each(connstr.c_str(), [&](const ConninfoOption &o) noexcept {
+        if (strcmp(o.keyword, "service") == 0)
+            service = true;
+    });
+    return service;
+}
+
+ResolutionPtr start_on_lookup_lane(std::function<PGconn *()> start)
+{
+    try {
+        auto r = std::make_shared<Resolution>();
+        bool queued = run_on_helper_thread(HelperLane::Resolve, [r, start] {
+            PGconn *conn = start(); /* does not throw: C, and strings built beforehand */
+            r->started = conn;
+            r->ok = conn != nullptr;
+            try {
+                if (!conn)
+                    r->error = "out of memory";
+            } catch (...) {
+            }
+            r->done.store(true, std::memory_order_release);
+        });
+        if (!queued) {
+            r->error = "too many host name lookups pending";
+            r->done.store(true, std::memory_order_release);
+        }
+        return r;
+    } catch (...) {
+        return nullptr;
+    }
+}
+
 ResolutionPtr resolve_hosts_async(const std::string &connstr)
 {
     bool host_val = false, hostaddr_val = false, port_val = false;
@@ -152,8 +187,8 @@ ResolutionPtr resolve_hosts_async(const std::string &connstr)
     if (oom)
         throw std::bad_alloc();
     /* A service file may name the hosts; libpq reads it between the string
-     * and the environment. Not reproduced here: such connections are left
-     * to libpq (which then resolves in the worker; README says so). */
+     * and the environment. Not reproduced here: such connections are
+     * started on the lookup lane as a whole (start_on_lookup_lane). */
     if (service)
         return nullptr;
     /* what libpq falls back to when a keyword is absent (not when empty) */

@@ -12,7 +12,9 @@
  *
  * Nothing to resolve (sockets, IP literals, hostaddr already given): no
  * resolution, the connection starts at once. A service file (service=,
- * PGSERVICE) is left to libpq, which then resolves its host names itself.
+ * PGSERVICE) is read by libpq inside PQconnectStart, which then resolves
+ * its host names itself: such a connection is started on the lookup lane
+ * as a whole (start_on_lookup_lane), and handed back to the worker.
  *
  * Pure C++ + libpq.
  */
@@ -21,8 +23,11 @@
 #include "common/pure_cxx.h"
 
 #include <atomic>
+#include <functional>
 #include <memory>
 #include <string>
+
+#include <libpq-fe.h>
 
 namespace bgw {
 
@@ -32,6 +37,12 @@ struct Resolution {
     std::string host, hostaddr, port; /* libpq keywords that override the connection string's */
     std::string error;               /* !ok: why, libpq-style */
     std::string dns_errors;          /* ok, but some host names did not resolve */
+    PGconn *started = nullptr;       /* start_on_lookup_lane: the connection, whoever takes it */
+    ~Resolution()
+    {
+        if (started)
+            PQfinish(started); /* nobody took it: the connection was closed meanwhile */
+    }
 };
 using ResolutionPtr = std::shared_ptr<Resolution>;
 
@@ -42,5 +53,13 @@ using ResolutionPtr = std::shared_ptr<Resolution>;
  * the returned resolution has already failed ("too many host name lookups
  * pending"): a lookup is never done on the worker's own thread. */
 ResolutionPtr resolve_hosts_async(const std::string &connstr);
+
+/* Does the connection string (or PGSERVICE) name a service? */
+bool names_service(const std::string &connstr);
+
+/* Runs `start` (a PQconnectStartParams) on the lookup lane; the result, ok
+ * or not, is Resolution::started. Null when out of memory; failed at once
+ * when the lane is full. */
+ResolutionPtr start_on_lookup_lane(std::function<PGconn *()> start);
 
 } // namespace bgw

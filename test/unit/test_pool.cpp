@@ -651,3 +651,44 @@ TEST(lowered_cluster_limit_holds_at_once)
     CHECK_EQ(f.server.accepted(), 4);
     f.check_watcher_balanced();
 }
+
+/* A service file is read by libpq as it starts a connection, and its host
+ * names resolved there: such a connection is started off the worker's
+ * thread (the lookup lane), so right after submit it has no socket yet. */
+TEST(connection_through_a_service_file_starts_off_the_callers_thread)
+{
+    Fixture f;
+    char path[] = "/tmp/bgw_service_XXXXXX";
+    int fd = mkstemp(path);
+    REQUIRE(fd >= 0);
+    std::string text = "[stubsvc]\nhost=127.0.0.1\nport=" + std::to_string(f.server.port()) + "\ndbname=stub\nuser=stub\n";
+    REQUIRE(write(fd, text.data(), text.size()) == ssize_t(text.size()));
+    close(fd);
+    setenv("PGSERVICEFILE", path, 1);
+    JobSpec s = f.spec("rows 2 svc");
+    s.connstr = "service=stubsvc";
+    s.key = s.connstr;
+    Sink a;
+    f.submit(a, s);
+    int sockets = 0;
+    f.pool.for_each_socket([&](int, int, PoolSocket *, uint64_t) { sockets++; });
+    CHECK_EQ(sockets, 0);
+    REQUIRE(f.drive([&] { return a.ended(); }));
+    CHECK(a.done);
+    CHECK_EQ(a.rows.size(), 2);
+    CHECK_EQ(f.server.accepted(), 1);
+
+    /* a service the file does not have: libpq's own error, as 08001 */
+    JobSpec bad = f.spec("rows 1 x");
+    bad.connstr = "service=nosuch";
+    bad.key = bad.connstr;
+    Sink b;
+    f.submit(b, bad);
+    REQUIRE(f.drive([&] { return b.ended(); }));
+    CHECK(b.failed);
+    CHECK_EQ(b.sqlstate, "08001");
+    CHECK(b.detail.find("nosuch") != std::string::npos);
+    unsetenv("PGSERVICEFILE");
+    unlink(path);
+    f.check_watcher_balanced();
+}
