@@ -158,10 +158,10 @@ const char *target_dbname(const CallRequest *req, int target)
 
 /* "partition 2, database "x"" for error contexts: which remote it was,
  * without anything secret from the connection string. */
-const char *describe_target(const CallRequest *req, int target)
+char *describe_target(const CallRequest *req, int target)
 {
     if (target < 0 || target >= req->ntargets)
-        return "unknown partition";
+        return pstrdup("unknown partition");
     const char *dbname = target_dbname(req, target);
     uint32 partition = req->targets[target].partition;
     return dbname ? psprintf("partition %u, database \"%s\"", partition, dbname)
@@ -182,7 +182,7 @@ void raise_remote(const CallRequest *req, int target, proto::Kind kind, wire::Re
     char *hint = dup(f.hint);
     char *context = dup(f.context);
     char *severity = dup(f.severity);
-    const char *where = describe_target(req, target);
+    char *where = describe_target(req, target);
 
     if (kind == proto::Kind::Error && severity &&
         (strcmp(severity, "FATAL") == 0 || strcmp(severity, "PANIC") == 0)) {
@@ -224,7 +224,7 @@ void raise_remote(const CallRequest *req, int target, proto::Kind kind, wire::Re
              errcontext("bgw_proxy function %s, %s", req->function_name, where)));
     relaying_remote = false;
     /* a notice per row must not grow the call's memory */
-    for (char *p : {message, detail, hint, context, severity})
+    for (char *p : {message, detail, hint, context, severity, where})
         if (p)
             pfree(p);
 }
