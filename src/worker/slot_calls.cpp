@@ -48,9 +48,12 @@ void account_end(Call &c)
  * deleting the call's context frees the handles. */
 void release_slot(Call &c)
 {
-    account_end(c);
-    gauges_touched();
-    gauges_publish(true);
+    if (!c.accounted) {
+        /* ended without its final message: counted (and published) now */
+        account_end(c);
+        gauges_touched();
+        gauges_publish(true);
+    }
     RequestSlot *s = request_slot(c.slot);
     if (c.cxt)
         MemoryContextDelete(c.cxt);
