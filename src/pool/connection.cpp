@@ -79,12 +79,7 @@ void Connection::configure(const JobSpec &spec)
 {
     require_password_ = spec.require_password;
     stat_ref_ = spec.stat_ref;
-    if (spec.lifetime_s > 0) {
-        /* staggered by up to +-10% so a pool does not reconnect all at once */
-        long ms = long(spec.lifetime_s) * 1000;
-        long jitter = ms / 10 > 0 ? long(std::hash<const void *>()(this) % uint64_t(ms / 5)) - ms / 10 : 0;
-        retire_at_ = Clock::now() + std::chrono::milliseconds(ms + jitter);
-    }
+    set_lifetime(spec.lifetime_s);
     deadline_ = after_ms(spec.connect_timeout_ms); /* resolving included */
     target_ = std::make_unique<Target>(Target{spec.connstr, spec.user, spec.password, spec.encoding});
     if (names_service(spec.connstr)) {
@@ -96,6 +91,21 @@ void Connection::configure(const JobSpec &spec)
     } else {
         resolution_ = resolve_hosts_async(spec.connstr);
     }
+}
+
+void Connection::set_lifetime(int lifetime_s)
+{
+    if (lifetime_s == lifetime_s_)
+        return;
+    lifetime_s_ = lifetime_s;
+    if (lifetime_s <= 0) {
+        retire_at_ = Clock::time_point::max();
+        return;
+    }
+    /* staggered by up to +-10% so a pool does not reconnect all at once */
+    long ms = long(lifetime_s) * 1000;
+    long jitter = ms / 10 > 0 ? long(std::hash<const void *>()(this) % uint64_t(ms / 5)) - ms / 10 : 0;
+    retire_at_ = created_at_ + std::chrono::milliseconds(ms + jitter);
 }
 
 bool Connection::start(std::string &err)

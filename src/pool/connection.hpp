@@ -103,6 +103,9 @@ public:
     bool fit_for_reuse();
     /* false once retired or past its connection_lifetime */
     bool serves_new_jobs(Clock::time_point now) const { return !retired_ && now < retire_at_; }
+    /* connection_lifetime as the latest job says (0: none), counted from
+     * when the connection was made: a lowered one holds at once */
+    void set_lifetime(int lifetime_s);
     /* Serve no new job: close when idle (now, or once the statement ends). */
     void retire(const char *reason);
     const char *retire_reason() const { return retire_reason_; }
@@ -183,7 +186,9 @@ private:
     uint64_t rows_ = 0;
     Clock::time_point deadline_ = Clock::time_point::max();
     Clock::time_point last_used_ = Clock::now();
-    Clock::time_point retire_at_ = Clock::time_point::max(); /* connection_lifetime */
+    const Clock::time_point created_at_ = Clock::now();
+    int lifetime_s_ = 0;                                     /* connection_lifetime, seconds */
+    Clock::time_point retire_at_ = Clock::time_point::max(); /* from it */
     bool retired_ = false;            /* retire(): serves no new job, closes when idle */
     const char *retire_reason_ = "connection_lifetime";
 

@@ -301,6 +301,7 @@ void Pool::dispatch(KeyPool &kp)
             }
             /* the most recently idle one: the others may then idle out */
             Connection &c = *idle.back();
+            c.set_lifetime(kp.waiting.front()->spec.lifetime_s);
             if (!c.serves_new_jobs(Clock::now())) {
                 close(c, c.retire_reason());
                 continue;

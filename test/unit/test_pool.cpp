@@ -692,3 +692,27 @@ TEST(connection_through_a_service_file_starts_off_the_callers_thread)
     unlink(path);
     f.check_watcher_balanced();
 }
+
+/* A lowered connection_lifetime holds at once: a connection older than the
+ * lifetime the next job brings is not used for it, but replaced. */
+TEST(lowered_lifetime_holds_at_once)
+{
+    Fixture f;
+    JobSpec s = f.spec("rows 1 a");
+    s.lifetime_s = 3600;
+    Sink a;
+    f.submit(a, s);
+    REQUIRE(f.drive([&] { return a.ended() && f.key().idle == 1; }));
+    /* 1.5 s pass, the connection idle in the pool (its lifetime is an
+     * hour): it is older than 1 s and that lifetime's 10% jitter */
+    CHECK(!f.drive([&] { return f.key().idle != 1; }, 1500));
+    JobSpec t = f.spec("rows 1 b");
+    t.lifetime_s = 1;
+    Sink b;
+    f.submit(b, t);
+    REQUIRE(f.drive([&] { return b.ended(); }));
+    CHECK(b.done);
+    CHECK_EQ(f.server.accepted(), 2);
+    CHECK_EQ(f.key().open, 1);
+    f.check_watcher_balanced();
+}
