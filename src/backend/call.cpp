@@ -145,15 +145,15 @@ RequestSlot *acquire_slot(int idx)
     }
 }
 
-/* The database name a target's connection string gives, or NULL. */
-const char *target_dbname(const CallRequest *req, int target)
+/* The database name a target's connection string gives, in `buf`; false
+ * if it gives none. Nothing allocated: a notice per row must not grow the
+ * call's memory. */
+constexpr size_t kDbnameBuf = NAMEDATALEN * 4;
+bool target_dbname(const CallRequest *req, int target, char *buf)
 {
     if (target < 0 || target >= req->ntargets)
-        return nullptr;
-    char dbname[NAMEDATALEN * 4];
-    if (!conninfo_copy(req->targets[target].connstr, "dbname", dbname, sizeof(dbname)))
-        return nullptr;
-    return pstrdup(dbname);
+        return false;
+    return conninfo_copy(req->targets[target].connstr, "dbname", buf, kDbnameBuf);
 }
 
 /* "partition 2, database "x"" for error contexts: which remote it was,
@@ -162,10 +162,10 @@ char *describe_target(const CallRequest *req, int target)
 {
     if (target < 0 || target >= req->ntargets)
         return pstrdup("unknown partition");
-    const char *dbname = target_dbname(req, target);
+    char dbname[kDbnameBuf];
     uint32 partition = req->targets[target].partition;
-    return dbname ? psprintf("partition %u, database \"%s\"", partition, dbname)
-                  : psprintf("partition %u", partition);
+    return target_dbname(req, target, dbname) ? psprintf("partition %u, database \"%s\"", partition, dbname)
+                                              : psprintf("partition %u", partition);
 }
 
 void raise_remote(const CallRequest *req, int target, proto::Kind kind, wire::Reader &r)
@@ -208,9 +208,10 @@ void raise_remote(const CallRequest *req, int target, proto::Kind kind, wire::Re
     }
     if (req->plproxy_messages && message) {
         /* LANGUAGE plproxy: the form PL/Proxy users' log filters know */
-        const char *dbname = target_dbname(req, target);
+        char dbname[kDbnameBuf];
         char *prefixed = psprintf("%s(%d): [%s] REMOTE %s: %s", req->function_name, req->nargs,
-                                  dbname ? dbname : "", severity ? severity : "ERROR", message);
+                                  target_dbname(req, target, dbname) ? dbname : "", severity ? severity : "ERROR",
+                                  message);
         pfree(message);
         message = prefixed;
     }

@@ -6,6 +6,7 @@
 
 #include <arpa/inet.h>
 #include <cerrno>
+#include <cstddef>
 #include <cstring>
 #include <netinet/in.h>
 #include <poll.h>
@@ -56,11 +57,14 @@ bool same_address(const sockaddr_storage &a, socklen_t alen, const sockaddr_stor
         return x.sin6_port == y.sin6_port && memcmp(&x.sin6_addr, &y.sin6_addr, sizeof x.sin6_addr) == 0;
     }
     case AF_UNIX: {
-        /* the lengths differ (libpq counts the whole sockaddr_un) */
+        /* the peer's length is exact (the path and its NUL, or an abstract
+         * name); libpq's may count the whole sockaddr_un */
         auto &x = reinterpret_cast<const sockaddr_un &>(a);
         auto &y = reinterpret_cast<const sockaddr_un &>(b);
-        (void) alen, (void) blen;
-        return strncmp(x.sun_path, y.sun_path, sizeof x.sun_path) == 0;
+        size_t path = offsetof(sockaddr_un, sun_path);
+        if (blen <= path || alen < blen)
+            return false;
+        return memcmp(x.sun_path, y.sun_path, blen - path) == 0;
     }
     default:
         return false;
@@ -81,7 +85,7 @@ bool read_target(PGconn *conn, CancelTarget &t)
     PgCancelHead head;
     memcpy(&head, c, sizeof head);
     PQfreeCancel(c);
-    sockaddr_storage peer;
+    sockaddr_storage peer{};
     socklen_t peer_len = sizeof peer;
     if (head.raddr.len == 0 || head.raddr.len > sizeof head.raddr.addr || head.be_pid != PQbackendPID(conn) ||
         getpeername(PQsocket(conn), reinterpret_cast<sockaddr *>(&peer), &peer_len) != 0 ||
@@ -289,7 +293,7 @@ Clock::time_point CancelSender::next_deadline() const
 {
     Clock::time_point t = Clock::time_point::max();
     for (const auto &r : requests_)
-        t = std::min(t, r->ended ? Clock::time_point::min() : r->deadline);
+        t = std::min(t, r->ended ? Clock::now() : r->deadline); /* ended: destroy it (on_timer) */
     return t;
 }
 

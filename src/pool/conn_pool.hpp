@@ -6,9 +6,9 @@
  * non-blocking libpq:
  *
  *   Resolving --host names resolved (resolver.hpp)--> Connecting
- *   Connecting --PQconnectPoll ok--> Idle <--------------------+
- *   Idle --job assigned--> Busy --last result read, tx idle--> |
- *   Busy --job abandoned--> Cancelling --results drained-----> +
+ *   Connecting --PQconnectPoll ok--> Idle <-----------------------+
+ *   Idle --job assigned--> Busy --last result read, tx idle-----> |
+ *   Busy --job abandoned--> Cancelling --drained, cancel taken--> +
  *   any --error / timeout / EOF / lifetime / retired--> Closing (destroyed)
  *
  * A connection's state is the list it is on: each key keeps one list per
@@ -205,7 +205,7 @@ public:
      * machine does not have. */
     virtual bool set_state(Connection &c, ConnState to) = 0;
     /* The one way to close: reason is a string literal (kept, not copied). */
-    virtual void close(Connection &c, const char *reason) = 0;
+    virtual void close(Connection &c, const char *reason) noexcept = 0;
     /* The socket or the events the connection waits for may have changed. */
     virtual void update_interest(Connection &c) = 0;
     virtual void opened(Connection &c) = 0;          /* the handshake succeeded */
@@ -230,7 +230,9 @@ public:
     Pool &operator=(const Pool &) = delete;
 
     /* At once: a key over a lowered limit closes its surplus idle
-     * connections now and its busy ones as they end (dispatch()). */
+     * connections now, its busy ones as they end and its opening ones
+     * once connected (trim(), became_idle()); a raised one serves the
+     * waiting jobs now. */
     void set_limits(const PoolLimits &l);
     void set_observer(PoolObserver *o) { observer_ = o; }
     /* Null: none. A new watcher is told every socket there is now (the old
@@ -274,10 +276,11 @@ public:
     void retire_database(const std::string &dbname);
 
     /* Close everything (Terminate messages, sent without waiting), e.g. at
-     * worker exit. Running statements are cancelled: the cancel requests
-     * in flight then get until `cancels_until` (with poll(); the only wait
-     * in the pool), whatever the remotes do. Sinks are not told. */
-    void close_all(Clock::time_point cancels_until = Clock::now());
+     * worker exit. Running statements are cancelled when `cancels_until`
+     * is ahead: the cancel requests in flight then get until then (with
+     * poll(); the only wait in the pool), whatever the remotes do. Sinks
+     * are not told. */
+    void close_all(Clock::time_point cancels_until = Clock::now()) noexcept;
 
     /* O(1): kept up to date by set_state() */
     PoolCounts counts() const;
@@ -297,7 +300,7 @@ public:
 private:
     /* ConnectionHost */
     bool set_state(Connection &c, ConnState to) override;
-    void close(Connection &c, const char *reason) override;
+    void close(Connection &c, const char *reason) noexcept override;
     void update_interest(Connection &c) override;
     void opened(Connection &c) override;
     void became_idle(Connection &c) override;

@@ -139,7 +139,7 @@ PGconn *Connection::start_connection(const Target &t, const Resolution *r) noexc
     return PQconnectStartParams(keywords, values, 1);
 }
 
-bool Connection::open(Resolution *r, std::string &err)
+bool Connection::open(Resolution *r, std::string &err) noexcept
 {
     /* the password is kept no longer than needed */
     std::unique_ptr<Target> t = std::move(target_);
@@ -150,7 +150,11 @@ bool Connection::open(Resolution *r, std::string &err)
         pg_ = start_connection(*t, r);
     }
     if (!pg_ || PQstatus(pg_) == CONNECTION_BAD) {
-        err = trimmed_error(pg_);
+        try {
+            err = trimmed_error(pg_);
+        } catch (...) {
+            err.clear(); /* the caller's error says enough */
+        }
         return false;
     }
     PQsetnonblocking(pg_, 1);
@@ -601,7 +605,7 @@ Clock::time_point Connection::next_deadline(Clock::time_point now) const
         return now; /* to be destroyed: the next on_timer does it */
     Clock::time_point t = deadline_;
     if ((st == ConnState::Cancelling && drained_) || st == ConnState::Resolving)
-        t = std::min(t, now + std::chrono::milliseconds(5)); /* poll the helper thread */
+        t = std::min(t, now + std::chrono::milliseconds(5)); /* poll the cancel's outcome, the lookup */
     int idle_timeout_s = host_.limits().idle_timeout_s;
     if (st == ConnState::Idle && idle_timeout_s > 0)
         t = std::min(t, last_used_ + std::chrono::seconds(idle_timeout_s));

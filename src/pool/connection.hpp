@@ -119,6 +119,7 @@ public:
     {
         return state() == ConnState::Busy || (state() == ConnState::Cancelling && !drained_);
     }
+    bool cancel_in_flight() const { return cancel_pending(); }
 
     int socket() const { return pg_ ? PQsocket(pg_) : -1; }
     int events() const;
@@ -140,7 +141,8 @@ private:
     /* the connection string and the resolution's host, hostaddr, port */
     struct Target;
     static PGconn *start_connection(const Target &t, const Resolution *r) noexcept;
-    bool open(Resolution *r, std::string &err);
+    /* never throws: a job may already be pending on the connection */
+    bool open(Resolution *r, std::string &err) noexcept;
     void poll_resolution();
     void expire();
     void flush();

@@ -128,7 +128,7 @@ bool Pool::set_state(Connection &c, ConnState to)
     return true;
 }
 
-void Pool::close(Connection &c, const char *reason)
+void Pool::close(Connection &c, const char *reason) noexcept
 {
     Membership &m = c.membership(Access());
     if (m.state == ConnState::Closing)
@@ -136,8 +136,15 @@ void Pool::close(Connection &c, const char *reason)
     m.close_reason = reason ? reason : "closed";
     set_state(c, ConnState::Closing); /* forgets its socket */
     /* a job waiting for it to connect is served by another one */
-    if (std::unique_ptr<Job> pending = c.take_pending())
-        m.kp->waiting.push_front(std::move(pending));
+    if (std::unique_ptr<Job> pending = c.take_pending()) {
+        try {
+            m.kp->waiting.push_front(std::move(pending));
+        } catch (...) {
+            /* no room to queue it again: it ends here, and its sink hears so */
+            static const std::string none;
+            pending->sink->on_error(nullptr, "53200", none, none);
+        }
+    }
     c.drop_job(m.close_reason);
     if (c.opened() && observer_)
         observer_->disconnected(c.stat_ref());
@@ -206,11 +213,17 @@ void Pool::opened(Connection &c)
 
 void Pool::became_idle(Connection &c)
 {
-    if (std::unique_ptr<Job> j = c.take_pending()) {
-        c.run(std::move(j));
+    KeyPool &kp = *c.membership().kp;
+    if (c.has_pending()) {
+        if (int(kp.live()) > limit_of(kp)) {
+            /* opened before the limit was lowered: its job goes back to
+             * the head of the queue (close) */
+            close(c, "pool limit lowered");
+            return;
+        }
+        c.run(c.take_pending());
         return;
     }
-    KeyPool &kp = *c.membership().kp;
     dispatch(kp);
     trim(kp);
 }
@@ -234,8 +247,10 @@ CancelTicket Pool::send_cancel(PGconn *conn) noexcept
 void Pool::set_limits(const PoolLimits &l)
 {
     limits_ = l;
-    for (auto &[key, kp] : keys_)
+    for (auto &[key, kp] : keys_) {
         trim(*kp);
+        dispatch(*kp); /* a raised limit serves the calls waiting now */
+    }
     reap();
 }
 
@@ -312,7 +327,13 @@ void Pool::dispatch(KeyPool &kp)
             }
             std::unique_ptr<Job> job = std::move(kp.waiting.front());
             kp.waiting.pop_front();
-            c.run(std::move(job));
+            try {
+                c.run(std::move(job));
+            } catch (...) {
+                /* out of memory sending it: that job fails with its
+                 * connection (close tells its sink), the queue goes on */
+                close(c, "out of memory in the worker");
+            }
             continue;
         }
         /* connections being opened for earlier jobs will serve them */
@@ -322,7 +343,13 @@ void Pool::dispatch(KeyPool &kp)
                     return;
         if (int(kp.size()) >= limit)
             return; /* wait for a connection of this key to become idle */
-        open_connection(kp);
+        try {
+            open_connection(kp);
+        } catch (...) {
+            /* out of memory: the job stays at the head of the queue, for
+             * the next connection that comes idle or its wait timeout */
+            return;
+        }
     }
 }
 
@@ -396,8 +423,11 @@ void Pool::on_socket(PoolSocket *s, bool readable, bool writable)
             c->on_io(readable, writable);
             update_interest(*c);
         } catch (...) {
-            /* out of memory half way: this connection's state cannot be
-             * trusted, the others are untouched */
+            /* out of memory half way through its input (dispatch, which it
+             * may run, contains its own failures): this connection's state
+             * cannot be trusted, the others are untouched */
+            if (c->statement_may_run())
+                (void) send_cancel(c->pg());
             close(*c, "out of memory in the worker");
         }
     }
@@ -427,7 +457,9 @@ void Pool::on_timer(Clock::time_point now)
         try {
             c->on_timer(now);
         } catch (...) {
-            close(*c, "out of memory in the worker"); /* as in on_socket */
+            if (c->statement_may_run()) /* as in on_socket */
+                (void) send_cancel(c->pg());
+            close(*c, "out of memory in the worker");
         }
     }
     cancels_->on_timer(now);
@@ -496,11 +528,18 @@ void Pool::retire_database(const std::string &dbname)
         "database being dropped");
 }
 
-void Pool::close_all(Clock::time_point cancels_until)
+void Pool::close_all(Clock::time_point cancels_until) noexcept
 {
-    for (Connection *c : live_connections()) {
+    bool cancel = cancels_until > Clock::now(); /* else nothing could be sent in time */
+    std::vector<Connection *> live;
+    try {
+        live = live_connections();
+    } catch (...) {
+        cancel = false; /* no memory for the list: close without cancelling */
+    }
+    for (Connection *c : live) {
         /* Terminate alone would let a running statement finish first */
-        if (c->statement_may_run() && c->socket() >= 0)
+        if (cancel && c->statement_may_run() && c->socket() >= 0 && !c->cancel_in_flight())
             (void) send_cancel(c->pg());
         if (watcher_ && c->membership().sock >= 0)
             watcher_->forget(c, c->id());

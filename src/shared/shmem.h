@@ -87,10 +87,12 @@ struct RequestSlot {
                                   * slot's request area as plain bytes (it fitted);
                                   * 0, the area is an shm_mq the request streams
                                   * through. The worker reads either after pickup. */
-    int gave_up;                 /* worker: 0 at pickup; the SQLSTATE (MAKE_SQLSTATE)
-                                  * of why it gave the call up, before it releases
-                                  * the slot without a final message (DONE's write
-                                  * barrier); read by the backend after DONE */
+    int gave_up;                 /* worker: 0 at pickup; before it releases the slot
+                                  * without a final message (DONE's write barrier),
+                                  * why: ERRCODE_OUT_OF_MEMORY, else another SQLSTATE
+                                  * (MAKE_SQLSTATE). Read by the backend after DONE:
+                                  * out of memory is reported as 53200, the rest as
+                                  * "gave up" (08006) */
 };
 
 enum WorkerRunState : uint32 {

@@ -52,7 +52,7 @@ private:
 enum class Phase { Receiving, Running, Finishing };
 
 /* Call::broken when an allocation failed (the call is given up with 53200) */
-constexpr const char *kOutOfMemory = "out of memory";
+inline constexpr char kOutOfMemory[] = "out of memory"; /* one address in every file */
 
 struct Call {
     int slot = -1;

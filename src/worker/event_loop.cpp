@@ -88,8 +88,11 @@ long wait_timeout_ms()
 {
     long timeout = 1000;
     Clock::time_point deadline = self->pool.next_deadline();
+    Clock::time_point now = Clock::now();
+    if (deadline <= now)
+        return 0;
     if (deadline != Clock::time_point::max()) {
-        auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
+        auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - now).count();
         timeout = std::max<long>(0, std::min<long>(timeout, long(ms) + 1));
     }
     return timeout;

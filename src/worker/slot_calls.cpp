@@ -304,13 +304,23 @@ void pick_up(Ticket t)
  * must not take the others down with the worker: that call alone is given
  * up. Its remote statements are cancelled, and the backend learns why from
  * the slot (RequestSlot.gave_up). */
-void give_up(Call &c, const char *why, int sqlstate)
+bool give_up(Call &c, const char *why, int sqlstate)
 {
-    abandon_jobs(c, JobOutcome::Failed, why);
+    try {
+        abandon_jobs(c, JobOutcome::Failed, why);
+    } catch (...) {
+        /* still out of memory: the pool may still hold a job whose sink is
+         * one of this call's tasks, so the call cannot go yet; it is given
+         * up again on the next turn */
+        if (!c.broken)
+            c.broken = kOutOfMemory;
+        return false;
+    }
     c.outbox.clear();
     request_slot(c.slot)->gave_up = sqlstate;
     release_slot(c);
     pg_call([&] { ereport(LOG, (errmsg("bgw_proxy worker %d gave up a call: %s", self->index, why))); });
+    return true;
 }
 
 void step_all_calls()
@@ -335,10 +345,8 @@ void step_all_calls()
         } catch (const std::exception &e) {
             strlcpy(why, e.what(), sizeof(why));
         }
-        if (why[0]) {
-            give_up(c, why, sqlstate);
-            done = true;
-        }
+        if (why[0])
+            done = give_up(c, why, sqlstate);
         if (done)
             calls.erase(calls.begin() + long(i));
         else

@@ -119,6 +119,9 @@ public:
      * accepted by the kernel, but nothing is read or answered until thaw. */
     void freeze() { run([this] { frozen_ = true; }); }
     void thaw() { run([this] { frozen_ = false; }); }
+    /* Cancel requests are carried out, but their connections left open:
+     * the sender never learns that its request was taken. */
+    void keep_cancel_connections() { run([this] { keep_cancels_ = true; }); }
     /* Answer every held query with one row "released". */
     void release()
     {
@@ -413,7 +416,8 @@ private:
                         process(*o);
                         flush(*o);
                     }
-                drop(c);
+                if (!keep_cancels_)
+                    drop(c);
                 return;
             }
             c.started = true;
@@ -518,6 +522,7 @@ private:
     std::vector<std::unique_ptr<Client>> clients_;   /* the stub's thread only */
     int read_only_left_ = 0;                          /* the stub's thread only */
     bool frozen_ = false; /* the loop's */
+    bool keep_cancels_ = false;
     std::atomic<int> accepted_{0}, cancels_{0}, open_{0}, queries_{0}, held_{0};
 
     std::mutex mu_;

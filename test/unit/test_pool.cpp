@@ -525,16 +525,14 @@ TEST(connection_refused_fails_the_job_with_08001)
     f.check_watcher_balanced();
 }
 
-/* A cancel request is a socket of the pool's own, with a deadline: one to a
- * frozen remote (the kernel accepts, nobody answers) holds nothing but
- * itself, and the connection it was for is closed, not reused, since the
- * request may still arrive later. */
+/* A cancel request is a socket of the pool's own: one to a frozen remote
+ * (the kernel accepts, nobody answers) holds nothing but itself. */
 TEST(cancel_to_a_frozen_remote_holds_nothing_but_itself)
 {
     Fixture f;
     PoolLimits l;
     l.max_per_key = 8;
-    l.cancel_wait_ms = 300;
+    l.cancel_wait_ms = 60000; /* none is given up during the test */
     f.pool.set_limits(l);
     stub::PgStub cold;
     JobSpec s = f.spec("hold");
@@ -549,21 +547,97 @@ TEST(cancel_to_a_frozen_remote_holds_nothing_but_itself)
     for (Sink &x : a)
         f.pool.abandon(x.handle);
     f.pool.abandon(b.handle);
+    KeyCounts k;
+    CHECK(f.pool.key_counts(s.key, k));
+    CHECK_EQ(k.cancelling, 6);
+    CHECK_EQ(f.key().cancelling, 1);
     /* the healthy remote's cancel went through while the others wait
      * (more of them than there ever were helper threads) */
     REQUIRE(f.drive([&] { return f.key().idle == 1; }));
     CHECK_EQ(f.server.cancels(), 1);
-    KeyCounts k;
     CHECK(f.pool.key_counts(s.key, k));
     CHECK_EQ(k.cancelling, 6);
-    /* given up at their deadline: those connections are gone */
-    REQUIRE(f.drive([&] { return !f.pool.key_counts(s.key, k); }));
     CHECK_EQ(cold.cancels(), 0);
     for (Sink &x : a)
         CHECK_EQ(x.endings, 0);
     CHECK_EQ(b.endings, 0);
-    f.check_watcher_balanced();
+    f.check_watcher_balanced(); /* closing everything drops the requests still waiting */
     cold.thaw();
+}
+
+/* A cancel request the remote never confirms (it may still arrive, and hit
+ * the next statement) is given up at its deadline, and the connection it
+ * was for is closed, never reused, even though its statement ended. */
+TEST(unconfirmed_cancel_closes_its_connection)
+{
+    Fixture f;
+    PoolLimits l;
+    l.max_per_key = 4;
+    l.cancel_wait_ms = 500;
+    f.pool.set_limits(l);
+    f.server.keep_cancel_connections();
+    Sink a;
+    f.submit(a, "hold");
+    REQUIRE(f.drive([&] { return f.server.held() == 1; }));
+    f.pool.abandon(a.handle);
+    /* the statement ended (the stub carried the cancel out) ... */
+    REQUIRE(f.drive([&] { return f.server.held() == 0; }));
+    /* ... but the connection is closed, not pooled again */
+    REQUIRE(f.drive([&] { return f.key().open == 0; }));
+    CHECK_EQ(f.key().idle, 0);
+    Sink b;
+    f.submit(b, "rows 1 b");
+    REQUIRE(f.drive([&] { return b.ended(); }));
+    CHECK(b.done);
+    CHECK_EQ(f.server.accepted(), 2);
+    CHECK_EQ(a.endings, 0);
+    f.check_watcher_balanced();
+}
+
+/* A connection opened for a job while the limit was higher does not run it
+ * over a lowered limit: the job goes back to the queue. */
+TEST(lowered_limit_holds_for_connections_still_opening)
+{
+    Fixture f(4);
+    Sink h[2];
+    for (Sink &x : h)
+        f.submit(x, "hold");
+    /* two connections opening, none connected yet */
+    CHECK_EQ(f.key().connecting, 2);
+    PoolLimits l;
+    l.max_per_key = 1;
+    l.cancel_wait_ms = 3000;
+    f.pool.set_limits(l);
+    REQUIRE(f.drive([&] { return f.server.held() == 1; }));
+    CHECK(!f.drive([&] { return f.server.held() > 1; }, 100));
+    CHECK_EQ(f.key().waiting, 1);
+    CHECK(f.key().open <= 1);
+    REQUIRE(f.drive([&] {
+        f.server.release();
+        return h[0].ended() && h[1].ended();
+    }));
+    CHECK(h[0].done && h[1].done);
+    f.check_watcher_balanced();
+}
+
+/* A raised limit serves the jobs already waiting, without another event. */
+TEST(raised_limit_serves_the_waiting_jobs_at_once)
+{
+    Fixture f(1);
+    Sink a, b;
+    f.submit(a, "hold");
+    f.submit(b, "hold");
+    REQUIRE(f.drive([&] { return f.server.held() == 1; }));
+    CHECK_EQ(f.key().waiting, 1);
+    PoolLimits l;
+    l.max_per_key = 2;
+    l.cancel_wait_ms = 3000;
+    f.pool.set_limits(l);
+    CHECK_EQ(f.key().waiting, 0);
+    REQUIRE(f.drive([&] { return f.server.held() == 2; }));
+    f.server.release();
+    REQUIRE(f.drive([&] { return a.ended() && b.ended(); }));
+    f.check_watcher_balanced();
 }
 
 /* Closing everything (a worker's exit) waits for cancel requests only until
