@@ -493,6 +493,8 @@ void run_call(const CallRequest *req, const ResultSink *sink)
 {
     int idx = my_slot_index();
     RequestSlot *s = acquire_slot(idx);
+    if (!req->cluster_name)
+        pg_atomic_write_u64(&s->gate_cluster, 0); /* no pause applies (shmem.h) */
     int worker = pick_worker(req->route_key, strlen(req->route_key));
 
     StringInfoBuf buf;
@@ -519,6 +521,11 @@ void run_call(const CallRequest *req, const ResultSink *sink)
 }
 
 } // namespace
+
+RequestSlot *call_free_slot(void)
+{
+    return acquire_slot(my_slot_index());
+}
 
 void call_register_exit_hook(void)
 {

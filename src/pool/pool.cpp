@@ -495,6 +495,11 @@ void Pool::retire_database(const std::string &dbname)
         "database being dropped");
 }
 
+void Pool::close_idle()
+{
+    retire_if([](const Connection &c) { return c.state() == ConnState::Idle; }, "idle connection closed on request");
+}
+
 void Pool::close_all(Clock::time_point cancels_until)
 {
     for (Connection *c : live_connections()) {
