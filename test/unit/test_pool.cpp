@@ -383,6 +383,33 @@ TEST(retire_closes_idle_now_and_busy_after_its_statement)
     f.check_watcher_balanced();
 }
 
+TEST(close_idle_closes_idle_connections_and_leaves_busy_ones)
+{
+    Fixture f;
+    Sink a, b;
+    f.submit(a, "hold");
+    f.submit(b, "rows 1 b");
+    REQUIRE(f.drive([&] { return f.server.held() == 1 && b.ended(); }));
+    CHECK_EQ(f.pool.counts().idle, 1);
+
+    f.pool.close_idle();
+    CHECK_EQ(f.pool.counts().open, 1); /* the idle one, at once */
+    CHECK_EQ(f.pool.counts().active, 1);
+    REQUIRE(f.drive([&] { return f.server.open_clients() == 1; }));
+
+    /* the busy one is not retired: it goes back to the pool and is reused */
+    f.server.release();
+    REQUIRE(f.drive([&] { return a.ended(); }));
+    CHECK(a.done);
+    CHECK_EQ(f.pool.counts().idle, 1);
+    Sink c;
+    f.submit(c, "rows 1 c");
+    REQUIRE(f.drive([&] { return c.ended(); }));
+    CHECK(c.done);
+    CHECK_EQ(f.server.accepted(), 2);
+    f.check_watcher_balanced();
+}
+
 TEST(replaced_socket_is_reported_to_the_watcher)
 {
     Fixture f;
