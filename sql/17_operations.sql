@@ -82,6 +82,19 @@ SELECT wait_event_type, wait_event FROM pg_stat_activity WHERE application_name 
 SELECT bgw_proxy_resume('ops');
 SELECT * FROM dblink_get_result('waiter') AS r(n int);
 
+-- a call that waited in a REPEATABLE READ transaction: its snapshot may
+-- predate the new configuration, so it fails with a serialization error
+SELECT bgw_proxy_pause('ops');
+SELECT dblink_connect('rr', 'dbname=contrib_regression application_name=ops_rr');
+SELECT dblink_exec('rr', 'BEGIN ISOLATION LEVEL REPEATABLE READ');
+SELECT dblink_send_query('rr', 'SELECT ops_on(1)');
+SELECT wait_for($$SELECT calls_waiting = 1 FROM pg_stat_bgw_proxy_clusters WHERE cluster = 'ops'$$) AS waiting;
+SELECT bgw_proxy_resume('ops');
+\set VERBOSITY terse
+SELECT * FROM dblink_get_result('rr', false) AS r(n int);
+\set VERBOSITY default
+SELECT dblink_disconnect('rr');
+
 -- calls in flight run to their end; a pause that does not get quiet in
 -- time errors and is lifted, and calls flow again
 SELECT dblink_connect('locker', 'dbname=bgw_part0 application_name=ops_locker');
