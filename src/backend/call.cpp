@@ -4,6 +4,7 @@
  */
 #include "common/conninfo.hpp"
 #include "backend/call.h"
+#include "backend/cluster_gate.h"
 #include "backend/string_info_buf.h"
 #include "common/guc.h"
 #include "shared/shmem.h"
@@ -493,8 +494,10 @@ void run_call(const CallRequest *req, const ResultSink *sink)
 {
     int idx = my_slot_index();
     RequestSlot *s = acquire_slot(idx);
-    if (!req->cluster_name)
-        pg_atomic_write_u64(&s->gate_cluster, 0); /* no pause applies (shmem.h) */
+    if (!req->cluster_name && gate_depth() == 0)
+        pg_atomic_write_u64(&s->gate_cluster, 0); /* no pause applies (shmem.h); a call
+                                                   * nested in a cluster call's routing
+                                                   * leaves that call's gate alone */
     int worker = pick_worker(req->route_key, strlen(req->route_key));
 
     StringInfoBuf buf;

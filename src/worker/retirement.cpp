@@ -1,14 +1,15 @@
 /*
- * retirement.cpp — see retirement.h. The DROP DATABASE ring is described
- * in shmem.h.
+ * retirement.cpp — see retirement.h. The DROP DATABASE ring and the pool
+ * command ring are described in shmem.h.
  */
+#include <algorithm>
+#include <set>
+
 #include "worker/retirement.h"
 #include "worker/worker_self.h"
 
 #include "common/pg_headers.h"
 #include "common/cxx_boundary.h"
-
-#include <algorithm>
 
 namespace bgw {
 
@@ -68,9 +69,12 @@ namespace bgw {
  * reopened on demand. */
 static void retire_cluster(const char *cluster, int32 partition)
 {
+    std::set<std::string> keys; /* callers of several roles or databases may share one */
     for (const auto &[caller, seen] : self->last_config)
         if (!cluster || (seen.cluster == cluster && (partition < 0 || seen.partition == uint32(partition))))
-            self->pool.retire_key(seen.key);
+            keys.insert(seen.key);
+    for (const std::string &key : keys)
+        self->pool.retire_key(key);
 }
 
 void serve_pool_commands()
