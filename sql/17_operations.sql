@@ -77,8 +77,10 @@ SELECT ops_on(0), ops_on(1);
 SELECT bgw_proxy_pause('ops');
 SELECT dblink_connect('waiter', 'dbname=contrib_regression application_name=ops_waiter');
 SELECT dblink_send_query('waiter', 'SELECT ops_on(1)');
-SELECT wait_for($$SELECT calls_waiting = 1 FROM pg_stat_bgw_proxy_clusters WHERE cluster = 'ops'$$) AS waiting;
-SELECT wait_event_type, wait_event FROM pg_stat_activity WHERE application_name = 'ops_waiter';
+-- (the session shows the wait event of extensions while it waits)
+SELECT wait_for($$SELECT calls_waiting = 1 FROM pg_stat_bgw_proxy_clusters WHERE cluster = 'ops'$$)
+       AND wait_for($$SELECT sessions_now('application_name = ''ops_waiter'' AND wait_event_type = ''Extension''
+                                           AND wait_event = ''Extension''') = 1$$) AS waiting;
 SELECT bgw_proxy_resume('ops');
 SELECT * FROM dblink_get_result('waiter') AS r(n int);
 
