@@ -162,6 +162,16 @@ void gate_enter(const char *cluster)
      * its worker releases it: ours may only be published after that */
     slot = call_free_slot();
     for (;;) {
+        /* a pause in force is seen before publishing: while the cluster is
+         * paused, arriving calls never show as running (a pause being
+         * taken right now is caught by the check after publishing) */
+        if (pg_atomic_read_u32(&proxy_shared->npauses) > 0) {
+            Hold h = find_hold(nullptr, 0);
+            if (h.entry >= 0) {
+                wait_for_resume(h);
+                continue;
+            }
+        }
         publish();
         if (pg_atomic_read_u32(&proxy_shared->npauses) == 0)
             return;
