@@ -15,6 +15,8 @@
 # runs), arm a trigger on the old part1 that counts every write from then
 # on, copy part1's rows to the new instance, ALTER SERVER the partition to
 # it, resume. Asserted:
+#   - the view shows the cluster paused with no call running, and calls
+#     waiting;
 #   - pgbench exited 0: no client aborted, no failed transaction;
 #   - the longest call took less than the pause (pause called to resume
 #     returned) + 1 s;
@@ -175,6 +177,7 @@ my ($rc, $out, $err) = run_sql($proxy, 'mover', ["SELECT bgw_proxy_pause('moving
 is($rc, 0, 'the pause returned') or diag($err);
 is($proxy->safe_psql('postgres', 'SELECT state || \':\' || calls_running FROM pg_stat_bgw_proxy_clusters'),
 	'paused:0', 'the view shows the cluster paused, no call running');
+ok(poll_until($proxy, 'SELECT calls_waiting > 0 FROM pg_stat_bgw_proxy_clusters', 't'), 'calls wait');
 $old->safe_psql('part1', 'UPDATE guard SET armed = true');
 my $moved = count_items($old);
 
