@@ -3,15 +3,6 @@
 \set ECHO none
 \i sql/include/wait_for.sql
 \set ECHO all
--- sessions as pg_stat_activity shows them now (not the snapshot a
--- transaction keeps): for wait_for()
-CREATE FUNCTION sessions_now(cond text) RETURNS bigint LANGUAGE plpgsql AS $$
-DECLARE n bigint;
-BEGIN
-    PERFORM pg_stat_clear_snapshot();
-    EXECUTE 'SELECT count(*) FROM pg_stat_activity WHERE ' || cond INTO n;
-    RETURN n;
-END $$;
 -- a remote function that waits for an advisory lock held by the test
 \c bgw_part0
 CREATE FUNCTION ops_hold() RETURNS int LANGUAGE sql
@@ -79,8 +70,8 @@ SELECT dblink_connect('waiter', 'dbname=contrib_regression application_name=ops_
 SELECT dblink_send_query('waiter', 'SELECT ops_on(1)');
 -- (the session shows the wait event of extensions while it waits)
 SELECT wait_for($$SELECT calls_waiting = 1 FROM pg_stat_bgw_proxy_clusters WHERE cluster = 'ops'$$)
-       AND wait_for($$SELECT sessions_now('application_name = ''ops_waiter'' AND wait_event_type = ''Extension''
-                                           AND wait_event = ''Extension''') = 1$$) AS waiting;
+       AND wait_for($$SELECT count(*) = 1 FROM pg_stat_activity WHERE application_name = 'ops_waiter'
+                      AND wait_event_type = 'Extension' AND wait_event = 'Extension'$$) AS waiting;
 SELECT bgw_proxy_resume('ops');
 SELECT * FROM dblink_get_result('waiter') AS r(n int);
 
@@ -103,8 +94,8 @@ SELECT dblink_connect('locker', 'dbname=bgw_part0 application_name=ops_locker');
 SELECT dblink_exec('locker', 'DO $d$ BEGIN PERFORM pg_advisory_lock(1717); END $d$');
 SELECT dblink_connect('holder', 'dbname=contrib_regression application_name=ops_holder');
 SELECT dblink_send_query('holder', 'SELECT ops_hold()');
-SELECT wait_for($$SELECT sessions_now('datname = ''bgw_part0'' AND wait_event_type = ''Lock''') = 1$$)
-    AS holder_running;
+SELECT wait_for($$SELECT count(*) = 1 FROM pg_stat_activity
+                  WHERE datname = 'bgw_part0' AND wait_event_type = 'Lock'$$) AS holder_running;
 SELECT bgw_proxy_pause('ops', '100ms');
 SELECT count(*) AS pauses FROM pg_stat_bgw_proxy_clusters;
 SELECT ops_on(1);
@@ -130,14 +121,16 @@ SELECT array_agg(pid) AS ops_pids FROM pg_stat_activity WHERE application_name =
 SELECT pid AS elsewhere_pid FROM pg_stat_activity WHERE application_name = 'ops_elsewhere' \gset
 SELECT cardinality(:'ops_pids'::int[]) >= 2 AS ops_conns;
 SELECT bgw_proxy_reconnect('ops');
-SELECT wait_for(format('SELECT sessions_now(%L) = 0', format('pid = ANY (%L)', :'ops_pids'))) AS old_closed;
+SELECT wait_for(format('SELECT count(*) = 0 FROM pg_stat_activity WHERE pid = ANY (%L)', :'ops_pids'))
+    AS old_closed;
 SELECT ops_on(0), ops_on(1);
 SELECT count(*) FILTER (WHERE pid = :elsewhere_pid) AS elsewhere_kept
 FROM pg_stat_activity WHERE application_name = 'ops_elsewhere';
 
 -- disconnect_idle: every idle pooled connection is closed
 SELECT bgw_proxy_disconnect_idle();
-SELECT wait_for($$SELECT sessions_now('application_name IN (''ops'', ''ops_elsewhere'')') = 0$$) AS all_closed;
+SELECT wait_for($$SELECT count(*) = 0 FROM pg_stat_activity
+                  WHERE application_name IN ('ops', 'ops_elsewhere')$$) AS all_closed;
 SELECT ops_on(0), ops_elsewhere();
 
 -- privileges: superusers, and roles granted EXECUTE; the view is public
