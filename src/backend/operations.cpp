@@ -183,7 +183,8 @@ int take_entry(const char *cluster, uint64 hash, int32 partition)
     p->partition = partition;
     p->paused_by = MyProcPid;
     p->paused_at = GetCurrentTimestamp();
-    pg_atomic_write_u32(&p->waiting, 0);
+    /* `waiting` is not reset: calls still leaving the entry's previous
+     * use subtract what they added */
     pausing_entry = free_slot;
     pausing_generation = pg_atomic_read_u64(&p->generation);
     /* a full barrier: the slots are read after this (shmem.h) */

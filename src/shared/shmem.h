@@ -214,7 +214,9 @@ struct PauseEntry {
     int32 paused_by;             /* pid of the session that paused */
     TimestampTz paused_at;
     pg_atomic_uint64 generation; /* +1 whenever the entry is freed */
-    pg_atomic_uint32 waiting;    /* calls waiting for this entry to go */
+    pg_atomic_uint32 waiting;    /* calls waiting for this entry to go (each adds 1 and
+                                  * subtracts it when it leaves, also after the entry
+                                  * was freed: never reset, so it cannot wrap) */
 };
 
 enum PoolCommandKind : uint32 {
