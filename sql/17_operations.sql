@@ -43,7 +43,14 @@ SET bgw_proxy.pool_wait_timeout = '50ms';
 SELECT ops_on(0);
 SELECT ops_all();
 SELECT ops_elsewhere();
+-- or by statement_timeout
+SET bgw_proxy.pool_wait_timeout = 0;
+SET statement_timeout = '50ms';
+SELECT ops_on(0);
+RESET statement_timeout;
 RESET bgw_proxy.pool_wait_timeout;
+-- the calls that gave up no longer count as waiting
+SELECT calls_waiting FROM pg_stat_bgw_proxy_clusters;
 SELECT bgw_proxy_resume('ops');
 SELECT count(*) AS pauses FROM pg_stat_bgw_proxy_clusters;
 SELECT ops_on(0), ops_on(1);
