@@ -82,6 +82,31 @@ SELECT wait_for($$SELECT calls_waiting = 1 FROM pg_stat_bgw_proxy_clusters WHERE
 SELECT bgw_proxy_resume('ops');
 SELECT * FROM dblink_get_result('waiter') AS r(n int);
 
+-- waiting calls read the configuration as it is at the resume: a SQL/MED
+-- cluster altered, a function-defined one given another version
+SELECT dblink_connect('waiter3', 'dbname=contrib_regression application_name=ops_waiter3');
+SELECT bgw_proxy_pause('ops');
+SELECT dblink_send_query('waiter3', 'SELECT ops_on(1)');
+SELECT wait_for($$SELECT calls_waiting = 1 FROM pg_stat_bgw_proxy_clusters WHERE cluster = 'ops'$$) AS waiting;
+ALTER SERVER ops OPTIONS (SET p1 'dbname=bgw_part3 application_name=ops');
+SELECT bgw_proxy_resume('ops');
+SELECT * FROM dblink_get_result('waiter3') AS r(n int);
+SELECT * FROM dblink_get_result('waiter3') AS r(n int);
+ALTER SERVER ops OPTIONS (SET p1 'dbname=bgw_part1 application_name=ops');
+INSERT INTO plproxy.clusters VALUES ('ops_fn', 1);
+INSERT INTO plproxy.partitions VALUES ('ops_fn', 0, 'dbname=bgw_part0 application_name=ops_fn');
+CREATE FUNCTION ops_fn() RETURNS int AS $$ CLUSTER 'ops_fn'; RUN ON 0; SELECT whoami(); $$ LANGUAGE bgw_proxy;
+SELECT ops_fn();
+SELECT bgw_proxy_pause('ops_fn');
+SELECT dblink_send_query('waiter3', 'SELECT ops_fn()');
+SELECT wait_for($$SELECT calls_waiting = 1 FROM pg_stat_bgw_proxy_clusters WHERE cluster = 'ops_fn'$$) AS waiting;
+UPDATE plproxy.partitions SET connstr = 'dbname=bgw_part2 application_name=ops_fn' WHERE name = 'ops_fn';
+UPDATE plproxy.clusters SET version = 2 WHERE name = 'ops_fn';
+SELECT bgw_proxy_resume('ops_fn');
+SELECT * FROM dblink_get_result('waiter3') AS r(n int);
+SELECT * FROM dblink_get_result('waiter3') AS r(n int);
+SELECT dblink_disconnect('waiter3');
+
 -- a call that waited in a REPEATABLE READ transaction: its snapshot may
 -- predate the new configuration, so it fails with a serialization error
 SELECT bgw_proxy_pause('ops');
