@@ -159,6 +159,18 @@ SELECT ops_on(0), ops_on(1);
 SELECT count(*) FILTER (WHERE pid = :elsewhere_pid) AS elsewhere_kept
 FROM pg_stat_activity WHERE application_name = 'ops_elsewhere';
 
+-- a resume replaces the connections of what was paused, here partition 1,
+-- even when the configuration did not change (the server behind a name may
+-- have); partition 0's are kept
+SELECT array_agg(pid) AS ops_pids FROM pg_stat_activity WHERE application_name = 'ops' \gset
+SELECT bgw_proxy_pause('ops', partition => 1);
+SELECT bgw_proxy_resume('ops');
+SELECT wait_for(format('SELECT count(*) = 0 FROM pg_stat_activity WHERE datname = %L AND pid = ANY (%L)',
+                       'bgw_part1', :'ops_pids')) AS p1_replaced,
+       (SELECT count(*) >= 1 FROM pg_stat_activity WHERE datname = 'bgw_part0' AND pid = ANY (:'ops_pids'))
+           AS p0_kept;
+SELECT ops_on(0), ops_on(1);
+
 -- disconnect_idle: every idle pooled connection is closed
 SELECT bgw_proxy_disconnect_idle();
 SELECT wait_for($$SELECT count(*) = 0 FROM pg_stat_activity
