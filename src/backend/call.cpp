@@ -4,6 +4,7 @@
  */
 #include "common/conninfo.hpp"
 #include "backend/call.h"
+#include "backend/cluster_gate.h"
 #include "backend/string_info_buf.h"
 #include "common/guc.h"
 #include "shared/shmem.h"
@@ -494,6 +495,10 @@ void run_call(const CallRequest *req, const ResultSink *sink)
 {
     int idx = my_slot_index();
     RequestSlot *s = acquire_slot(idx);
+    if (!req->cluster_name && gate_depth() == 0)
+        pg_atomic_write_u64(&s->gate_cluster, 0); /* no pause applies (shmem.h); a call
+                                                   * nested in a cluster call's routing
+                                                   * leaves that call's gate alone */
     int worker = pick_worker(req->route_key, strlen(req->route_key));
 
     StringInfoBuf buf;
@@ -520,6 +525,11 @@ void run_call(const CallRequest *req, const ResultSink *sink)
 }
 
 } // namespace
+
+RequestSlot *call_free_slot(void)
+{
+    return acquire_slot(my_slot_index());
+}
 
 void call_register_exit_hook(void)
 {

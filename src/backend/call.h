@@ -65,6 +65,12 @@ struct ResultSink {
  * statement and frees the slot. */
 void call_run(const CallRequest *req, const ResultSink *sink);
 
+/* This backend's request slot, once its previous call (abandoned, still
+ * being cancelled by its worker) has released it: waits for that, up to
+ * bgw_proxy.worker_wait_timeout. */
+struct RequestSlot;
+RequestSlot *call_free_slot(void);
+
 /* Registered once per backend: an exiting backend abandons its call. */
 void call_register_exit_hook(void);
 

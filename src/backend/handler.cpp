@@ -6,6 +6,7 @@
  */
 #include "backend/call.h"
 #include "backend/cluster.h"
+#include "backend/cluster_gate.h"
 #include "backend/compile.h"
 #include "backend/result.h"
 #include "backend/route.h"
@@ -30,14 +31,25 @@ Datum bgw_proxy_call_handler(PG_FUNCTION_ARGS)
     ProxyFunction *pf = compile_for_call(fcinfo);
 
     CallRequest req;
-    route_call(pf, fcinfo, &req);
-
     ResultBuilder rb;
-    result_begin(&rb, pf, fcinfo, req.ntargets);
-    result_declare_columns(&rb, &req);
-    ResultSink sink = {result_on_describe, result_on_row, result_on_target_done, &rb};
-    if (req.ntargets > 0)
-        call_run(&req, &sink);
+    /* a cluster call runs from its gate (route_call) to its end */
+    int gate = gate_depth();
+    PG_TRY();
+    {
+        route_call(pf, fcinfo, &req);
+        result_begin(&rb, pf, fcinfo, req.ntargets);
+        result_declare_columns(&rb, &req);
+        ResultSink sink = {result_on_describe, result_on_row, result_on_target_done, &rb};
+        if (req.ntargets > 0)
+            call_run(&req, &sink);
+    }
+    PG_CATCH();
+    {
+        gate_leave_to(gate);
+        PG_RE_THROW();
+    }
+    PG_END_TRY();
+    gate_leave_to(gate);
     return result_finish(&rb);
 }
 

@@ -3,6 +3,7 @@
  */
 #include "backend/route.h"
 #include "backend/cluster.h"
+#include "backend/cluster_gate.h"
 #include "common/guc.h"
 
 #include "common/pg_headers.h"
@@ -271,31 +272,15 @@ void route_connect(ProxyFunction *pf, const CallArgs &a, CallRequest *req)
     req->query_timeout_ms = guc_query_timeout_ms;
 }
 
-/* CLUSTER: one target per tagged partition. */
-void route_cluster(ProxyFunction *pf, const CallArgs &a, CallRequest *req)
+/* Which partitions a call runs on: *order_out has them in first-tagged
+ * order (the order results come back in); with SPLIT, (*elems_out)[p]
+ * lists the elements partition p gets, (*nelems_out)[p] how many. */
+void tag_partitions(ProxyFunction *pf, ClusterConfig *c, const CallArgs &a, int *ntargets_out, int **order_out,
+                    int ***elems_out, int **nelems_out)
 {
-    const char *name = nullptr;
-    if (pf->cluster.kind == EXPR_LITERAL) {
-        name = pf->cluster.literal;
-    } else {
-        eval_query(&pf->cluster, a, -1, [&](Datum v, bool isnull, Oid type) {
-            if (isnull || type != TEXTOID || name)
-                ereport(ERROR, (errcode(ERRCODE_DATATYPE_MISMATCH),
-                                errmsg("bgw_proxy function %s: the CLUSTER function must return one non-NULL "
-                                       "text value", pf->name)));
-            name = TextDatumGetCString(v);
-        });
-        if (!name)
-            ereport(ERROR, (errcode(ERRCODE_NO_DATA_FOUND),
-                            errmsg("bgw_proxy function %s: the CLUSTER function returned no row", pf->name)));
-    }
-    ClusterConfig *c = cluster_get(name);
-
-    /* which partitions, and with SPLIT which elements each gets */
     int n = c->nparts;
     bool *tagged = (bool *) palloc0(sizeof(bool) * n);
-    int *order = (int *) palloc(sizeof(int) * n); /* partitions in first-tagged order,
-                                                   * the order results come back in */
+    int *order = (int *) palloc(sizeof(int) * n);
     int ntargets = 0;
     int **elems = (int **) palloc0(sizeof(int *) * n);
     int *nelems = (int *) palloc0(sizeof(int) * n);
@@ -319,6 +304,44 @@ void route_cluster(ProxyFunction *pf, const CallArgs &a, CallRequest *req)
             });
         }
     }
+    pfree(tagged);
+    *ntargets_out = ntargets;
+    *order_out = order;
+    *elems_out = elems;
+    *nelems_out = nelems;
+}
+
+/* CLUSTER: one target per tagged partition. */
+void route_cluster(ProxyFunction *pf, const CallArgs &a, CallRequest *req)
+{
+    const char *name = nullptr;
+    if (pf->cluster.kind == EXPR_LITERAL) {
+        name = pf->cluster.literal;
+    } else {
+        eval_query(&pf->cluster, a, -1, [&](Datum v, bool isnull, Oid type) {
+            if (isnull || type != TEXTOID || name)
+                ereport(ERROR, (errcode(ERRCODE_DATATYPE_MISMATCH),
+                                errmsg("bgw_proxy function %s: the CLUSTER function must return one non-NULL "
+                                       "text value", pf->name)));
+            name = TextDatumGetCString(v);
+        });
+        if (!name)
+            ereport(ERROR, (errcode(ERRCODE_NO_DATA_FOUND),
+                            errmsg("bgw_proxy function %s: the CLUSTER function returned no row", pf->name)));
+    }
+    /* the configuration is read behind the cluster's gate, and read again
+     * after waiting for a pause of a partition the call runs on */
+    ClusterConfig *c;
+    int ntargets;
+    int *order;
+    int **elems;
+    int *nelems;
+    do {
+        gate_enter(name);
+        c = cluster_get(name);
+        tag_partitions(pf, c, a, &ntargets, &order, &elems, &nelems);
+    } while (!gate_admit(order, ntargets));
+
 
     const char *route_key;
     ClusterLogin login = cluster_login(c, &route_key);

@@ -11,6 +11,7 @@
 #include "shared/shmem.h"
 #include "shared/pool_stats.h"
 #include "shared/submit_queue.hpp"
+#include "backend/cluster_gate.h"
 
 #include "common/pg_headers.h"
 
@@ -422,4 +423,46 @@ Datum bgw_proxy_stat_reset_cluster_1_1(PG_FUNCTION_ARGS)
     char *cluster = text_to_cstring(PG_GETARG_TEXT_PP(0));
     reset_entries(cluster, MyDatabaseId);
     PG_RETURN_VOID();
+}
+
+extern "C" {
+PG_FUNCTION_INFO_V1(pg_stat_bgw_proxy_clusters_1_2);
+}
+
+/* pg_stat_bgw_proxy_clusters: one row per pause in force (operations.cpp),
+ * copied under the shared lock; the calls still running are counted
+ * afterwards, without it. */
+Datum pg_stat_bgw_proxy_clusters_1_2(PG_FUNCTION_ARGS)
+{
+    constexpr int kCols = 7;
+    auto *rsinfo = begin_rows(fcinfo, kCols);
+
+    PauseEntry copies[kMaxPauses];
+    uint32 waiting[kMaxPauses];
+    int n = 0;
+    LWLockAcquire(proxy_shared->lock, LW_SHARED);
+    for (int i = 0; i < kMaxPauses; i++) {
+        PauseEntry *p = &proxy_shared->pauses[i];
+        if (!p->used)
+            continue;
+        memcpy(&copies[n], p, sizeof(PauseEntry));
+        waiting[n++] = pg_atomic_read_u32(&p->waiting);
+    }
+    LWLockRelease(proxy_shared->lock);
+
+    for (int k = 0; k < n; k++) {
+        const PauseEntry &p = copies[k];
+        Datum values[kCols];
+        bool nulls[kCols] = {false};
+        values[0] = CStringGetTextDatum(p.cluster);
+        values[1] = Int32GetDatum(p.partition);
+        nulls[1] = p.partition < 0;
+        values[2] = CStringGetTextDatum(p.state == PAUSE_PAUSED ? "paused" : "pausing");
+        values[3] = TimestampTzGetDatum(p.paused_at);
+        values[4] = Int32GetDatum(p.paused_by);
+        values[5] = Int32GetDatum(int32(waiting[k]));
+        values[6] = Int32GetDatum(gate_calls_running(p.cluster_hash, p.partition));
+        tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+    }
+    return (Datum) 0;
 }

@@ -90,7 +90,7 @@ void define_gucs(void)
 
     DefineCustomIntVariable(
         "bgw_proxy.pool_wait_timeout",
-        "How long a call waits for a connection of a pool that is at its limit.",
+        "How long a call waits for a connection of a pool that is at its limit, or for a paused cluster.",
         "0 means as long as it takes (until statement_timeout or a cancel).",
         &guc_pool_wait_timeout_ms, 30000, 0, INT_MAX, PGC_SUSET, GUC_UNIT_MS, nullptr, nullptr, nullptr);
 

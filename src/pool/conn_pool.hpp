@@ -274,6 +274,8 @@ public:
      * name is waiting for the sessions connected to it to leave. */
     void retire_key(const std::string &key);
     void retire_database(const std::string &dbname);
+    /* Close every idle connection now; busy ones are left alone. */
+    void close_idle();
 
     /* Close everything (Terminate messages, sent without waiting), e.g. at
      * worker exit. Running statements are cancelled when `cancels_until`

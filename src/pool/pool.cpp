@@ -528,6 +528,11 @@ void Pool::retire_database(const std::string &dbname)
         "database being dropped");
 }
 
+void Pool::close_idle()
+{
+    retire_if([](const Connection &c) { return c.state() == ConnState::Idle; }, "idle connection closed on request");
+}
+
 void Pool::close_all(Clock::time_point cancels_until) noexcept
 {
     bool cancel = cancels_until > Clock::now(); /* else nothing could be sent in time */

@@ -92,6 +92,16 @@ static void shmem_startup(void)
         pg_atomic_init_u64(&sh->completed_base, 0);
         pg_atomic_init_u64(&sh->stats_reset, uint64(GetCurrentTimestamp()));
         pg_atomic_init_u64(&sh->drop_epoch, 0);
+        pg_atomic_init_u32(&sh->npauses, 0);
+        for (PauseEntry &p : sh->pauses) {
+            p.used = false;
+            pg_atomic_init_u64(&p.generation, 0);
+            pg_atomic_init_u32(&p.waiting, 0);
+        }
+        ConditionVariableInit(&sh->pause_cv);
+        ConditionVariableInit(&sh->quiet_cv);
+        pg_atomic_init_u64(&sh->command_epoch, 0);
+        ConditionVariableInit(&sh->command_cv);
 
         proxy_shared = sh;
         for (int i = 0; i < sh->nworkers; i++) {
@@ -108,6 +118,7 @@ static void shmem_startup(void)
             pg_atomic_init_u32(&w->load, 0);
             pg_atomic_init_u64(&w->served, 0);
             pg_atomic_init_u64(&w->connects, 0);
+            pg_atomic_init_u64(&w->command_seen, 0);
 
             SubmitQueue *q = SubmitQueue::create_at(worker_queue(i));
             if (!q->is_lock_free())
@@ -122,6 +133,9 @@ static void shmem_startup(void)
             pg_atomic_init_u32(&s->state, SLOT_FREE);
             pg_atomic_init_u32(&s->cancel, 0);
             pg_atomic_init_u32(&s->charged, 0);
+            pg_atomic_init_u64(&s->gate_cluster, 0);
+            pg_atomic_init_u64(&s->gate_parts, 0);
+            pg_atomic_init_u32(&s->gate_in, 0);
         }
     }
     LWLockRelease(AddinShmemInitLock);
@@ -176,6 +190,12 @@ uint64 queue_depth(void)
     uint64 out = pg_atomic_read_u64(&proxy_shared->picked_up) + pg_atomic_read_u64(&proxy_shared->withdrawn);
     uint64 in = pg_atomic_read_u64(&proxy_shared->submitted);
     return in > out ? in - out : 0;
+}
+
+uint64 cluster_gate_hash(const char *name)
+{
+    uint64 h = hash_bytes_extended(reinterpret_cast<const unsigned char *>(name), int(strlen(name)), 0);
+    return h ? h : 1;
 }
 
 void require_preloaded(void)

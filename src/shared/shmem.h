@@ -50,6 +50,10 @@
  *   A backend that leaves (error, cancel, exit) while RUNNING sets `cancel`
  *   and wakes the worker; the slot stays RUNNING until the worker releases
  *   it, and the backend's next call waits for that.
+ *
+ * Pauses (bgw_proxy_pause, see "Pauses and pool commands" below) add three
+ * fields to a slot, the cluster gate, written only by the owning backend
+ * and read by a pausing backend without a lock.
  */
 #pragma once
 
@@ -93,6 +97,27 @@ struct RequestSlot {
                                   * (MAKE_SQLSTATE). Read by the backend after DONE:
                                   * out of memory is reported as 53200, the rest as
                                   * "gave up" (08006) */
+
+    /* The cluster gate (backend/cluster_gate.h): which cluster and
+     * partitions this backend's current or last call is for. Written by the
+     * owning backend only, while the slot is FREE or DONE (never while a
+     * previous call still holds it), read by pausing backends.
+     *   gate_cluster: cluster_gate_hash() of the cluster name; 0 for a
+     *                 CONNECT call (written before the slot is published).
+     *   gate_parts:   bit (p % 64) for each partition p the call runs on;
+     *                 all bits while the call is still being routed.
+     *   gate_in:      1 from before the configuration is read until the
+     *                 call has ended or was abandoned.
+     * A call counts as running for a pause of its cluster (and a partition
+     * whose bit is set) while gate_in is 1, or while the slot is SUBMITTED
+     * or RUNNING: an abandoned call runs until its worker releases it. The
+     * backend writes gate_cluster, gate_parts, then gate_in, then issues a
+     * full barrier and reads ProxyShared.npauses; a pausing backend adds to
+     * npauses (a full barrier) and then reads the slots. So either the
+     * backend sees the pause, or the pauser sees the call. */
+    pg_atomic_uint64 gate_cluster;
+    pg_atomic_uint64 gate_parts;
+    pg_atomic_uint32 gate_in;
 };
 
 enum WorkerRunState : uint32 {
@@ -124,6 +149,10 @@ struct WorkerState {
     /* counters (single writer: this worker) */
     pg_atomic_uint64 served;
     pg_atomic_uint64 connects;
+    /* the last ProxyShared.command_epoch this worker has carried out
+     * (single writer: this worker, after applying the commands; set to the
+     * epoch current at its start, since a new worker holds no connection) */
+    pg_atomic_uint64 command_seen;
 };
 
 /*
@@ -146,6 +175,62 @@ struct SharedCluster {
 };
 
 constexpr int kDropRing = 8;
+
+/*
+ * Pauses and pool commands (bgw_proxy_pause / _resume / _reconnect /
+ * _disconnect_idle; backend/operations.cpp, backend/cluster_gate.cpp,
+ * worker/retirement.cpp).
+ *
+ * PauseEntry: one per pause in force, of a cluster (partition -1) or of one
+ * partition, server-wide (every database and role). `lock` exclusive to
+ * take, change or free an entry, shared to read one; `generation` is also
+ * read without the lock by the calls waiting for the entry to go (it grows
+ * when the entry is freed), and `waiting` is an atomic that those calls
+ * add to and subtract from themselves. ProxyShared.npauses counts entries
+ * in use: changed under `lock` exclusive with an atomic (a full barrier),
+ * read by every cluster call without a lock (0: nothing to look up).
+ *
+ * PoolCommand: a ring like the DROP DATABASE one. The backend takes `lock`
+ * exclusively, writes entry (epoch + 1) % kCommandRing and then raises
+ * command_epoch, wakes the workers and waits (pause_cv's sibling
+ * command_cv) until every running worker's WorkerState.command_seen has
+ * reached it. A worker reads, under `lock` shared, the commands of every
+ * epoch it has not seen; if more than kCommandRing went by, it retires
+ * every connection it knows a cluster for and closes its idle ones (more
+ * than was asked, never less).
+ */
+constexpr int kMaxPauses = 32;
+constexpr int kCommandRing = 32;
+
+enum PauseState : uint32 {
+    PAUSE_PAUSING = 1,           /* new calls wait; calls in flight still running */
+    PAUSE_PAUSED = 2,            /* quiet: bgw_proxy_pause() returned */
+};
+
+struct PauseEntry {
+    bool used;
+    uint32 state;                /* PauseState */
+    char cluster[NAMEDATALEN];
+    uint64 cluster_hash;         /* cluster_gate_hash(cluster) */
+    int32 partition;             /* -1: the whole cluster */
+    int32 paused_by;             /* pid of the session that paused */
+    TimestampTz paused_at;
+    pg_atomic_uint64 generation; /* +1 whenever the entry is freed */
+    pg_atomic_uint32 waiting;    /* calls waiting for this entry to go (each adds 1 and
+                                  * subtracts it when it leaves, also after the entry
+                                  * was freed: never reset, so it cannot wrap) */
+};
+
+enum PoolCommandKind : uint32 {
+    POOL_RECONNECT = 1,          /* retire the connections of a cluster (or one partition) */
+    POOL_DISCONNECT_IDLE = 2,    /* close every idle connection */
+};
+
+struct PoolCommand {
+    uint32 kind;                 /* PoolCommandKind */
+    int32 partition;             /* POOL_RECONNECT: -1 for every partition */
+    char cluster[NAMEDATALEN];   /* POOL_RECONNECT */
+};
 
 struct ProxyShared {
     uint32 magic;
@@ -190,6 +275,16 @@ struct ProxyShared {
      * seen (at most kDropRing back) and retires its connections to them. */
     char drop_names[kDropRing][NAMEDATALEN];
     pg_atomic_uint64 drop_epoch;
+
+    /* pauses and pool commands: the contract is above PauseEntry */
+    pg_atomic_uint32 npauses;
+    PauseEntry pauses[kMaxPauses];
+    ConditionVariable pause_cv;    /* broadcast when an entry is freed: waiting calls */
+    ConditionVariable quiet_cv;    /* broadcast by a call leaving the gate while
+                                    * npauses > 0: pausing backends */
+    PoolCommand commands[kCommandRing];
+    pg_atomic_uint64 command_epoch;
+    ConditionVariable command_cv;  /* broadcast by a worker that raised command_seen */
 };
 
 /* Set in every process by the shmem startup hook; NULL when not preloaded. */
@@ -208,6 +303,9 @@ void *slot_response_ring(int i);
  * what leaves the queues before what enters, so a count caught in between
  * makes it look smaller, never negative. */
 uint64 queue_depth(void);
+
+/* The gate's identity of a cluster name (never 0). */
+uint64 cluster_gate_hash(const char *name);
 
 /* Errors out with a hint unless bgw_proxy was loaded at server start. */
 void require_preloaded(void);

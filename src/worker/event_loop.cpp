@@ -162,6 +162,7 @@ void run_loop()
             return;
         serve_interrupts();
         retire_for_dropped_database();
+        serve_pool_commands();
         Ticket t;
         while (worker_queue(self->index)->pop(t)) {
             pick_up(t);

@@ -138,7 +138,7 @@ void start_call(Call &c, const char *data, Size len)
         uint32 partition = q.targets[i].partition;
         std::string caller = partition_caller(s->dbid, s->roleid, cluster, partition, specs[i].user);
         if (!cluster.empty())
-            retire_on_config_change(caller, specs[i], q.config_version);
+            retire_on_config_change(caller, cluster, partition, specs[i], q.config_version);
         Task *t = c.tasks[i].get();
         specs[i].stat_ref = self->stats.job_starting(caller, s->dbid, s->roleid, cluster, partition, specs[i],
                                                     self->pool);

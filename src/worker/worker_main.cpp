@@ -125,6 +125,9 @@ void bgw_proxy_worker_main(Datum main_arg)
     });
     apply_limits();
     self->drop_epoch = pg_atomic_read_u64(&proxy_shared->drop_epoch);
+    /* a new worker holds no connection: nothing posted before concerns it */
+    self->command_epoch = pg_atomic_read_u64(&proxy_shared->command_epoch);
+    pg_atomic_write_u64(&self->state->command_seen, self->command_epoch);
     announce_start();
     before_shmem_exit(worker_exit, 0);
 

@@ -22,6 +22,14 @@
 
 namespace bgw {
 
+/* What a partition's last call was made with (Worker.last_config). */
+struct ConfigSeen {
+    std::string key;                 /* the pool key */
+    int64 version = -1;              /* a function-defined cluster's version; -1: SQL/MED */
+    std::string cluster;             /* for bgw_proxy_reconnect() */
+    uint32 partition = 0;
+};
+
 struct Worker {
     int index = -1;
     uint32 incarnation = 0;
@@ -31,8 +39,9 @@ struct Worker {
     std::vector<std::unique_ptr<Call>> calls;
     /* per (database, role, cluster, partition, remote user): the pool key
      * and cluster configuration its last call used (retirement.cpp) */
-    std::unordered_map<std::string, std::pair<std::string, int64>> last_config;
+    std::unordered_map<std::string, ConfigSeen> last_config;
     uint64 drop_epoch = 0;           /* ProxyShared.drop_epoch last acted on */
+    uint64 command_epoch = 0;        /* ProxyShared.command_epoch last carried out */
     SocketSet sockets;               /* the pooled sockets, kept by the pool (event_loop.cpp) */
     std::vector<std::tuple<int, int, uint64_t>> wes_sockets; /* without epoll: what the wait set was built for */
 };

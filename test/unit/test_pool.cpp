@@ -353,14 +353,19 @@ TEST(idle_connection_closed_by_the_remote_is_dropped)
     f.check_watcher_balanced();
 }
 
+/* One connection busy with a held statement (a), one idle (b's). */
+static bool busy_and_idle(Fixture &f, Sink &a, Sink &b)
+{
+    f.submit(a, "hold");
+    f.submit(b, "rows 1 b");
+    return f.drive([&] { return f.server.held() == 1 && b.ended(); }) && f.pool.counts().idle == 1;
+}
+
 TEST(retire_closes_idle_now_and_busy_after_its_statement)
 {
     Fixture f;
     Sink a, b;
-    f.submit(a, "hold");
-    f.submit(b, "rows 1 b");
-    REQUIRE(f.drive([&] { return f.server.held() == 1 && b.ended(); }));
-    CHECK_EQ(f.pool.counts().idle, 1);
+    REQUIRE(busy_and_idle(f, a, b));
     CHECK_EQ(f.pool.counts().active, 1);
 
     f.pool.retire_key(f.spec("").key);
@@ -380,6 +385,30 @@ TEST(retire_closes_idle_now_and_busy_after_its_statement)
     REQUIRE(f.drive([&] { return c.ended(); }));
     CHECK(c.done);
     CHECK_EQ(f.server.accepted(), 3);
+    f.check_watcher_balanced();
+}
+
+TEST(close_idle_closes_idle_connections_and_leaves_busy_ones)
+{
+    Fixture f;
+    Sink a, b;
+    REQUIRE(busy_and_idle(f, a, b));
+
+    f.pool.close_idle();
+    CHECK_EQ(f.pool.counts().open, 1); /* the idle one, at once */
+    CHECK_EQ(f.pool.counts().active, 1);
+    REQUIRE(f.drive([&] { return f.server.open_clients() == 1; }));
+
+    /* the busy one is not retired: it goes back to the pool and is reused */
+    f.server.release();
+    REQUIRE(f.drive([&] { return a.ended(); }));
+    CHECK(a.done);
+    CHECK_EQ(f.pool.counts().idle, 1);
+    Sink c;
+    f.submit(c, "rows 1 c");
+    REQUIRE(f.drive([&] { return c.ended(); }));
+    CHECK(c.done);
+    CHECK_EQ(f.server.accepted(), 2);
     f.check_watcher_balanced();
 }
 
