@@ -3,6 +3,7 @@
  */
 #include "common/conninfo.hpp"
 
+#include <cctype>
 #include <cstring>
 
 #include <libpq-fe.h>
@@ -24,12 +25,13 @@ void copy_error(ConninfoError *err, const char *msg)
     err->text[n] = '\0';
 }
 
-/* A value as libpq reads it back: quoted when it would not survive bare. */
+/* A value as libpq reads it back: quoted when it would not survive bare.
+ * libpq ends a bare value at any isspace() byte (\v, \f and \r too). */
 std::string conninfo_value(const char *v)
 {
     bool plain = *v != '\0';
     for (const char *p = v; *p; p++)
-        if (*p == ' ' || *p == '\'' || *p == '\\' || *p == '=' || *p == '\t' || *p == '\n')
+        if (isspace(static_cast<unsigned char>(*p)) || *p == '\'' || *p == '\\' || *p == '=')
             plain = false;
     if (plain)
         return v;
