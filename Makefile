@@ -8,6 +8,8 @@
 #   make check-regress    pg_regress on a temporary instance of its own
 #   make prove-installcheck  the TAP tests (test/t/; each starts its own servers;
 #                         run as a user that may run PostgreSQL, not root)
+#   make fuzz             each libFuzzer target (test/fuzz/) for FUZZ_SECONDS
+#                         (20) over a copy of its seed corpus; needs clang
 #   make bench            the benchmark (test/bench.sh)
 #   make test-all         all of the above but bench, as README says (as root)
 
@@ -57,7 +59,21 @@ test/unit/%: test/unit/%.cpp $(UNIT_SRCS) $(wildcard src/*/*.hpp test/unit/*.hpp
 		-I$(shell $(PG_CONFIG) --includedir) $< $(UNIT_SRCS) -o $@ \
 		-L$(shell $(PG_CONFIG) --libdir) -lpq -pthread
 
-.PHONY: unittest check-regress prove-installcheck bench test-all
+# libFuzzer targets of the pure parsers and codecs, under ASan and UBSan.
+# UBSan must not recover, or a finding would be printed and then forgotten.
+FUZZ_CXX     ?= clang++
+FUZZ_SECONDS ?= 20
+FUZZ_TARGETS  = $(patsubst test/fuzz/%.cpp,test/fuzz/%,$(wildcard test/fuzz/fuzz_*.cpp))
+
+test/fuzz/fuzz_body_parser: src/backend/body_parser.cpp
+test/fuzz/fuzz_conninfo: src/common/conninfo.cpp
+
+test/fuzz/fuzz_%: test/fuzz/fuzz_%.cpp $(wildcard src/*/*.hpp)
+	$(FUZZ_CXX) -std=c++17 -O1 -g -Wall -Wextra -fsanitize=fuzzer,address,undefined \
+		-fno-sanitize-recover=undefined -Isrc -I$(shell $(PG_CONFIG) --includedir) \
+		$< $(filter %.cpp,$(filter-out $<,$^)) -o $@ -L$(shell $(PG_CONFIG) --libdir) -lpq
+
+.PHONY: unittest check-regress prove-installcheck bench test-all fuzz
 unittest: $(UNIT_TESTS)
 	@for t in $(UNIT_TESTS); do ./$$t || exit 1; done
 	@perl test/lint/check_includes.pl src
@@ -68,10 +84,13 @@ check-regress:
 prove-installcheck:
 	$(prove_installcheck)
 
+fuzz: $(FUZZ_TARGETS)
+	bash test/fuzz/run.sh $(FUZZ_SECONDS) $(FUZZ_TARGETS)
+
 bench:
 	bash test/bench.sh
 
 test-all:
 	bash test/run_all.sh
 
-EXTRA_CLEAN = $(UNIT_TESTS) results/ regression.diffs regression.out tmp_check/ log/
+EXTRA_CLEAN = $(UNIT_TESTS) $(FUZZ_TARGETS) results/ regression.diffs regression.out tmp_check/ log/

@@ -12,6 +12,7 @@ pkgs=(
   libipc-run-perl               # PostgreSQL::Test::Cluster for TAP tests
   postgresql-15-plproxy         # the real PL/Proxy 2.10, to test side by side and the conflict check
   pgbouncer                     # the pooler of the "PL/Proxy + pgbouncer" benchmark variant (started by test/bench.sh itself)
+  clang libclang-rt-dev         # clang++ and its libFuzzer/ASan/UBSan runtimes, for make fuzz
   g++ make
 )
 

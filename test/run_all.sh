@@ -2,9 +2,11 @@
 # Runs every bgw_proxy test suite and ends with one line "N passed, M failed":
 #   1. unit tests of the pure C++ modules (no server)
 #   2. the include rules of src/ (test/lint/check_includes.pl)
-#   3. the pg_regress suite (sql/, expected/) on a temporary instance
+#   3. each fuzz target for 20 s over a copy of its seed corpus (make fuzz,
+#      test/fuzz/); a target counts as one test
+#   4. the pg_regress suite (sql/, expected/) on a temporary instance
 #      (make check-regress, settings from test/regress.conf)
-#   4. the TAP tests (test/t/*.pl) through PGXS's prove (make
+#   5. the TAP tests (test/t/*.pl) through PGXS's prove (make
 #      prove-installcheck): several instances, faults, the soak test
 # Needs the dependencies (scripts/install-deps.sh) and root for make install.
 set -uo pipefail
@@ -39,6 +41,16 @@ out=$(perl test/lint/check_includes.pl src 2>&1)
 echo "$out"
 line=$(echo "$out" | tail -1)
 count "$(echo "$line" | cut -d' ' -f1)" "$(echo "$line" | cut -d' ' -f3)"
+
+echo "== fuzzing (make fuzz)"
+out=$(make -s fuzz FUZZ_SECONDS=20 2>&1)
+echo "$out" | tail -n 40
+line=$(echo "$out" | grep -E '^[0-9]+ passed, [0-9]+ failed$' | tail -1)
+if [ -n "$line" ]; then
+  count "$(echo "$line" | cut -d' ' -f1)" "$(echo "$line" | cut -d' ' -f3)"
+else
+  count 0 1   # the targets did not build
+fi
 
 echo "== pg_regress (make check-regress)"
 work=$(mktemp -d /tmp/bgw_proxy_all.XXXXXX)

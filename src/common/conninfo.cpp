@@ -3,6 +3,7 @@
  */
 #include "common/conninfo.hpp"
 
+#include <cctype>
 #include <cstring>
 
 #include <libpq-fe.h>
@@ -22,6 +23,25 @@ void copy_error(ConninfoError *err, const char *msg)
     while (n > 0 && err->text[n - 1] == ' ')
         n--;
     err->text[n] = '\0';
+}
+
+/* A value as libpq reads it back: quoted when it would not survive bare.
+ * libpq ends a bare value at any isspace() byte (\v, \f and \r too). */
+std::string conninfo_value(const char *v)
+{
+    bool plain = *v != '\0';
+    for (const char *p = v; *p; p++)
+        if (isspace(static_cast<unsigned char>(*p)) || *p == '\'' || *p == '\\' || *p == '=')
+            plain = false;
+    if (plain)
+        return v;
+    std::string out = "'";
+    for (const char *p = v; *p; p++) {
+        if (*p == '\'' || *p == '\\')
+            out += '\\';
+        out += *p;
+    }
+    return out + "'";
 }
 
 } // namespace
@@ -68,6 +88,29 @@ bool conninfo_copy(const char *connstr, const char *keyword, char *out, size_t o
         }
     });
     return found;
+}
+
+std::string conninfo_masked(const std::string &connstr, const std::string &user)
+{
+    /* the callback must not throw: a failed append only shortens the text */
+    std::string out;
+    bool ok = conninfo_each(connstr.c_str(), [&](const ConninfoOption &o) noexcept {
+        if (!user.empty() && strcmp(o.keyword, "user") == 0)
+            return;
+        try {
+            if (!out.empty())
+                out += ' ';
+            out += o.keyword;
+            out += '=';
+            out += o.secret ? std::string("********") : conninfo_value(o.val);
+        } catch (...) {
+        }
+    });
+    if (!ok)
+        return "(invalid connection string)";
+    if (!user.empty())
+        out += (out.empty() ? "user=" : " user=") + conninfo_value(user.c_str());
+    return out;
 }
 
 } // namespace bgw

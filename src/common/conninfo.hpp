@@ -5,14 +5,17 @@
  * the pool resolves their hosts, the worker masks them for the views.
  *
  * Pure C++ + libpq. The callback must neither throw nor raise a PostgreSQL
- * error: the parsed options are freed after it returns. The frames here
- * own nothing with a destructor, so backend code may call them directly.
+ * error: the parsed options are freed after it returns. The frames of the
+ * walk, conninfo_has and conninfo_copy own nothing with a destructor, so
+ * backend code may call them directly; conninfo_masked returns a
+ * std::string and is for the worker's C++ code.
  */
 #pragma once
 
 #include "common/pure_cxx.h"
 
 #include <cstddef>
+#include <string>
 
 namespace bgw {
 
@@ -46,5 +49,11 @@ bool conninfo_has(const char *connstr, const char *keyword);
 /* The value of `keyword` copied into out (cut to outlen - 1 bytes); false
  * if the string does not parse or has no such value. */
 bool conninfo_copy(const char *connstr, const char *keyword, char *out, size_t outlen);
+
+/* The connection string for the views, as keyword=value pairs (URIs too)
+ * that libpq reads back as the same options: every secret option masked,
+ * and `user`, when not empty, last in place of the string's own.
+ * "(invalid connection string)" if it does not parse. */
+std::string conninfo_masked(const std::string &connstr, const std::string &user);
 
 } // namespace bgw

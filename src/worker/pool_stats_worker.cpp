@@ -36,50 +36,6 @@ std::string make_identity(const std::string &caller, uint64 connect_hash)
     return caller + '\x1f' + std::to_string(connect_hash);
 }
 
-/* A value as libpq reads it back: quoted when it would not survive bare. */
-std::string conninfo_value(const char *v)
-{
-    bool plain = *v != '\0';
-    for (const char *p = v; *p; p++)
-        if (*p == ' ' || *p == '\'' || *p == '\\' || *p == '=' || *p == '\t' || *p == '\n')
-            plain = false;
-    if (plain)
-        return v;
-    std::string out = "'";
-    for (const char *p = v; *p; p++) {
-        if (*p == '\'' || *p == '\\')
-            out += '\\';
-        out += *p;
-    }
-    return out + "'";
-}
-
-/* The connection string as keyword=value pairs (URIs too), every secret
- * option masked (libpq marks them with dispchar "*": password,
- * sslpassword, and any it adds later), the user the pool connects as last. */
-std::string masked_conninfo(const std::string &connstr, const std::string &user)
-{
-    /* the callback must not throw: a failed append only shortens the text */
-    std::string out;
-    bool ok = conninfo_each(connstr.c_str(), [&](const ConninfoOption &o) noexcept {
-        if (!user.empty() && strcmp(o.keyword, "user") == 0)
-            return;
-        try {
-            if (!out.empty())
-                out += ' ';
-            out += o.keyword;
-            out += '=';
-            out += o.secret ? std::string("********") : conninfo_value(o.val);
-        } catch (...) {
-        }
-    });
-    if (!ok)
-        return "(invalid connection string)";
-    if (!user.empty())
-        out += (out.empty() ? "user=" : " user=") + conninfo_value(user.c_str());
-    return out;
-}
-
 /* Copy text into a field, cut at a character boundary of `encoding`. Done
  * before taking the entry's spinlock. */
 void clip_into(char *dst, size_t size, const char *src, int encoding)
@@ -217,7 +173,7 @@ void StatBook::set_conninfo(int i, const JobSpec &spec)
     l.connstr = spec.connstr;
     PoolStat *e = pool_stat(first_ + i);
     char masked[kStatConninfoLen];
-    clip_into(masked, sizeof(masked), masked_conninfo(spec.connstr, spec.user).c_str(), e->encoding);
+    clip_into(masked, sizeof(masked), conninfo_masked(spec.connstr, spec.user).c_str(), e->encoding);
     SpinLockAcquire(&e->mutex);
     memcpy(e->conninfo, masked, sizeof(masked));
     SpinLockRelease(&e->mutex);
