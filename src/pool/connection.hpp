@@ -119,7 +119,8 @@ public:
     {
         return state() == ConnState::Busy || (state() == ConnState::Cancelling && !drained_);
     }
-    bool cancel_in_flight() const { return cancel_pending(); }
+    /* a cancel request for its statement is still on its way */
+    bool cancel_pending() const { return cancel_ && cancel_->load(std::memory_order_acquire) == CancelOutcome::Pending; }
 
     int socket() const { return pg_ ? PQsocket(pg_) : -1; }
     int events() const;
@@ -153,7 +154,6 @@ private:
     void sent_or_died(bool sent);
     bool send_statement();
     void interest() { host_.update_interest(*this); }
-    bool cancel_pending() const { return cancel_ && cancel_->load(std::memory_order_acquire) == CancelOutcome::Pending; }
 
     ConnectionHost &host_;
     Membership m_;

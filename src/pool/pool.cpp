@@ -544,7 +544,7 @@ void Pool::close_all(Clock::time_point cancels_until) noexcept
     }
     for (Connection *c : live) {
         /* Terminate alone would let a running statement finish first */
-        if (cancel && c->statement_may_run() && c->socket() >= 0 && !c->cancel_in_flight())
+        if (cancel && c->statement_may_run() && c->socket() >= 0 && !c->cancel_pending())
             (void) send_cancel(c->pg());
         if (watcher_ && c->membership().sock >= 0)
             watcher_->forget(c, c->id());

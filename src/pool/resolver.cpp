@@ -136,20 +136,23 @@ bool names_service(const std::string &connstr)
     return service;
 }
 
-ResolutionPtr start_on_lookup_lane(std::function<PGconn *()> start)
+namespace {
+
+/* Run `task` on the lookup lane; it fills the resolution and must set done.
+ * When the lane is full the resolution has already failed: a lookup is
+ * never done on the worker's own thread. Null when out of memory. */
+ResolutionPtr on_lookup_lane(std::function<void(const ResolutionPtr &)> task)
 {
     try {
         auto r = std::make_shared<Resolution>();
-        bool queued = run_on_helper_thread(HelperLane::Resolve, [r, start] {
-            PGconn *conn = start(); /* does not throw: C, and strings built beforehand */
-            r->started = conn;
-            r->ok = conn != nullptr;
+        bool queued = run_on_helper_thread(HelperLane::Resolve, [r, task] {
             try {
-                if (!conn)
-                    r->error = "out of memory";
+                task(r);
             } catch (...) {
+                /* out of memory: nothing may leave a helper task */
+                r->ok = false;
+                r->done.store(true, std::memory_order_release);
             }
-            r->done.store(true, std::memory_order_release);
         });
         if (!queued) {
             r->error = "too many host name lookups pending";
@@ -159,6 +162,19 @@ ResolutionPtr start_on_lookup_lane(std::function<PGconn *()> start)
     } catch (...) {
         return nullptr;
     }
+}
+
+} // namespace
+
+ResolutionPtr start_on_lookup_lane(std::function<PGconn *()> start)
+{
+    return on_lookup_lane([start](const ResolutionPtr &r) {
+        r->started = start(); /* C, with its strings built beforehand: no throw */
+        r->ok = r->started != nullptr;
+        if (!r->ok)
+            r->error = "out of memory";
+        r->done.store(true, std::memory_order_release);
+    });
 }
 
 ResolutionPtr resolve_hosts_async(const std::string &connstr)
@@ -206,27 +222,8 @@ ResolutionPtr resolve_hosts_async(const std::string &connstr)
         any = any || needs_dns(h);
     if (!any)
         return nullptr;
-    try {
-        auto r = std::make_shared<Resolution>();
-        std::vector<std::string> ports = split_list(port);
-        bool queued = run_on_helper_thread(HelperLane::Resolve, [r, hosts, ports] {
-            try {
-                resolve(r, hosts, ports);
-            } catch (...) {
-                /* out of memory: nothing may leave a helper task */
-                r->ok = false;
-                r->done.store(true, std::memory_order_release);
-            }
-        });
-        if (!queued) {
-            /* never resolve on the worker's thread: fail this connection */
-            r->error = "too many host name lookups pending";
-            r->done.store(true, std::memory_order_release);
-        }
-        return r;
-    } catch (...) {
-        return nullptr;
-    }
+    std::vector<std::string> ports = split_list(port);
+    return on_lookup_lane([hosts, ports](const ResolutionPtr &r) { resolve(r, hosts, ports); });
 }
 
 } // namespace bgw
