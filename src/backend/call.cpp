@@ -243,12 +243,18 @@ void encode_request(const CallRequest *req, StringInfoBuf &buf)
 {
     proto::Request q;
     q.flags = (guc_remote_prepare ? proto::kFlagPrepare : 0) | (req->disable_binary ? proto::kFlagNoBinary : 0) |
-              ((uint32_t(guc_debug_fault) << proto::kFaultShift) & proto::kFaultMask);
+              ((uint32_t(guc_debug_fault) << proto::kFaultShift) & proto::kFaultMask) |
+              (req->read ? proto::kFlagRead : 0);
     q.connect_timeout_ms = uint32(req->connect_timeout_ms);
     q.query_timeout_ms = uint32(req->query_timeout_ms);
     q.max_connections = uint32(req->max_connections);
     q.connection_lifetime_s = uint32(req->connection_lifetime_s);
     q.pool_wait_timeout_ms = uint32(guc_pool_wait_timeout_ms);
+    q.read_from = req->read_from;
+    q.max_replica_lag = uint64(req->max_replica_lag);
+    q.health_check_interval_ms = uint32(req->health_check_interval_ms);
+    q.health_check_timeout_ms = uint32(req->health_check_timeout_ms);
+    q.health_check_retries = uint32(req->health_check_retries);
     q.function = span_of(req->function_name);
     q.cluster = span_of(req->cluster_name);
     q.config_version = req->config_version;
@@ -269,6 +275,7 @@ void encode_request(const CallRequest *req, StringInfoBuf &buf)
         proto::RequestTarget &out = targets[t];
         out.partition = tg.partition;
         out.connstr = span_of(tg.connstr);
+        out.weights = span_of(tg.weights);
         out.user = span_of(tg.user);
         out.password = span_of(tg.password);
         out.require_password = tg.require_password;

@@ -19,6 +19,8 @@ struct CallTarget {
     const char *user;      /* NULL: as the connection string says */
     const char *password;  /* NULL: none (from a user mapping) */
     bool require_password; /* fail unless the remote asked for the password */
+    const char *weights;   /* NULL: 1 for each node; else "3,1": the read weight of each
+                            * host of a multi-host connstr (cluster option partition_N_weights) */
     int nparams;
     const char **values;   /* text form; NULL entry = SQL NULL */
 };
@@ -35,6 +37,15 @@ struct CallRequest {
     int query_timeout_ms;        /* 0: none */
     int max_connections;         /* per pool; 0: bgw_proxy.max_pool_connections */
     int connection_lifetime_s;   /* 0: none */
+    /* Replicas and health (README "Replicas and health"; only partitions
+     * whose connection string names several hosts have nodes) */
+    bool read;                   /* the function is STABLE or IMMUTABLE (LANGUAGE bgw_proxy) */
+    proto::ReadFrom read_from;   /* cluster option read_from */
+    int64 max_replica_lag;       /* bytes; 0: off */
+    int health_check_interval_ms;
+    int health_check_timeout_ms;
+    int health_check_retries;
+    bool partial_results;        /* RUN ON ALL: a failed partition is a WARNING, not an error */
     int nresult_columns;         /* as declared: binary results only where they match */
     const char **result_names;   /* "" for a scalar result */
     Oid *result_types;

@@ -16,6 +16,10 @@ int guc_request_buffer_kb = 16;
 int guc_response_buffer_kb = 64;
 int guc_max_clusters = 64;
 int guc_max_tracked_pools = 1000;
+int guc_max_nodes = 256;
+int guc_health_check_interval_ms = 5000;
+int guc_health_check_timeout_ms = 3000;
+int guc_health_check_retries = 3;
 int guc_connect_timeout_ms = 10000;
 int guc_query_timeout_ms = 0;
 int guc_worker_wait_timeout_ms = 10000;
@@ -55,6 +59,33 @@ void define_gucs(void)
         "Results of any size are streamed through it; a larger ring means fewer wake-ups.",
         &guc_response_buffer_kb, 64, 4, 1024 * 1024, PGC_POSTMASTER, GUC_UNIT_KB, nullptr, nullptr,
         nullptr);
+
+    DefineCustomIntVariable(
+        "bgw_proxy.max_nodes",
+        "Number of nodes (hosts of multi-host partitions) whose health is tracked in shared memory.",
+        "A node beyond it is not health-checked and always counted as up.",
+        &guc_max_nodes, 256, 0, 100000, PGC_POSTMASTER, 0, nullptr, nullptr, nullptr);
+
+    DefineCustomIntVariable(
+        "bgw_proxy.health_check_interval",
+        "How often a worker checks each node of a multi-host partition.",
+        "The cluster option health_check_interval overrides it.",
+        &guc_health_check_interval_ms, 5000, 100, 3600 * 1000, PGC_SIGHUP, GUC_UNIT_MS, nullptr, nullptr,
+        nullptr);
+
+    DefineCustomIntVariable(
+        "bgw_proxy.health_check_timeout",
+        "How long a health check of a node may take, connecting included.",
+        "A check that takes longer has failed. The cluster option health_check_timeout overrides it.",
+        &guc_health_check_timeout_ms, 3000, 100, 3600 * 1000, PGC_SIGHUP, GUC_UNIT_MS, nullptr, nullptr,
+        nullptr);
+
+    DefineCustomIntVariable(
+        "bgw_proxy.health_check_retries",
+        "Failed health checks in a row after which a node is marked down.",
+        "A refused or timed-out connection marks it down at once. The cluster option "
+        "health_check_retries overrides it.",
+        &guc_health_check_retries, 3, 1, 100, PGC_SIGHUP, 0, nullptr, nullptr, nullptr);
 
     DefineCustomIntVariable(
         "bgw_proxy.max_clusters",

@@ -12,6 +12,7 @@ extern int guc_request_buffer_kb;
 extern int guc_response_buffer_kb;
 extern int guc_max_clusters;
 extern int guc_max_tracked_pools;
+extern int guc_max_nodes;
 
 /* sighup context */
 extern int guc_connect_timeout_ms;
@@ -23,6 +24,9 @@ extern int guc_max_pool_connections;
 extern bool guc_remote_prepare;
 extern int guc_debug_fault;
 extern bool guc_mapping_password_required;
+extern int guc_health_check_interval_ms;
+extern int guc_health_check_timeout_ms;
+extern int guc_health_check_retries;
 
 void define_gucs(void);
 

@@ -4,6 +4,7 @@
  */
 #include "shared/shmem.h"
 #include "common/guc.h"
+#include "shared/node_table.h"
 #include "shared/pool_stats.h"
 
 #include "common/pg_headers.h"
@@ -39,7 +40,11 @@ static Size segment_size(ProxyShared *out)
     off = add_size(off, mul_size(guc_max_clusters, MAXALIGN(sizeof(SharedCluster))));
     Size pool_stats_off = align64(off);
     off = add_size(pool_stats_off, pool_stats_size());
+    Size nodes_off = align64(off);
+    off = add_size(nodes_off, node_table_size());
     if (out) {
+        out->nodes_off = nodes_off;
+        out->nnodes = guc_max_nodes;
         out->pool_stats_off = pool_stats_off;
         out->npool_stats = pool_stats_per_worker() * guc_workers;
         out->clusters_off = clusters_off;
@@ -127,6 +132,7 @@ static void shmem_startup(void)
         for (int i = 0; i < sh->nclusters; i++)
             shared_cluster(i)->used = false;
         pool_stats_init();
+        node_table_init();
         for (int i = 0; i < sh->nslots; i++) {
             RequestSlot *s = request_slot(i);
             memset(s, 0, sizeof(RequestSlot));

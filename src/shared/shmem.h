@@ -11,6 +11,8 @@
  *   SharedCluster    per cluster cache slot               (bgw_proxy.max_clusters)
  *   PoolStat         per tracked pool, a region per worker (bgw_proxy.max_tracked_pools;
  *                    its contract is in pool_stats.h)
+ *   NodeEntry        per node of a multi-host partition (bgw_proxy.max_nodes;
+ *                    its contract is in node_table.h)
  *
  * Who writes what, and how it is read — the protocol every process follows:
  *
@@ -241,7 +243,8 @@ struct ProxyShared {
     LWLock *lock;
 
     /* offsets from the start of this struct */
-    Size workers_off, queues_off, slots_off, rings_off, clusters_off, pool_stats_off;
+    Size workers_off, queues_off, slots_off, rings_off, clusters_off, pool_stats_off, nodes_off;
+    int nnodes;                  /* NodeEntry entries (bgw_proxy.max_nodes) */
     int nclusters;
     int npool_stats;             /* entries in all; a region of npool_stats / nworkers per worker */
     uint64 cluster_stamp;        /* under lock: last SharedCluster.stamp given */

@@ -6,11 +6,14 @@
  *     u32 kRequestMagic, u32 flags, u32 connect_timeout_ms, u32 query_timeout_ms,
  *     u32 max_connections (per pool, 0: the GUC), u32 connection_lifetime_s (0: none),
  *     u32 pool_wait_timeout_ms (0: none),
+ *     u8 read_from (ReadFrom), u64 max_replica_lag (bytes, 0: off),
+ *     u32 health_check_interval_ms, u32 health_check_timeout_ms, u32 health_check_retries,
  *     str function (for error context), str cluster (empty: CONNECT),
  *     u64 config_version (a function-defined cluster's version, else -1),
  *     str query, u16 ncolumns, then per declared result column: str name (empty for a
  *     scalar), u32 type OID; u32 ntargets, then per target:
- *       u32 partition, str connstr, str user, str password, u8 require_password, str encoding,
+ *       u32 partition, str connstr, str weights (read weights of its nodes, "3,1"; empty: 1 each),
+ *       str user, str password, u8 require_password, str encoding,
  *       u32 nparams, then per param: blob   (empty user/password: not given)
  *
  *   responses (worker -> backend):
@@ -48,11 +51,16 @@ using wire::Reader;
 using wire::Span;
 using wire::Writer;
 
-constexpr uint32_t kRequestMagic = 0x42475032; /* "BGP2" */
+constexpr uint32_t kRequestMagic = 0x42475033; /* "BGP3" */
 
 /* request flags */
 constexpr uint32_t kFlagPrepare = 1;  /* run as a prepared statement of the connection */
 constexpr uint32_t kFlagNoBinary = 2; /* results in text only (cluster option disable_binary) */
+constexpr uint32_t kFlagRead = 4;     /* a read (STABLE / IMMUTABLE LANGUAGE bgw_proxy function):
+                                       * any healthy node of a partition may serve it, and it
+                                       * may be retried on another (worker/node_router.h) */
+/* Which nodes of a multi-host partition serve reads (cluster option read_from). */
+enum class ReadFrom : uint8_t { Any = 0, Standby = 1, Primary = 2 };
 /* bits 8-11: a fault the worker injects into this call (bgw_proxy.debug_fault;
  * for tests of failure isolation): a FaultPoint */
 constexpr int kFaultShift = 8;
@@ -76,6 +84,7 @@ struct RequestTarget {
     Span password;               /* empty: none */
     bool require_password = false;
     Span encoding;               /* client_encoding for a new connection */
+    Span weights;                /* "3,1": read weight of each node (host) of connstr; empty: 1 each */
     uint32_t nparams = 0;
     const Span *params = nullptr; /* text form; is_null for SQL NULL */
 };
@@ -87,6 +96,11 @@ struct Request {
     uint32_t max_connections = 0;
     uint32_t connection_lifetime_s = 0;
     uint32_t pool_wait_timeout_ms = 0;
+    ReadFrom read_from = ReadFrom::Any;
+    uint64_t max_replica_lag = 0;        /* bytes of WAL received and not replayed; 0: off */
+    uint32_t health_check_interval_ms = 0;
+    uint32_t health_check_timeout_ms = 0;
+    uint32_t health_check_retries = 0;
     Span function;
     Span cluster;
     int64_t config_version = -1;
@@ -108,6 +122,11 @@ void encode_request(Buf &buf, const Request &q)
     w.u32(q.max_connections);
     w.u32(q.connection_lifetime_s);
     w.u32(q.pool_wait_timeout_ms);
+    w.u8(uint8_t(q.read_from));
+    w.u64(q.max_replica_lag);
+    w.u32(q.health_check_interval_ms);
+    w.u32(q.health_check_timeout_ms);
+    w.u32(q.health_check_retries);
     w.str(q.function);
     w.str(q.cluster);
     w.u64(uint64_t(q.config_version));
@@ -122,6 +141,7 @@ void encode_request(Buf &buf, const Request &q)
         const RequestTarget &tg = q.targets[t];
         w.u32(tg.partition);
         w.str(tg.connstr);
+        w.str(tg.weights);
         w.str(tg.user);
         w.str(tg.password);
         w.u8(tg.require_password ? 1 : 0);
@@ -145,12 +165,16 @@ inline bool decode_request(const void *data, size_t len, Request &q, RequestStor
     Reader r(data, len);
     uint32_t magic;
     uint64_t version;
+    uint8_t read_from;
     if (!r.u32(magic) || magic != kRequestMagic || !r.u32(q.flags) || !r.u32(q.connect_timeout_ms) ||
         !r.u32(q.query_timeout_ms) || !r.u32(q.max_connections) || !r.u32(q.connection_lifetime_s) ||
-        !r.u32(q.pool_wait_timeout_ms) || !r.str(q.function) || !r.str(q.cluster) || !r.u64(version) ||
+        !r.u32(q.pool_wait_timeout_ms) || !r.u8(read_from) || read_from > uint8_t(ReadFrom::Primary) ||
+        !r.u64(q.max_replica_lag) || !r.u32(q.health_check_interval_ms) || !r.u32(q.health_check_timeout_ms) ||
+        !r.u32(q.health_check_retries) || !r.str(q.function) || !r.str(q.cluster) || !r.u64(version) ||
         !r.str(q.query) || !r.u16(q.ncolumns))
         return false;
     q.config_version = int64_t(version);
+    q.read_from = ReadFrom(read_from);
     st.columns.clear();
     st.targets.clear();
     st.params.clear();
@@ -166,7 +190,7 @@ inline bool decode_request(const void *data, size_t len, Request &q, RequestStor
     for (uint32_t t = 0; t < q.ntargets; t++) {
         RequestTarget tg;
         uint8_t require_password;
-        if (!r.u32(tg.partition) || !r.str(tg.connstr) || !r.str(tg.user) || !r.str(tg.password) ||
+        if (!r.u32(tg.partition) || !r.str(tg.connstr) || !r.str(tg.weights) || !r.str(tg.user) || !r.str(tg.password) ||
             !r.u8(require_password) || !r.str(tg.encoding) || !r.u32(tg.nparams) || tg.nparams > len)
             return false;
         tg.require_password = require_password != 0;

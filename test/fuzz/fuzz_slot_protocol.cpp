@@ -59,7 +59,7 @@ bool reencode_request(const char *data, size_t len, std::string &out)
     require_inside(q.query, data, len);
     for (uint32_t t = 0; t < q.ntargets; t++) {
         const RequestTarget &tg = q.targets[t];
-        for (const Span *s : {&tg.connstr, &tg.user, &tg.password, &tg.encoding})
+        for (const Span *s : {&tg.connstr, &tg.weights, &tg.user, &tg.password, &tg.encoding})
             require_inside(*s, data, len);
         for (uint32_t i = 0; i < tg.nparams; i++)
             require_inside(tg.params[i], data, len);
@@ -193,6 +193,7 @@ std::string build_request(FuzzedDataProvider &in)
         RequestTarget &tg = targets[t];
         tg.partition = in.ConsumeIntegral<uint32_t>();
         tg.connstr = pool.span(in, false);
+        tg.weights = pool.span(in, false);
         tg.user = pool.span(in, false);
         tg.password = pool.span(in, false);
         tg.require_password = in.ConsumeBool();
