@@ -385,6 +385,7 @@ void route_call(ProxyFunction *pf, FunctionCallInfo fcinfo, CallRequest *req)
     memset(req, 0, sizeof(*req));
     req->function_name = pf->name;
     req->plproxy_messages = pf->plproxy_lang;
+    req->read = pf->read; /* CONNECT calls carry it too: it only matters for multi-host partitions */
     req->nargs = pf->nargs;
     req->query = pf->query;
 
