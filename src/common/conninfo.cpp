@@ -90,6 +90,25 @@ bool conninfo_copy(const char *connstr, const char *keyword, char *out, size_t o
     return found;
 }
 
+int conninfo_host_count(const char *connstr)
+{
+    int hosts = 0, hostaddrs = 0;
+    auto entries = [](const char *v) {
+        int n = 1;
+        for (const char *p = v; *p; p++)
+            n += *p == ',';
+        return n;
+    };
+    if (!conninfo_each(connstr, [&](const ConninfoOption &o) {
+            if (strcmp(o.keyword, "host") == 0 && o.val[0])
+                hosts = entries(o.val);
+            else if (strcmp(o.keyword, "hostaddr") == 0 && o.val[0])
+                hostaddrs = entries(o.val);
+        }))
+        return 0;
+    return hosts ? hosts : hostaddrs ? hostaddrs : 1;
+}
+
 std::string conninfo_masked(const std::string &connstr, const std::string &user)
 {
     /* the callback must not throw: a failed append only shortens the text */
