@@ -15,7 +15,8 @@
 
 MODULE_big = bgw_proxy
 EXTENSION  = bgw_proxy bgw_proxy_plproxy
-DATA       = bgw_proxy--1.0.sql bgw_proxy--1.0--1.1.sql bgw_proxy--1.1--1.2.sql bgw_proxy_plproxy--1.0.sql
+DATA       = bgw_proxy--1.0.sql bgw_proxy--1.0--1.1.sql bgw_proxy--1.1--1.2.sql bgw_proxy--1.2--1.3.sql \
+             bgw_proxy_plproxy--1.0.sql
 PGFILEDESC = "bgw_proxy - remote function calls through a shared background-worker pool"
 
 CXX_SRCS = $(wildcard src/*.cpp src/*/*.cpp)
