@@ -189,8 +189,9 @@ void check_weights_count(const char *cluster, const char *key, const char *weigh
     int nhosts = conninfo_host_count(connstr);
     if (nweights != nhosts)
         ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-                        errmsg("option \"%s\"%s has %d weights, but partition %d has %d hosts", key,
-                               of_cluster(cluster), nweights, n, nhosts),
+                        errmsg("option \"%s\"%s does not match the hosts of partition %d", key,
+                               of_cluster(cluster), n),
+                        errdetail("Weights given: %d. Hosts in the connection string: %d.", nweights, nhosts),
                         errhint("Give one weight per host of the partition's connection string, in the same "
                                 "order.")));
 }
@@ -677,6 +678,7 @@ void load_entry(ClusterConfig *c, ForeignServer *server, int32 version, Oid part
     c->cxt = AllocSetContextCreate(CacheMemoryContext, "bgw_proxy cluster", ALLOCSET_SMALL_SIZES);
     PG_TRY();
     {
+        bool share = false;
         if (server) {
             load_from_server(c, server);
         } else if (load_from_shared(c, version)) {
@@ -687,11 +689,12 @@ void load_entry(ClusterConfig *c, ForeignServer *server, int32 version, Oid part
             load_from_functions(c, partitions_fn);
             SPI_finish();
             c->version = version;
-            check_partition_count(c);
-            store_shared(c);
+            share = true;
         }
         check_partition_count(c);
         check_connstrs(c);
+        if (share)
+            store_shared(c); /* only a configuration that passed its checks */
     }
     PG_CATCH();
     {
@@ -778,7 +781,8 @@ void cluster_validate_options(List *options, Oid catalog)
         if (n >= 0) {
             if (catalog != ForeignServerRelationId)
                 ereport(ERROR, (errcode(ERRCODE_FDW_INVALID_OPTION_NAME),
-                                errmsg("partition weights are options of a server, not of \"%s\"", d->defname)));
+                                errmsg("option \"%s\" is an option of a server, not of a foreign-data wrapper",
+                                       d->defname)));
             (void) normalised_weights("", d->defname, val);
             if (bms_is_member(n, weighted))
                 ereport(ERROR, (errcode(ERRCODE_FDW_INVALID_OPTION_NAME),
