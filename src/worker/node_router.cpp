@@ -22,8 +22,10 @@ constexpr char kCheckQuery[] =
     "SELECT pg_catalog.pg_is_in_recovery(), CASE WHEN pg_catalog.pg_is_in_recovery() THEN "
     "pg_catalog.pg_wal_lsn_diff(pg_catalog.pg_last_wal_receive_lsn(), pg_catalog.pg_last_wal_replay_lsn()) END";
 
-/* A check that waited for a pooled connection gave up with this. */
-constexpr char kPoolWaitTimeout[] = "53300";
+/* A check connects anew each time (its key: the node's + this), so that
+ * a server that stopped accepting connections is seen even while its
+ * pooled connections still work; the connection is closed after. */
+constexpr char kCheckKeySuffix[] = "\x1e" "check";
 
 uint64_t next_random()
 {
@@ -126,8 +128,6 @@ public:
                   const std::string &detail) noexcept override
     {
         end();
-        if (!res && sqlstate && strcmp(sqlstate, kPoolWaitTimeout) == 0)
-            return; /* every connection busy serving calls: nothing learned */
         char text[kNodeText];
         const char *primary = res ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : nullptr;
         if (primary)
@@ -144,8 +144,14 @@ private:
     {
         job = nullptr;
         running = false;
+        close_pending = true;
         router->check_done();
     }
+
+public:
+    bool close_pending = false;      /* its connection is to be closed (outside the pool's callbacks) */
+
+private:
     bool in_recovery_ = false;
     bool got_row_ = false;
     uint64_t lag_ = 0;
@@ -224,9 +230,11 @@ std::unique_ptr<NodeRoute> NodeRouter::route_for(Oid dbid, const std::string &cl
             hc->entry = n.entry;
             next_scan_ = Clock::now();
         }
-        std::string key = spec.key + n.key_suffix;
+        std::string key = spec.key + n.key_suffix + kCheckKeySuffix;
         if (hc->spec.key != key && !hc->running) {
             JobSpec c = node_spec(spec, n);
+            c.key = key;
+            c.max_connections = 1;
             c.query = kCheckQuery;
             c.params.clear();
             c.param_null.clear();
@@ -260,6 +268,22 @@ bool NodeRouter::place(NodeRoute &r, JobSpec *out, NoNode *why)
         if (st != NODE_DOWN && st != NODE_UNKNOWN && role == NODE_ROLE_PRIMARY)
             primaries.push_back(int(i));
     }
+    /* nodes never checked yet: wait for their first check, once, for at
+     * most the check's timeout */
+    Clock::time_point now = Clock::now();
+    bool may_wait = false;
+    if (unknown) {
+        if (r.wait_until == Clock::time_point::max()) {
+            int timeout = r.set->timeout_ms > 0 ? r.set->timeout_ms : 3000;
+            r.wait_until = now + std::chrono::milliseconds(timeout + 100);
+        }
+        may_wait = now < r.wait_until;
+    }
+    auto wait = [&] {
+        why->sqlstate = "";
+        next_scan_ = std::min(next_scan_, r.wait_until);
+        return false;
+    };
     int chosen = -1;
     if (!r.read) {
         if (primaries.size() >= 2) {
@@ -269,6 +293,10 @@ bool NodeRouter::place(NodeRoute &r, JobSpec *out, NoNode *why)
             why->detail = "Writes to the partition fail until only one of its nodes is primary; reads go on.";
             return false;
         }
+        /* a write waits until every node's role is known: the one not
+         * checked yet may be a second primary */
+        if (may_wait)
+            return wait();
         if (primaries.size() == 1 && !(r.tried & (1ull << primaries[0])))
             chosen = primaries[0];
     } else {
@@ -316,23 +344,12 @@ bool NodeRouter::place(NodeRoute &r, JobSpec *out, NoNode *why)
         const NodeSet::Node &n = nodes[size_t(chosen)];
         r.node = chosen;
         r.tried |= 1ull << chosen;
-        r.wait_until = Clock::time_point::max();
         *out = node_spec(r.base, n);
         pg_atomic_fetch_add_u64(&node_entry(n.entry)->calls, 1);
         return true;
     }
-    Clock::time_point now = Clock::now();
-    if (unknown) {
-        if (r.wait_until == Clock::time_point::max()) {
-            int timeout = r.set->timeout_ms > 0 ? r.set->timeout_ms : 3000;
-            r.wait_until = now + std::chrono::milliseconds(timeout + 100);
-        }
-        if (now < r.wait_until) {
-            why->sqlstate = "";
-            next_scan_ = std::min(next_scan_, r.wait_until);
-            return false;
-        }
-    }
+    if (may_wait)
+        return wait();
     why->sqlstate = "08001";
     why->message = r.read ? "no node of the partition can take a read" : "no primary node of the partition is up";
     std::string d = "Nodes:";
@@ -388,6 +405,10 @@ void NodeRouter::on_timer(Clock::time_point now)
     for (auto &[entry, hc] : checks_) {
         if (hc->running || hc->spec.key.empty())
             continue;
+        if (hc->close_pending) {
+            hc->close_pending = false;
+            self->pool.retire_key(hc->spec.key);
+        }
         NodeEntry *e = node_entry(entry);
         uint64 due = pg_atomic_read_u64(&e->next_check);
         if (uint64(ts) < due) {

@@ -20,10 +20,11 @@
  *    a node of weight 0 gets no reads.
  *  - Checks: every node this worker has routed a call to is checked each
  *    interval by some worker (the shared next_check is claimed by CAS), on
- *    the node's own pool key, with the login of the latest call. The query
- *    says pg_is_in_recovery() and the standby's replay lag. A check that
- *    waited for a pooled connection for its whole timeout says nothing (the
- *    node was busy serving calls) and is not counted.
+ *    a new connection made with the login of the latest call and closed
+ *    after (a server that accepts no new connection is down, even while its
+ *    pooled ones still work). The query says pg_is_in_recovery() and the
+ *    standby's replay lag; connecting and the query share the health
+ *    check timeout.
  *  - Retry: once per target, on another node that is up, when the failure
  *    left the statement unsent (could not connect), or, for a read, when
  *    the connection failed before the first result came (lost connection,
