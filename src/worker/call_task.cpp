@@ -233,8 +233,6 @@ void Task::on_done(uint64_t rows) noexcept
     finished = true;
     job = nullptr;
     tally.rows = rows;
-    if (route)
-        call->router->ended(*route, true);
     guarded(proto::FaultPoint::Done, [&] {
         std::string b;
         proto::encode_target_done(b, index, rows);

@@ -390,12 +390,6 @@ bool NodeRouter::failed(NodeRoute &r, bool described, const PGresult *res, const
     }
 }
 
-void NodeRouter::ended(NodeRoute &r, bool ok) noexcept
-{
-    if (r.node >= 0 && !ok)
-        pg_atomic_fetch_add_u64(&node_entry(r.set->nodes[size_t(r.node)].entry)->errors, 1);
-}
-
 void NodeRouter::on_timer(Clock::time_point now)
 {
     if (now < next_scan_)

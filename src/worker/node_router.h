@@ -106,8 +106,6 @@ public:
      * recorded either way. */
     bool failed(NodeRoute &r, bool described, const PGresult *res, const char *sqlstate,
                 const std::string &message, const std::string &detail) noexcept;
-    /* The target's job succeeded or failed with a remote error of its own. */
-    void ended(NodeRoute &r, bool ok) noexcept;
 
     /* Start the checks that are due; the loop calls it every turn. */
     void on_timer(Clock::time_point now);
