@@ -16,6 +16,7 @@
 
 #include <cstddef>
 #include <string>
+#include <vector>
 
 namespace bgw {
 
@@ -61,5 +62,19 @@ int conninfo_host_count(const char *connstr);
  * and `user`, when not empty, last in place of the string's own.
  * "(invalid connection string)" if it does not parse. */
 std::string conninfo_masked(const std::string &connstr, const std::string &user);
+
+/* One host of a connection string in libpq's multi-host form
+ * (host=a,b port=1,2 or postgresql://a:1,b:2/db): its host, hostaddr and
+ * port (each possibly empty), and a connection string naming that host
+ * alone, with every other option as it was (but target_session_attrs and
+ * load_balance_hosts, which choose among hosts: bgw_proxy chooses). */
+struct ConninfoHost {
+    std::string host, hostaddr, port, connstr;
+};
+
+/* The hosts of a connection string, in order: one entry when it names one
+ * host (or none), none when it does not parse or its lists do not match
+ * (libpq then says why when it connects). For the worker's C++ code. */
+std::vector<ConninfoHost> conninfo_split_hosts(const std::string &connstr);
 
 } // namespace bgw
