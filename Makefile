@@ -15,7 +15,8 @@
 
 MODULE_big = bgw_proxy
 EXTENSION  = bgw_proxy bgw_proxy_plproxy
-DATA       = bgw_proxy--1.0.sql bgw_proxy--1.0--1.1.sql bgw_proxy--1.1--1.2.sql bgw_proxy_plproxy--1.0.sql
+DATA       = bgw_proxy--1.0.sql bgw_proxy--1.0--1.1.sql bgw_proxy--1.1--1.2.sql bgw_proxy--1.2--1.3.sql \
+             bgw_proxy_plproxy--1.0.sql
 PGFILEDESC = "bgw_proxy - remote function calls through a shared background-worker pool"
 
 CXX_SRCS = $(wildcard src/*.cpp src/*/*.cpp)
@@ -25,7 +26,7 @@ OBJS     = $(CXX_SRCS:.cpp=.o)
 # partitions and configuration functions that later files use.
 REGRESS = 00_setup 01_types 02_errors 03_pooling 04_cancel 05_encoding 06_prepare \
           07_cluster 08_validator 09_sqlmed 10_lifecycle 11_plproxy_dropin 12_shapes \
-          13_cluster_cache 14_monitoring 15_retire 16_binary 17_operations
+          13_cluster_cache 14_monitoring 15_retire 16_binary 17_operations 18_replicas
 REGRESS_OPTS = --inputdir=.
 
 # TAP tests, run by PGXS's own prove_installcheck (prove-installcheck below)

@@ -35,13 +35,8 @@ CREATE FUNCTION r19(k int) RETURNS int AS $$ CLUSTER 'quad'; TARGET other; SELEC
 -- SPLIT ALL without array arguments splits nothing, as in PL/Proxy
 CREATE FUNCTION ok5(k text) RETURNS SETOF int AS $$ CLUSTER 'quad'; SPLIT ALL; RUN ON 2; SELECT whoami(); $$ LANGUAGE bgw_proxy;
 SELECT * FROM ok5('x');
--- volatility: a remote call may not be folded at plan time or reused
-CREATE FUNCTION r20(k int) RETURNS int AS $$ CLUSTER 'quad'; RUN ON k; SELECT whoami(); $$ LANGUAGE bgw_proxy STABLE;
-CREATE FUNCTION r21(k int) RETURNS int AS $$ CLUSTER 'quad'; RUN ON k; SELECT whoami(); $$ LANGUAGE bgw_proxy IMMUTABLE;
-CREATE FUNCTION ok6(k int) RETURNS int AS $$ CLUSTER 'quad'; RUN ON k; SELECT whoami(); $$ LANGUAGE bgw_proxy;
-SELECT ok6(1);
-ALTER FUNCTION ok6(int) STABLE;
-SELECT ok6(1);
+-- volatility: STABLE and IMMUTABLE are reads for LANGUAGE bgw_proxy, and
+-- LANGUAGE plproxy allows VOLATILE only (18_replicas tests both)
 -- pseudo-types: rejected as arguments; as the result, when called
 CREATE FUNCTION r22(k cstring) RETURNS int AS $$ CLUSTER 'quad'; RUN ON 0; SELECT 1; $$ LANGUAGE bgw_proxy;
 CREATE FUNCTION r23(k text) RETURNS cstring AS $$ CLUSTER 'quad'; RUN ON 0; SELECT k; $$ LANGUAGE bgw_proxy;

@@ -148,7 +148,7 @@ SELECT * FROM dblink_get_result('waiter') AS r(n int);
 SELECT dblink_disconnect('holder'), dblink_disconnect('waiter'), dblink_disconnect('locker');
 SELECT conns_open, calls_waiting, longest_wait, calls FROM pg_stat_bgw_proxy WHERE cluster = 'mon_one';
 
--- the extension's SQL is versioned: 1.0 installs and upgrades to the latest (1.2)
+-- the extension's SQL is versioned: 1.0 installs and upgrades to the latest (1.3)
 CREATE DATABASE bgw_upgrade;
 \c bgw_upgrade
 CREATE EXTENSION bgw_proxy VERSION '1.0';

@@ -169,7 +169,13 @@ char *describe_target(const CallRequest *req, int target)
                                               : psprintf("partition %u", partition);
 }
 
-void raise_remote(const CallRequest *req, int target, proto::Kind kind, wire::Reader &r)
+/* A remote error or notice as the worker relayed it, palloc'd. */
+struct RemoteMessage {
+    char sqlstate[6];
+    char *message, *detail, *hint, *context, *severity; /* NULL when empty */
+};
+
+void decode_remote(wire::Reader &r, RemoteMessage &m)
 {
     proto::ErrorFields f;
     if (!proto::decode_error(r, f))
@@ -178,57 +184,131 @@ void raise_remote(const CallRequest *req, int target, proto::Kind kind, wire::Re
     auto dup = [](const wire::Span &s) -> char * {
         return s.len ? pnstrdup(s.data, s.len) : nullptr;
     };
-    char *message = dup(f.message);
-    char *detail = dup(f.detail);
-    char *hint = dup(f.hint);
-    char *context = dup(f.context);
-    char *severity = dup(f.severity);
+    memcpy(m.sqlstate, f.sqlstate, sizeof(m.sqlstate));
+    m.message = dup(f.message);
+    m.detail = dup(f.detail);
+    m.hint = dup(f.hint);
+    m.context = dup(f.context);
+    m.severity = dup(f.severity);
+}
+
+/* a notice per row must not grow the call's memory */
+void free_remote(RemoteMessage &m)
+{
+    for (char *p : {m.message, m.detail, m.hint, m.context, m.severity})
+        if (p)
+            pfree(p);
+}
+
+void raise_remote(const CallRequest *req, int target, proto::Kind kind, wire::Reader &r)
+{
+    RemoteMessage m;
+    decode_remote(r, m);
     char *where = describe_target(req, target);
 
-    if (kind == proto::Kind::Error && severity &&
-        (strcmp(severity, "FATAL") == 0 || strcmp(severity, "PANIC") == 0)) {
+    if (kind == proto::Kind::Error && m.severity &&
+        (strcmp(m.severity, "FATAL") == 0 || strcmp(m.severity, "PANIC") == 0)) {
         /* the remote session ended: re-raising its SQLSTATE (57P01, ...)
          * would read as if this session were being terminated */
         relaying_remote = true;
         ereport(ERROR, (errcode(ERRCODE_CONNECTION_FAILURE),
                         errmsg("lost connection to the remote server"),
-                        errdetail_internal("remote %s: %s (SQLSTATE %.5s)", severity,
-                                           message ? message : "", f.sqlstate),
+                        errdetail_internal("remote %s: %s (SQLSTATE %.5s)", m.severity,
+                                           m.message ? m.message : "", m.sqlstate),
                         errcontext("bgw_proxy function %s, %s", req->function_name, where)));
     }
 
     int level = ERROR;
     if (kind == proto::Kind::Notice) {
         level = NOTICE;
-        if (severity && strcmp(severity, "WARNING") == 0)
+        if (m.severity && strcmp(m.severity, "WARNING") == 0)
             level = WARNING;
-        else if (severity && (strcmp(severity, "INFO") == 0))
+        else if (m.severity && (strcmp(m.severity, "INFO") == 0))
             level = INFO;
-        else if (severity && (strcmp(severity, "DEBUG") == 0 || strcmp(severity, "LOG") == 0))
+        else if (m.severity && (strcmp(m.severity, "DEBUG") == 0 || strcmp(m.severity, "LOG") == 0))
             level = DEBUG1;
     }
-    if (req->plproxy_messages && message) {
+    if (req->plproxy_messages && m.message) {
         /* LANGUAGE plproxy: the form PL/Proxy users' log filters know */
         char dbname[kDbnameBuf];
         char *prefixed = psprintf("%s(%d): [%s] REMOTE %s: %s", req->function_name, req->nargs,
-                                  target_dbname(req, target, dbname) ? dbname : "", severity ? severity : "ERROR",
-                                  message);
-        pfree(message);
-        message = prefixed;
+                                  target_dbname(req, target, dbname) ? dbname : "",
+                                  m.severity ? m.severity : "ERROR", m.message);
+        pfree(m.message);
+        m.message = prefixed;
     }
+    const char *st = m.sqlstate;
     relaying_remote = true;
     ereport(level,
-            (errcode(MAKE_SQLSTATE(f.sqlstate[0], f.sqlstate[1], f.sqlstate[2], f.sqlstate[3], f.sqlstate[4])),
-             errmsg_internal("%s", message ? message : "remote error without message"),
-             detail ? errdetail_internal("%s", detail) : 0,
-             hint ? errhint("%s", hint) : 0,
-             context ? errcontext("remote: %s", context) : 0,
+            (errcode(MAKE_SQLSTATE(st[0], st[1], st[2], st[3], st[4])),
+             errmsg_internal("%s", m.message ? m.message : "remote error without message"),
+             m.detail ? errdetail_internal("%s", m.detail) : 0,
+             m.hint ? errhint("%s", m.hint) : 0,
+             m.context ? errcontext("remote: %s", m.context) : 0,
              errcontext("bgw_proxy function %s, %s", req->function_name, where)));
     relaying_remote = false;
-    /* a notice per row must not grow the call's memory */
-    for (char *p : {message, detail, hint, context, severity, where})
-        if (p)
-            pfree(p);
+    free_remote(m);
+    pfree(where);
+}
+
+/*
+ * RUN ON ALL with the cluster option partial_results: a partition that
+ * fails does not fail the call. Its Error message is kept as it came (the
+ * ring reuses its buffer), the partition counts as done so the rows of the
+ * partitions after it are not held back (result.cpp returns them in
+ * partition order), and once the call is over each failure is reported as
+ * a WARNING, in partition order. If every partition failed, the call fails
+ * with the first partition's error, as without the option.
+ *
+ * Rows a partition sent before it failed are kept, not dropped: the rows
+ * of the partition at the head of the result are already in the caller's
+ * tuplestore by then, so dropping could only be done for some. The WARNING
+ * tells the caller that partition's rows may be incomplete.
+ */
+struct PartialFailures {
+    int count;
+    char **message;              /* per target: its Error message, NULL if it did not fail */
+    Size *len;
+};
+
+PartialFailures *partial_failures_for(const CallRequest *req)
+{
+    if (!req->partial_results)
+        return nullptr;
+    auto *pf = (PartialFailures *) palloc0(sizeof(PartialFailures));
+    pf->message = (char **) palloc0(sizeof(char *) * (req->ntargets + 1));
+    pf->len = (Size *) palloc0(sizeof(Size) * (req->ntargets + 1));
+    return pf;
+}
+
+/* The kept Error message of a target, read again from its start. */
+wire::Reader kept_error(const PartialFailures *failed, int target)
+{
+    wire::Reader rd(failed->message[target], failed->len[target]);
+    proto::Kind kind;
+    uint16 t;
+    (void) proto::decode_head(rd, kind, t); /* decoded once already */
+    return rd;
+}
+
+void warn_failed_partition(const CallRequest *req, int target, wire::Reader &r)
+{
+    RemoteMessage m;
+    decode_remote(r, m);
+    char *where = describe_target(req, target);
+    relaying_remote = true;
+    ereport(WARNING,
+            (errcode(ERRCODE_WARNING),
+             errmsg("partition %u of cluster \"%s\" failed: %s", req->targets[target].partition,
+                    req->cluster_name ? req->cluster_name : "", m.message ? m.message : "remote error without message"),
+             m.detail ? errdetail_internal("Remote SQLSTATE %.5s. %s", m.sqlstate, m.detail)
+                      : errdetail_internal("Remote SQLSTATE %.5s.", m.sqlstate),
+             m.hint ? errhint("%s", m.hint) : 0,
+             m.context ? errcontext("remote: %s", m.context) : 0,
+             errcontext("bgw_proxy function %s, %s", req->function_name, where)));
+    relaying_remote = false;
+    free_remote(m);
+    pfree(where);
 }
 
 wire::Span span_of(const char *s)
@@ -393,10 +473,51 @@ void deliver_rows(const ResultSink *sink, int target, wire::Reader &rd)
     pfree(fields);
 }
 
-bool deliver_message(const CallRequest *req, const ResultSink *sink, const void *data, Size len, bool in_batch);
+/* Where a call's responses go. */
+struct Delivery {
+    const CallRequest *req;
+    const ResultSink *sink;
+    PartialFailures *failed;     /* RUN ON ALL with partial_results, else NULL */
+};
+
+/* An Error of one target of a call with partial results: kept for the
+ * WARNING, and the target is done; the call fails only when every target
+ * has (with the first one's error). Raised at once otherwise. */
+void deliver_error(const Delivery &d, int target, const void *data, Size len, wire::Reader &rd)
+{
+    PartialFailures *failed = d.failed;
+    if (!failed || target >= d.req->ntargets || failed->message[target]) {
+        raise_remote(d.req, target, proto::Kind::Error, rd);
+        return;
+    }
+    failed->message[target] = (char *) palloc(len);
+    memcpy(failed->message[target], data, len);
+    failed->len[target] = len;
+    failed->count++;
+    d.sink->target_done(d.sink->arg, target);
+    if (failed->count == d.req->ntargets) {
+        wire::Reader first = kept_error(failed, 0);
+        raise_remote(d.req, 0, proto::Kind::Error, first);
+    }
+}
+
+/* After the call: a WARNING per failed partition, in partition order. */
+void warn_partial_failures(const Delivery &d)
+{
+    if (!d.failed || d.failed->count == 0)
+        return;
+    for (int t = 0; t < d.req->ntargets; t++) {
+        if (!d.failed->message[t])
+            continue;
+        wire::Reader rd = kept_error(d.failed, t);
+        warn_failed_partition(d.req, t, rd);
+    }
+}
+
+bool deliver_message(const Delivery &d, const void *data, Size len, bool in_batch);
 
 /* Every message of a batch, in order; true if it ended the call. */
-bool deliver_batch(const CallRequest *req, const ResultSink *sink, wire::Reader &rd)
+bool deliver_batch(const Delivery &d, wire::Reader &rd)
 {
     uint32 count;
     if (!proto::decode_batch_count(rd, count))
@@ -405,7 +526,7 @@ bool deliver_batch(const CallRequest *req, const ResultSink *sink, wire::Reader 
         wire::Span m;
         if (!proto::decode_batch_message(rd, m))
             malformed("batch");
-        if (deliver_message(req, sink, m.data, m.len, true))
+        if (deliver_message(d, m.data, m.len, true))
             return true; /* the call's end is its last message */
     }
     if (!rd.at_end())
@@ -414,7 +535,7 @@ bool deliver_batch(const CallRequest *req, const ResultSink *sink, wire::Reader 
 }
 
 /* One response message to the sink (or raised); true for the call's end. */
-bool deliver_message(const CallRequest *req, const ResultSink *sink, const void *data, Size len, bool in_batch)
+bool deliver_message(const Delivery &d, const void *data, Size len, bool in_batch)
 {
     wire::Reader rd(data, len);
     proto::Kind kind;
@@ -427,22 +548,24 @@ bool deliver_message(const CallRequest *req, const ResultSink *sink, const void 
     case proto::Kind::Batch:
         if (in_batch)
             malformed("batch");
-        return deliver_batch(req, sink, rd);
+        return deliver_batch(d, rd);
     case proto::Kind::Describe:
-        deliver_describe(sink, target, rd);
+        deliver_describe(d.sink, target, rd);
         break;
     case proto::Kind::Rows:
-        deliver_rows(sink, target, rd);
+        deliver_rows(d.sink, target, rd);
         break;
     case proto::Kind::Error:
+        deliver_error(d, target, data, len, rd);
+        break;
     case proto::Kind::Notice:
-        raise_remote(req, target, kind, rd);
+        raise_remote(d.req, target, kind, rd);
         break;
     case proto::Kind::TargetDone: {
         uint64 rows;
         if (!proto::decode_target_done(rd, rows))
             malformed("message");
-        sink->target_done(sink->arg, target);
+        d.sink->target_done(d.sink->arg, target);
         break;
     }
     }
@@ -451,8 +574,7 @@ bool deliver_message(const CallRequest *req, const ResultSink *sink, const void 
 
 /* Receive until the worker says the call is over. The worker may also
  * release the slot without a final message (it gave up), or exit. */
-void receive_responses(const CallRequest *req, const ResultSink *sink, RequestSlot *s, int worker,
-                       StringInfoBuf &buf, shm_mq_result sent)
+void receive_responses(const Delivery &d, RequestSlot *s, int worker, StringInfoBuf &buf, shm_mq_result sent)
 {
     TimestampTz submitted_at = GetCurrentTimestamp();
     bool saw_done = false;
@@ -464,7 +586,7 @@ void receive_responses(const CallRequest *req, const ResultSink *sink, RequestSl
         void *data;
         shm_mq_result r = shm_mq_receive(active.response, &len, &data, true);
         if (r == SHM_MQ_SUCCESS) {
-            if (deliver_message(req, sink, data, len, false))
+            if (deliver_message(d, data, len, false))
                 return;
             continue;
         }
@@ -521,7 +643,8 @@ void run_call(const CallRequest *req, const ResultSink *sink)
             ereport(ERROR, (errcode(ERRCODE_INTERNAL_ERROR), errmsg("bgw_proxy: request ring detached")));
     }
     submit_slot(s, idx, worker);
-    receive_responses(req, sink, s, worker, buf, sent);
+    Delivery d = {req, sink, partial_failures_for(req)};
+    receive_responses(d, s, worker, buf, sent);
 
     /* finished: the worker releases the slot right after the final message.
      * No detach: it would only wake the worker for nothing. */
@@ -529,6 +652,7 @@ void run_call(const CallRequest *req, const ResultSink *sink)
     active.request = active.response = nullptr;
     active.slot = -1;
     pfree(buf.si.data);
+    warn_partial_failures(d);
 }
 
 } // namespace

@@ -2,6 +2,7 @@
  * cluster.cpp — see cluster.h.
  */
 #include "common/conninfo.hpp"
+#include "common/node_weights.hpp"
 #include "shared/wire_codec.hpp"
 #include "backend/cluster.h"
 #include "backend/string_info_buf.h"
@@ -78,25 +79,143 @@ const char *of_cluster(const char *cluster)
     return cluster[0] ? psprintf(" of cluster \"%s\"", cluster) : "";
 }
 
+/* Every bad option value is reported the same way; hint says what is valid. */
+pg_attribute_noreturn() void invalid_value(const char *cluster, const char *key, const char *val, const char *hint)
+{
+    ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+                    errmsg("invalid value \"%s\" for option \"%s\"%s", val, key, of_cluster(cluster)),
+                    errhint("%s", hint)));
+    pg_unreachable();
+}
+
 int parse_int_option(const char *cluster, const char *key, const char *val)
 {
     char *end;
     long v = val ? strtol(val, &end, 10) : 0;
     if (val && (*end != '\0' || v < 0 || v > INT_MAX))
-        ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-                        errmsg("invalid value \"%s\" for option \"%s\"%s", val, key, of_cluster(cluster)),
-                        errhint("The value must be a non-negative integer.")));
+        invalid_value(cluster, key, val, "The value must be a non-negative integer.");
     return int(v);
 }
 
+/* read_from: any (default) | standby | primary */
+proto::ReadFrom parse_read_from(const char *cluster, const char *key, const char *val)
+{
+    if (!val || pg_strcasecmp(val, "any") == 0)
+        return proto::ReadFrom::Any;
+    if (pg_strcasecmp(val, "standby") == 0)
+        return proto::ReadFrom::Standby;
+    if (pg_strcasecmp(val, "primary") == 0)
+        return proto::ReadFrom::Primary;
+    invalid_value(cluster, key, val, "Use any, standby or primary.");
+}
+
+/* max_replica_lag: bytes, with an optional memory unit as in the settings
+ * ('16MB'); 0 is no limit. */
+int64 parse_bytes_option(const char *cluster, const char *key, const char *val)
+{
+    double v = 0;
+    if (val && (!parse_real(val, &v, GUC_UNIT_BYTE, nullptr) || v < 0 || v >= double(PG_INT64_MAX)))
+        invalid_value(cluster, key, val,
+                      "Give a size in bytes, optionally with a unit (B, kB, MB, GB, TB), for example '16MB'; "
+                      "0 means no limit.");
+    return int64(v + 0.5); /* v >= 0: rounded to the nearest byte */
+}
+
+/* health_check_interval, _timeout: a duration in milliseconds, or with a
+ * unit ('500ms', '2s'), in the settings' range; 0 means the setting. */
+int parse_duration_option(const char *cluster, const char *key, const char *val)
+{
+    int ms = 0;
+    if (val && (!parse_int(val, &ms, GUC_UNIT_MS, nullptr) || (ms != 0 && (ms < 100 || ms > 3600 * 1000))))
+        invalid_value(cluster, key, val,
+                      psprintf("Give a duration from 100ms to 1h (a number alone is in milliseconds), or 0 "
+                               "to use bgw_proxy.%s.", key));
+    return ms;
+}
+
+/* health_check_retries: 1 to 100, as the setting */
+int parse_retries_option(const char *cluster, const char *key, const char *val)
+{
+    int n = 0;
+    if (val && (!parse_int(val, &n, 0, nullptr) || n < 1 || n > 100))
+        invalid_value(cluster, key, val, "Give an integer from 1 to 100.");
+    return n;
+}
+
+bool parse_bool_option(const char *cluster, const char *key, const char *val)
+{
+    bool b = false;
+    if (val && !parse_bool(val, &b))
+        invalid_value(cluster, key, val, "Use on or off.");
+    return b;
+}
+
+/* partition_N_weights or pN_weights: N, else -1. */
+int weights_option_number(const char *name)
+{
+    static const char suffix[] = "_weights";
+    size_t len = strlen(name), slen = sizeof(suffix) - 1;
+    if (len <= slen || strcmp(name + len - slen, suffix) != 0)
+        return -1;
+    char *partition = pnstrdup(name, len - slen);
+    int n = partition_option_number(partition);
+    pfree(partition);
+    return n;
+}
+
+/* A weights list, checked and written the way the worker reads it ("3,1"). */
+char *normalised_weights(const char *cluster, const char *key, const char *val)
+{
+    int n = node_weights_parse(val, nullptr, 0);
+    if (n < 0)
+        invalid_value(cluster, key, val,
+                      psprintf("Give one read weight per host of the partition, in the order of its "
+                               "connection string: integers from 0 to %u separated by commas, for example '3,1'.",
+                               kMaxNodeWeight));
+    auto *w = (uint32_t *) palloc(sizeof(uint32_t) * n);
+    (void) node_weights_parse(val, w, n);
+    StringInfoData out;
+    initStringInfo(&out);
+    for (int i = 0; i < n; i++)
+        appendStringInfo(&out, i ? ",%u" : "%u", w[i]);
+    pfree(w);
+    return out.data;
+}
+
+/* The weights of partition n must name each of its hosts once. */
+void check_weights_count(const char *cluster, const char *key, const char *weights, int n, const char *connstr)
+{
+    int nweights = node_weights_parse(weights, nullptr, 0);
+    int nhosts = conninfo_host_count(connstr);
+    if (nweights != nhosts)
+        ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+                        errmsg("option \"%s\"%s does not match the hosts of partition %d", key,
+                               of_cluster(cluster), n),
+                        errdetail("Weights given: %d. Hosts in the connection string: %d.", nweights, nhosts),
+                        errhint("Give one weight per host of the partition's connection string, in the same "
+                                "order.")));
+}
+
+pg_attribute_noreturn() void no_such_partition(const char *cluster, const char *key, int n)
+{
+    ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+                    errmsg("option \"%s\"%s is for partition %d, which does not exist", key, of_cluster(cluster),
+                           n),
+                    errhint("Partitions are numbered from 0; partition_N_weights goes with partition N.")));
+    pg_unreachable();
+}
+
 const char *const kOptionNames = "connection_lifetime, query_timeout, connect_timeout, disable_binary, "
-                                 "default_user, modular_mapping, max_connections";
+                                 "default_user, modular_mapping, max_connections, read_from, max_replica_lag, "
+                                 "health_check_interval, health_check_timeout, health_check_retries, "
+                                 "partial_results, partition_N_weights";
 
 bool is_cluster_option(const char *key)
 {
     static const char *const names[] = {
         "connection_lifetime", "query_timeout", "connect_timeout", "disable_binary", "default_user",
-        "modular_mapping", "disable_hashing", "max_connections",
+        "modular_mapping", "disable_hashing", "max_connections", "read_from", "max_replica_lag",
+        "health_check_interval", "health_check_timeout", "health_check_retries", "partial_results",
         /* PL/Proxy accepts these and does nothing with them; so do we */
         "statement_timeout", "keepalive_idle", "keepalive_interval", "keepalive_count"};
     for (const char *n : names)
@@ -132,9 +251,25 @@ void apply_option(ClusterConfig *c, const char *key_as_given, const char *val)
         else if (!val || strcmp(val, "current_user") == 0)
             c->session_user = false;
         else
-            ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-                            errmsg("invalid value \"%s\" for option \"default_user\"%s", val, of_cluster(c->name)),
-                            errhint("Use current_user or session_user.")));
+            invalid_value(c->name, key, val, "Use current_user or session_user.");
+    } else if (strcmp(key, "read_from") == 0)
+        c->read_from = parse_read_from(c->name, key, val);
+    else if (strcmp(key, "max_replica_lag") == 0)
+        c->max_replica_lag = parse_bytes_option(c->name, key, val);
+    else if (strcmp(key, "health_check_interval") == 0)
+        c->health_check_interval_ms = parse_duration_option(c->name, key, val);
+    else if (strcmp(key, "health_check_timeout") == 0)
+        c->health_check_timeout_ms = parse_duration_option(c->name, key, val);
+    else if (strcmp(key, "health_check_retries") == 0)
+        c->health_check_retries = parse_retries_option(c->name, key, val);
+    else if (strcmp(key, "partial_results") == 0)
+        c->partial_results = parse_bool_option(c->name, key, val);
+    else if (int n = weights_option_number(key); n >= 0) {
+        /* checked against the partition's hosts once all is loaded (check_weights) */
+        char *w = val ? normalised_weights(c->name, key, val) : nullptr;
+        if (n >= c->nparts)
+            no_such_partition(c->name, key, n);
+        c->weights[n] = w ? MemoryContextStrdup(c->cxt, w) : nullptr;
     } else
         ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
                         errmsg("unknown option \"%s\" for cluster \"%s\"", key, c->name),
@@ -170,6 +305,7 @@ void load_from_functions(ClusterConfig *c, Oid partitions_fn)
     c->nparts = int(SPI_processed);
     c->partitions = (char **) MemoryContextAllocZero(c->cxt, sizeof(char *) * (c->nparts + 1));
     c->has_user = (bool *) MemoryContextAllocZero(c->cxt, sizeof(bool) * (c->nparts + 1));
+    c->weights = (char **) MemoryContextAllocZero(c->cxt, sizeof(char *) * (c->nparts + 1));
     for (int i = 0; i < c->nparts; i++) {
         char *s = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1);
         if (!s)
@@ -198,9 +334,13 @@ void load_from_functions(ClusterConfig *c, Oid partitions_fn)
 
 void check_connstrs(ClusterConfig *c)
 {
-    for (int i = 0; i < c->nparts; i++)
+    for (int i = 0; i < c->nparts; i++) {
         c->has_user[i] = connstr_names_user(c->partitions[i], ERRCODE_SYNTAX_ERROR,
                                             psprintf("partition %d of cluster \"%s\"", i, c->name));
+        if (c->weights[i])
+            check_weights_count(c->name, psprintf("partition_%d_weights", i), c->weights[i], i,
+                                c->partitions[i]);
+    }
 }
 
 /* The FDW of a server, if it is one of ours. */
@@ -225,6 +365,7 @@ void load_from_server(ClusterConfig *c, ForeignServer *server)
     c->nparts = max + 1;
     c->partitions = (char **) palloc0(sizeof(char *) * (c->nparts + 1));
     c->has_user = (bool *) palloc0(sizeof(bool) * (c->nparts + 1));
+    c->weights = (char **) palloc0(sizeof(char *) * (c->nparts + 1));
     /* wrapper options are defaults for every server */
     foreach (lc, fdw->options) {
         DefElem *d = (DefElem *) lfirst(lc);
@@ -274,17 +415,36 @@ void serialize(const ClusterConfig *c, StringInfoBuf &buf)
     w.u32(uint32(c->query_timeout_ms));
     w.u32(uint32(c->connection_lifetime_s));
     w.u32(uint32(c->max_connections));
-    for (int i = 0; i < c->nparts; i++)
+    w.u8(uint8(c->read_from));
+    w.u64(uint64(c->max_replica_lag));
+    w.u32(uint32(c->health_check_interval_ms));
+    w.u32(uint32(c->health_check_timeout_ms));
+    w.u32(uint32(c->health_check_retries));
+    w.u8(c->partial_results);
+    for (int i = 0; i < c->nparts; i++) {
         w.str(c->partitions[i]);
+        w.str(c->weights[i]); /* "" for none */
+    }
+}
+
+char *copy_span(MemoryContext cxt, const wire::Span &s)
+{
+    char *p = (char *) MemoryContextAlloc(cxt, s.len + 1);
+    memcpy(p, s.data, s.len);
+    p[s.len] = '\0';
+    return p;
 }
 
 bool deserialize(ClusterConfig *c, const char *data, uint32 len)
 {
     wire::Reader r(data, len);
-    uint32 nparts, connect_ms, query_ms, lifetime, maxconn;
-    uint8 modular, session, nobinary;
+    uint32 nparts, connect_ms, query_ms, lifetime, maxconn, hc_interval, hc_timeout, hc_retries;
+    uint8 modular, session, nobinary, read_from, partial;
+    uint64 max_lag;
     if (!r.u32(nparts) || !r.u8(modular) || !r.u8(session) || !r.u8(nobinary) || !r.u32(connect_ms) ||
-        !r.u32(query_ms) || !r.u32(lifetime) || !r.u32(maxconn) || nparts > len)
+        !r.u32(query_ms) || !r.u32(lifetime) || !r.u32(maxconn) || !r.u8(read_from) ||
+        read_from > uint8(proto::ReadFrom::Primary) || !r.u64(max_lag) || !r.u32(hc_interval) ||
+        !r.u32(hc_timeout) || !r.u32(hc_retries) || !r.u8(partial) || nparts > len)
         return false;
     c->nparts = int(nparts);
     c->modular_mapping = modular;
@@ -294,16 +454,21 @@ bool deserialize(ClusterConfig *c, const char *data, uint32 len)
     c->query_timeout_ms = int(query_ms);
     c->connection_lifetime_s = int(lifetime);
     c->max_connections = int(maxconn);
+    c->read_from = proto::ReadFrom(read_from);
+    c->max_replica_lag = int64(max_lag);
+    c->health_check_interval_ms = int(hc_interval);
+    c->health_check_timeout_ms = int(hc_timeout);
+    c->health_check_retries = int(hc_retries);
+    c->partial_results = partial;
     c->partitions = (char **) MemoryContextAllocZero(c->cxt, sizeof(char *) * (nparts + 1));
     c->has_user = (bool *) MemoryContextAllocZero(c->cxt, sizeof(bool) * (nparts + 1));
+    c->weights = (char **) MemoryContextAllocZero(c->cxt, sizeof(char *) * (nparts + 1));
     for (uint32 i = 0; i < nparts; i++) {
-        wire::Span s;
-        if (!r.str(s))
+        wire::Span conn, weights;
+        if (!r.str(conn) || !r.str(weights))
             return false;
-        char *p = (char *) MemoryContextAlloc(c->cxt, s.len + 1);
-        memcpy(p, s.data, s.len);
-        p[s.len] = '\0';
-        c->partitions[i] = p;
+        c->partitions[i] = copy_span(c->cxt, conn);
+        c->weights[i] = weights.len > 0 ? copy_span(c->cxt, weights) : nullptr;
     }
     return r.at_end();
 }
@@ -513,6 +678,7 @@ void load_entry(ClusterConfig *c, ForeignServer *server, int32 version, Oid part
     c->cxt = AllocSetContextCreate(CacheMemoryContext, "bgw_proxy cluster", ALLOCSET_SMALL_SIZES);
     PG_TRY();
     {
+        bool share = false;
         if (server) {
             load_from_server(c, server);
         } else if (load_from_shared(c, version)) {
@@ -523,11 +689,12 @@ void load_entry(ClusterConfig *c, ForeignServer *server, int32 version, Oid part
             load_from_functions(c, partitions_fn);
             SPI_finish();
             c->version = version;
-            check_partition_count(c);
-            store_shared(c);
+            share = true;
         }
         check_partition_count(c);
         check_connstrs(c);
+        if (share)
+            store_shared(c); /* only a configuration that passed its checks */
     }
     PG_CATCH();
     {
@@ -580,6 +747,9 @@ void cluster_validate_options(List *options, Oid catalog)
     int nparts = 0;
     int max = -1;
     Bitmapset *seen = nullptr;
+    Bitmapset *weighted = nullptr;
+    List *partitions = NIL;      /* the partition_N options */
+    List *weights = NIL;         /* the partition_N_weights options, checked against them at the end */
     ListCell *lc;
     foreach (lc, options) {
         DefElem *d = (DefElem *) lfirst(lc);
@@ -604,6 +774,21 @@ void cluster_validate_options(List *options, Oid catalog)
             seen = bms_add_member(seen, n);
             nparts++;
             max = Max(max, n);
+            partitions = lappend(partitions, d);
+            continue;
+        }
+        n = weights_option_number(d->defname);
+        if (n >= 0) {
+            if (catalog != ForeignServerRelationId)
+                ereport(ERROR, (errcode(ERRCODE_FDW_INVALID_OPTION_NAME),
+                                errmsg("option \"%s\" is an option of a server, not of a foreign-data wrapper",
+                                       d->defname)));
+            (void) normalised_weights("", d->defname, val);
+            if (bms_is_member(n, weighted))
+                ereport(ERROR, (errcode(ERRCODE_FDW_INVALID_OPTION_NAME),
+                                errmsg("duplicate weights for partition %d (option \"%s\")", n, d->defname)));
+            weighted = bms_add_member(weighted, n);
+            weights = lappend(weights, d);
             continue;
         }
         /* a cluster option: the same checks as at load time */
@@ -616,6 +801,18 @@ void cluster_validate_options(List *options, Oid catalog)
     if (catalog == ForeignServerRelationId && nparts > 0 && max != nparts - 1)
         ereport(ERROR, (errcode(ERRCODE_FDW_INVALID_OPTION_NAME),
                         errmsg("partition options must be numbered 0 to %d without gaps or duplicates", nparts - 1)));
+    foreach (lc, weights) {
+        DefElem *w = (DefElem *) lfirst(lc);
+        int n = weights_option_number(w->defname);
+        DefElem *partition = nullptr;
+        ListCell *pc;
+        foreach (pc, partitions)
+            if (partition_option_number(((DefElem *) lfirst(pc))->defname) == n)
+                partition = (DefElem *) lfirst(pc);
+        if (!partition)
+            no_such_partition("", w->defname, n);
+        check_weights_count("", w->defname, defGetString(w), n, defGetString(partition));
+    }
 }
 
 int cluster_partition_for_hash(const ClusterConfig *c, int64 hash)

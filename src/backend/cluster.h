@@ -17,6 +17,8 @@
  */
 #pragma once
 
+#include "shared/slot_protocol.hpp"
+
 #include "common/pg_headers.h"
 
 namespace bgw {
@@ -39,6 +41,17 @@ struct ClusterConfig {
     int query_timeout_ms;
     int connection_lifetime_s;
     int max_connections;         /* per partition and role */
+
+    /* replicas and health (README "Replicas and health"): they matter for
+     * partitions whose connection string names several hosts */
+    proto::ReadFrom read_from;   /* which nodes serve reads */
+    int64 max_replica_lag;       /* bytes a standby may lag and still serve reads; 0: off */
+    int health_check_interval_ms;/* 0: bgw_proxy.health_check_interval */
+    int health_check_timeout_ms; /* 0: bgw_proxy.health_check_timeout */
+    int health_check_retries;    /* 0: bgw_proxy.health_check_retries */
+    bool partial_results;        /* RUN ON ALL: rows of the partitions that answered */
+    char **weights;              /* per partition: its nodes' read weights, "3,1" (one per
+                                  * host, checked), or NULL: 1 each (partition_N_weights) */
 
     /* as whom, for the last role that called (see cluster_login) */
     Oid cached_role;

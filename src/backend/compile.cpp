@@ -45,6 +45,7 @@ struct FunctionInfo {
     const char **in_elem_type_names;
     bool last_is_variadic;
     bool plproxy_lang;            /* LANGUAGE plproxy (bgw_proxy_plproxy): PL/Proxy's restrictions too */
+    bool read;                    /* STABLE or IMMUTABLE (LANGUAGE bgw_proxy only) */
     bool retset, is_void;
     bool returns_record;          /* declared RECORD: columns come from the call site */
     TypeFuncClass result_class;
@@ -441,12 +442,16 @@ void gather_identity(HeapTuple tup, FunctionInfo &fi)
     const char *lang = get_language_name(proc->prolang, true);
     fi.plproxy_lang = lang && strcmp(lang, "plproxy") == 0;
 
-    /* an IMMUTABLE or STABLE function may be called at plan time, or its
-     * result reused: neither is right for a call to another server */
-    if (proc->provolatile != PROVOLATILE_VOLATILE)
+    /* A STABLE or IMMUTABLE LANGUAGE bgw_proxy function is a read: any
+     * healthy copy of a partition may serve it (README "Replicas and
+     * health"). LANGUAGE plproxy keeps PL/Proxy's rule: every function is
+     * VOLATILE, a write. */
+    fi.read = proc->provolatile != PROVOLATILE_VOLATILE;
+    if (fi.read && fi.plproxy_lang)
         ereport(ERROR, (errcode(ERRCODE_INVALID_FUNCTION_DEFINITION),
-                        errmsg("bgw_proxy function %s must be VOLATILE", fi.display_name),
-                        errhint("Remove IMMUTABLE or STABLE from its definition.")));
+                        errmsg("LANGUAGE plproxy function %s must be VOLATILE", fi.display_name),
+                        errhint("Remove IMMUTABLE or STABLE from its definition, or declare it in "
+                                "LANGUAGE bgw_proxy, where a STABLE or IMMUTABLE function is a read.")));
 }
 
 /* The input arguments, with their types as the remote query casts them.
@@ -563,6 +568,7 @@ ProxyFunction *compile(HeapTuple tup, Oid fn_oid, FunctionCallInfo fcinfo)
     pf->cxt = cxt;
     pf->name = pstrdup(fi.display_name);
     pf->plproxy_lang = fi.plproxy_lang;
+    pf->read = fi.read;
     pf->retset = fi.retset;
     pf->is_void = fi.is_void;
     pf->result_class = fi.result_class;

@@ -42,6 +42,8 @@ struct ProxyFunction {
 
     char *name;                 /* schema.name, for messages */
     bool plproxy_lang;          /* LANGUAGE plproxy: remote messages in PL/Proxy's form */
+    bool read;                  /* declared STABLE or IMMUTABLE (LANGUAGE bgw_proxy only):
+                                 * a read, which any healthy node of a partition may serve */
 
     /* where: CONNECT, or CLUSTER + RUN ON (+ SPLIT) */
     LocalExpr connect;

@@ -5,6 +5,7 @@
 #include "backend/cluster.h"
 #include "backend/cluster_gate.h"
 #include "common/guc.h"
+#include "shared/node_table.h"
 
 #include "common/pg_headers.h"
 
@@ -99,6 +100,28 @@ void eval_query(LocalExpr *x, const CallArgs &a, int e, F on_value)
     SPI_finish();
 }
 
+/* RUN ON ANY: a random partition, among those with a node up when some
+ * have every node down (node_table.h; single-host partitions are never
+ * down). Drawing once and, if that partition is down, again among the
+ * others that are not keeps the choice uniform over the live ones, and
+ * costs one look at the node table when nothing is down. If every
+ * partition is down, the first draw stands and the call fails there. */
+int any_partition(ClusterConfig *c)
+{
+    int p = int(pg_prng_uint64_range(&pg_global_prng_state, 0, uint64(c->nparts - 1)));
+    if (!node_partition_down(MyDatabaseId, c->name, p))
+        return p;
+    int *live = (int *) palloc(sizeof(int) * c->nparts);
+    int nlive = 0;
+    for (int q = 0; q < c->nparts; q++)
+        if (q != p && !node_partition_down(MyDatabaseId, c->name, q))
+            live[nlive++] = q;
+    if (nlive > 0)
+        p = live[pg_prng_uint64_range(&pg_global_prng_state, 0, uint64(nlive - 1))];
+    pfree(live);
+    return p;
+}
+
 /* Tag the partitions one routing decision (for element e, or the whole
  * call when e < 0) selects; add(part) is called for each. */
 template <typename F>
@@ -116,7 +139,7 @@ void route_one(ProxyFunction *pf, ClusterConfig *c, const CallArgs &a, int e, F 
             add(p);
         break;
     case EXPR_ANY:
-        add(int(pg_prng_uint64_range(&pg_global_prng_state, 0, uint64(c->nparts - 1))));
+        add(any_partition(c));
         break;
     case EXPR_NUMBER:
         if (run->number >= c->nparts)
@@ -360,6 +383,7 @@ void route_cluster(ProxyFunction *pf, const CallArgs &a, CallRequest *req)
         targets[t].user = login.user ? login.user : (c->has_user[p] ? nullptr : login.role);
         targets[t].password = login.password;
         targets[t].require_password = login.require_password;
+        targets[t].weights = c->weights[p];
         targets[t].nparams = pf->nparams;
         targets[t].values = (const char **) palloc0(sizeof(char *) * (pf->nparams + 1));
         for (int k = 0; k < pf->nparams; k++)
@@ -376,6 +400,15 @@ void route_cluster(ProxyFunction *pf, const CallArgs &a, CallRequest *req)
     req->query_timeout_ms = c->query_timeout_ms ? c->query_timeout_ms : guc_query_timeout_ms;
     req->max_connections = c->max_connections;
     req->connection_lifetime_s = c->connection_lifetime_s;
+    req->read_from = c->read_from;
+    req->max_replica_lag = c->max_replica_lag;
+    req->health_check_interval_ms = c->health_check_interval_ms ? c->health_check_interval_ms
+                                                                : guc_health_check_interval_ms;
+    req->health_check_timeout_ms = c->health_check_timeout_ms ? c->health_check_timeout_ms
+                                                              : guc_health_check_timeout_ms;
+    req->health_check_retries = c->health_check_retries ? c->health_check_retries : guc_health_check_retries;
+    /* a failed partition can only be left out of a call that asked for all */
+    req->partial_results = c->partial_results && pf->run.kind == EXPR_ALL;
 }
 
 } // namespace
@@ -385,6 +418,7 @@ void route_call(ProxyFunction *pf, FunctionCallInfo fcinfo, CallRequest *req)
     memset(req, 0, sizeof(*req));
     req->function_name = pf->name;
     req->plproxy_messages = pf->plproxy_lang;
+    req->read = pf->read; /* CONNECT calls carry it too: it only matters for multi-host partitions */
     req->nargs = pf->nargs;
     req->query = pf->query;
 

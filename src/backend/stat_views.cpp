@@ -9,6 +9,7 @@
  * under the entry's spinlock.
  */
 #include "shared/shmem.h"
+#include "shared/node_table.h"
 #include "shared/pool_stats.h"
 #include "shared/submit_queue.hpp"
 #include "backend/cluster_gate.h"
@@ -401,12 +402,13 @@ void reset_entries(const char *cluster, Oid dbid)
 
 } // namespace
 
-/* Everything: every pool's counters and the queue's. */
+/* Everything: every pool's counters, every node's and the queue's. */
 Datum bgw_proxy_stat_reset_1_1(PG_FUNCTION_ARGS)
 {
     require_preloaded();
     ProxyShared *sh = proxy_shared;
     reset_entries(nullptr, InvalidOid);
+    node_table_reset_counters();
     pg_atomic_write_u64(&sh->submitted_base, pg_atomic_read_u64(&sh->submitted));
     pg_atomic_write_u64(&sh->completed_base, pg_atomic_read_u64(&sh->completed));
     pg_atomic_write_u64(&sh->queue_full_waits, 0);
@@ -416,12 +418,21 @@ Datum bgw_proxy_stat_reset_1_1(PG_FUNCTION_ARGS)
     PG_RETURN_VOID();
 }
 
-/* The pools of one cluster of the current database. */
+/* The pools and nodes of one cluster of the current database. */
 Datum bgw_proxy_stat_reset_cluster_1_1(PG_FUNCTION_ARGS)
 {
     require_preloaded();
     char *cluster = text_to_cstring(PG_GETARG_TEXT_PP(0));
     reset_entries(cluster, MyDatabaseId);
+    for (int i = 0; i < node_table_capacity(); i++) {
+        NodeEntry *e = node_entry(i);
+        if (pg_atomic_read_u32(&e->used) == 0)
+            continue;
+        pg_read_barrier(); /* the identity was written before used (node_table.h) */
+        if (e->dbid == MyDatabaseId && strncmp(e->cluster, cluster, NAMEDATALEN) == 0)
+            for (pg_atomic_uint64 *c : {&e->calls, &e->errors, &e->retries})
+                pg_atomic_write_u64(c, 0);
+    }
     PG_RETURN_VOID();
 }
 
@@ -464,5 +475,132 @@ Datum pg_stat_bgw_proxy_clusters_1_2(PG_FUNCTION_ARGS)
         values[6] = Int32GetDatum(gate_calls_running(p.cluster_hash, p.partition));
         tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
     }
+    return (Datum) 0;
+}
+
+extern "C" {
+PG_FUNCTION_INFO_V1(pg_stat_bgw_proxy_nodes_1_3);
+}
+
+namespace {
+
+/* One node as copied out of the node table (node_table.h). */
+struct NodeCopy {
+    Oid dbid;
+    int32 partition, node;
+    char cluster[NAMEDATALEN];
+    char host[kNodeHostLen];
+    char port[16];
+    uint32 state, role, weight;
+    uint64 lag, calls, errors, retries;
+    TimestampTz last_check, last_failure; /* 0: never */
+    bool last_check_ok;
+    char last_check_result[kNodeText];
+    char last_failure_text[kNodeText];
+};
+
+/* The identity is fixed once `used` is set: read without a lock; the
+ * check history under the entry's spinlock; the rest are atomics. */
+void copy_node(NodeEntry *e, NodeCopy &c)
+{
+    c.dbid = e->dbid;
+    c.partition = e->partition;
+    c.node = e->node;
+    memcpy(c.cluster, e->cluster, sizeof(c.cluster));
+    memcpy(c.host, e->host, sizeof(c.host));
+    memcpy(c.port, e->port, sizeof(c.port));
+    c.state = pg_atomic_read_u32(&e->state);
+    c.role = pg_atomic_read_u32(&e->role);
+    c.weight = pg_atomic_read_u32(&e->weight);
+    c.lag = pg_atomic_read_u64(&e->lag);
+    c.calls = pg_atomic_read_u64(&e->calls);
+    c.errors = pg_atomic_read_u64(&e->errors);
+    c.retries = pg_atomic_read_u64(&e->retries);
+    SpinLockAcquire(&e->mutex);
+    c.last_check = e->last_check;
+    c.last_check_ok = e->last_check_ok;
+    memcpy(c.last_check_result, e->last_check_result, sizeof(c.last_check_result));
+    c.last_failure = e->last_failure;
+    memcpy(c.last_failure_text, e->last_failure_text, sizeof(c.last_failure_text));
+    SpinLockRelease(&e->mutex);
+    c.cluster[NAMEDATALEN - 1] = c.host[kNodeHostLen - 1] = c.port[sizeof(c.port) - 1] = '\0';
+    c.last_check_result[kNodeText - 1] = c.last_failure_text[kNodeText - 1] = '\0';
+}
+
+/* By database, cluster, partition, then the node's place among the hosts. */
+int compare_node(const void *a, const void *b)
+{
+    auto *x = static_cast<const NodeCopy *>(a);
+    auto *y = static_cast<const NodeCopy *>(b);
+    if (x->dbid != y->dbid)
+        return x->dbid < y->dbid ? -1 : 1;
+    if (int c = strcmp(x->cluster, y->cluster))
+        return c;
+    if (x->partition != y->partition)
+        return x->partition < y->partition ? -1 : 1;
+    return x->node < y->node ? -1 : x->node > y->node ? 1 : 0;
+}
+
+/* host:port, [host]:port for an IPv6 address; the host alone without a port */
+char *node_name(const NodeCopy &c)
+{
+    if (!c.port[0])
+        return pstrdup(c.host);
+    return psprintf(strchr(c.host, ':') ? "[%s]:%s" : "%s:%s", c.host, c.port);
+}
+
+} // namespace
+
+/* pg_stat_bgw_proxy_nodes: one row per node in the table, of every
+ * database, as pg_stat_bgw_proxy shows every database's pools. Where a node
+ * is (host and port), and the texts of its last check and failure, which
+ * libpq writes with the host in them, only for superusers and members of
+ * pg_read_all_stats. The table keeps no encoding: text that is not valid
+ * here shows its non-ASCII bytes as '?'. */
+Datum pg_stat_bgw_proxy_nodes_1_3(PG_FUNCTION_ARGS)
+{
+    constexpr int kCols = 16;
+    auto *rsinfo = begin_rows(fcinfo, kCols);
+    bool see_where = has_privs_of_role(GetUserId(), ROLE_PG_READ_ALL_STATS);
+    int encoding = GetDatabaseEncoding();
+    int cap = node_table_capacity();
+    auto *copies = (NodeCopy *) palloc(sizeof(NodeCopy) * (cap + 1));
+    int n = 0;
+    for (int i = 0; i < cap; i++) {
+        NodeEntry *e = node_entry(i);
+        if (pg_atomic_read_u32(&e->used) == 0)
+            continue;
+        pg_read_barrier(); /* the identity was written before used */
+        copy_node(e, copies[n++]);
+    }
+    qsort(copies, size_t(n), sizeof(NodeCopy), compare_node);
+    for (int i = 0; i < n; i++) {
+        const NodeCopy &c = copies[i];
+        Datum values[kCols];
+        bool nulls[kCols] = {false};
+        values[0] = ObjectIdGetDatum(c.dbid);
+        values[1] = shared_text(c.cluster, encoding);
+        values[2] = Int32GetDatum(c.partition);
+        nulls[3] = !see_where;
+        values[3] = see_where ? shared_text(node_name(c), encoding) : (Datum) 0;
+        values[4] = CStringGetTextDatum(node_role_name(c.role));
+        values[5] = CStringGetTextDatum(node_state_name(c.state));
+        values[6] = Int32GetDatum(int32(Min(c.weight, uint32(PG_INT32_MAX))));
+        values[7] = Int64GetDatum(int64(Min(c.lag, uint64(PG_INT64_MAX))));
+        nulls[8] = nulls[9] = c.last_check == 0;
+        values[8] = TimestampTzGetDatum(c.last_check);
+        values[9] = BoolGetDatum(c.last_check_ok);
+        nulls[10] = c.last_check == 0 || !see_where;
+        values[10] = nulls[10] ? (Datum) 0 : shared_text(c.last_check_result, encoding);
+        nulls[11] = c.last_failure == 0;
+        values[11] = TimestampTzGetDatum(c.last_failure);
+        nulls[12] = c.last_failure == 0 || !see_where;
+        values[12] = nulls[12] ? (Datum) 0 : shared_text(c.last_failure_text, encoding);
+        values[13] = Int64GetDatum(int64(c.calls));
+        values[14] = Int64GetDatum(int64(c.errors));
+        values[15] = Int64GetDatum(int64(c.retries));
+        tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+    }
+    pfree(copies);
     return (Datum) 0;
 }

@@ -3,6 +3,7 @@
  */
 #include "common/conninfo.hpp"
 
+#include <algorithm>
 #include <cctype>
 #include <cstring>
 
@@ -90,6 +91,25 @@ bool conninfo_copy(const char *connstr, const char *keyword, char *out, size_t o
     return found;
 }
 
+int conninfo_host_count(const char *connstr)
+{
+    int hosts = 0, hostaddrs = 0;
+    auto entries = [](const char *v) {
+        int n = 1;
+        for (const char *p = v; *p; p++)
+            n += *p == ',';
+        return n;
+    };
+    if (!conninfo_each(connstr, [&](const ConninfoOption &o) {
+            if (strcmp(o.keyword, "host") == 0 && o.val[0])
+                hosts = entries(o.val);
+            else if (strcmp(o.keyword, "hostaddr") == 0 && o.val[0])
+                hostaddrs = entries(o.val);
+        }))
+        return 0;
+    return hosts ? hosts : hostaddrs ? hostaddrs : 1;
+}
+
 std::string conninfo_masked(const std::string &connstr, const std::string &user)
 {
     /* the callback must not throw: a failed append only shortens the text */
@@ -110,6 +130,77 @@ std::string conninfo_masked(const std::string &connstr, const std::string &user)
         return "(invalid connection string)";
     if (!user.empty())
         out += (out.empty() ? "user=" : " user=") + conninfo_value(user.c_str());
+    return out;
+}
+
+} // namespace bgw
+
+namespace bgw {
+
+namespace {
+
+std::vector<std::string> split_list(const char *v)
+{
+    std::vector<std::string> out;
+    std::string cur;
+    for (const char *p = v; *p; p++) {
+        if (*p == ',') {
+            out.push_back(cur);
+            cur.clear();
+        } else {
+            cur += *p;
+        }
+    }
+    out.push_back(cur);
+    return out;
+}
+
+} // namespace
+
+std::vector<ConninfoHost> conninfo_split_hosts(const std::string &connstr)
+{
+    std::vector<std::string> hosts, addrs, ports;
+    std::vector<std::pair<std::string, std::string>> rest;
+    bool failed = false;
+    bool ok = conninfo_each(connstr.c_str(), [&](const ConninfoOption &o) noexcept {
+        try {
+            if (strcmp(o.keyword, "host") == 0)
+                hosts = split_list(o.val);
+            else if (strcmp(o.keyword, "hostaddr") == 0)
+                addrs = split_list(o.val);
+            else if (strcmp(o.keyword, "port") == 0)
+                ports = split_list(o.val);
+            else if (strcmp(o.keyword, "target_session_attrs") != 0 && strcmp(o.keyword, "load_balance_hosts") != 0)
+                rest.emplace_back(o.keyword, o.val);
+        } catch (...) {
+            failed = true;
+        }
+    });
+    if (!ok || failed)
+        return {};
+    size_t n = std::max<size_t>({hosts.size(), addrs.size(), size_t(1)});
+    if ((!hosts.empty() && hosts.size() != n) || (!addrs.empty() && addrs.size() != n) ||
+        (ports.size() > 1 && ports.size() != n))
+        return {};
+    std::vector<ConninfoHost> out(n);
+    for (size_t i = 0; i < n; i++) {
+        ConninfoHost &h = out[i];
+        if (!hosts.empty())
+            h.host = hosts[i];
+        if (!addrs.empty())
+            h.hostaddr = addrs[i];
+        if (!ports.empty())
+            h.port = ports.size() == 1 ? ports[0] : ports[i];
+        std::string &c = h.connstr;
+        for (const auto &[k, v] : rest) {
+            c += c.empty() ? "" : " ";
+            c += k + "=" + conninfo_value(v.c_str());
+        }
+        for (const auto &[k, v] : {std::pair<const char *, const std::string &>{"host", h.host},
+                                   {"hostaddr", h.hostaddr}, {"port", h.port}})
+            if (!v.empty())
+                c += std::string(c.empty() ? "" : " ") + k + "=" + conninfo_value(v.c_str());
+    }
     return out;
 }
 

@@ -16,6 +16,7 @@
 
 #include <cstddef>
 #include <string>
+#include <vector>
 
 namespace bgw {
 
@@ -50,10 +51,30 @@ bool conninfo_has(const char *connstr, const char *keyword);
  * if the string does not parse or has no such value. */
 bool conninfo_copy(const char *connstr, const char *keyword, char *out, size_t outlen);
 
+/* The number of hosts (nodes) the string names in libpq's multi-host form:
+ * the comma-separated entries of `host` (`host=a,b`, or a URI
+ * `postgresql://a:1,b:2/db`), else of `hostaddr`; 1 when it names neither
+ * (libpq's default host). 0 if the string does not parse. */
+int conninfo_host_count(const char *connstr);
+
 /* The connection string for the views, as keyword=value pairs (URIs too)
  * that libpq reads back as the same options: every secret option masked,
  * and `user`, when not empty, last in place of the string's own.
  * "(invalid connection string)" if it does not parse. */
 std::string conninfo_masked(const std::string &connstr, const std::string &user);
+
+/* One host of a connection string in libpq's multi-host form
+ * (host=a,b port=1,2 or postgresql://a:1,b:2/db): its host, hostaddr and
+ * port (each possibly empty), and a connection string naming that host
+ * alone, with every other option as it was (but target_session_attrs and
+ * load_balance_hosts, which choose among hosts: bgw_proxy chooses). */
+struct ConninfoHost {
+    std::string host, hostaddr, port, connstr;
+};
+
+/* The hosts of a connection string, in order: one entry when it names one
+ * host (or none), none when it does not parse or its lists do not match
+ * (libpq then says why when it connects). For the worker's C++ code. */
+std::vector<ConninfoHost> conninfo_split_hosts(const std::string &connstr);
 
 } // namespace bgw

@@ -118,6 +118,10 @@ struct JobSpec {
     std::vector<bool> param_null;
 };
 
+/* Keys made of another: the other, this, more (a node of a multi-host
+ * partition, worker/node_router.h). */
+constexpr char kKeyPartSeparator = '\x1e';
+
 class Connection;
 class CancelSender;
 struct KeyPool;    /* one key's connections and queue (connection.hpp) */
@@ -270,7 +274,8 @@ public:
 
     /* Retire connections: idle ones are closed now, the others as soon as
      * their statement ends (they serve no new job). By key: the
-     * configuration behind it changed. By database: DROP DATABASE of that
+     * configuration behind it changed; also every key made of it, the key
+     * followed by kKeyPartSeparator and more. By database: DROP DATABASE of that
      * name is waiting for the sessions connected to it to leave. */
     void retire_key(const std::string &key);
     void retire_database(const std::string &dbname);

@@ -515,7 +515,15 @@ void Pool::retire_if(const std::function<bool(const Connection &)> &which, const
 
 void Pool::retire_key(const std::string &key)
 {
-    retire_if([&](const Connection &c) { return c.key() == key; }, "configuration changed");
+    /* a multi-host partition's nodes have keys of their own: the
+     * partition's key, kKeyPartSeparator, the node (worker/node_router.h) */
+    retire_if(
+        [&](const Connection &c) {
+            const std::string &k = c.key();
+            return k == key || (k.size() > key.size() && k.compare(0, key.size(), key) == 0 &&
+                                k[key.size()] == kKeyPartSeparator);
+        },
+        "configuration changed");
 }
 
 void Pool::retire_database(const std::string &dbname)

@@ -146,6 +146,7 @@ void Task::on_describe(const PGresult *res) noexcept
         proto::encode_describe(b, index, uint16_t(n), cols.data());
         tally.binary = n > 0 && PQfformat(res, 0) == 1;
         call->post(std::move(b));
+        described = true;
     });
 }
 
@@ -206,8 +207,10 @@ void Task::on_notice(const PGresult *notice) noexcept
 void Task::on_error(const PGresult *res, const char *sqlstate, const std::string &message,
                     const std::string &detail) noexcept
 {
-    finished = true;
     job = nullptr;
+    if (route && call->router->failed(*route, described, res, sqlstate, message, detail))
+        return; /* placed again on another node by step_call */
+    finished = true;
     guarded(proto::FaultPoint::Error, [&] {
         std::string b, trimmed;
         proto::encode_error(b, proto::Kind::Error, index, error_fields(res, sqlstate, message, detail, trimmed));

@@ -16,6 +16,7 @@
 
 #include "pool/conn_pool.hpp"
 #include "shared/slot_protocol.hpp"
+#include "worker/node_router.h"
 #include "worker/pool_stats_worker.h"
 
 #include "common/pg_headers.h"
@@ -31,6 +32,11 @@ struct Task final : QuerySink {
     Job *job = nullptr;              /* the pool's job while it runs; cleared when it ends */
     bool finished = false;
     JobTally tally;                  /* for pg_stat_bgw_proxy */
+    /* a multi-host partition's: which node, the retry (node_router.h). A
+     * target with a route, not finished and without a job is to be placed
+     * on a node (step_call) */
+    std::unique_ptr<NodeRoute> route;
+    bool described = false;          /* its first result has been posted */
 
     /* The pool calls these inside its own bookkeeping: nothing is thrown
      * out of them. A failure (out of memory) breaks the call instead
@@ -57,6 +63,7 @@ inline constexpr char kOutOfMemory[] = "out of memory"; /* one address in every 
 struct Call {
     int slot = -1;
     StatBook *stats = nullptr;       /* the worker's */
+    NodeRouter *router = nullptr;    /* the worker's */
     MemoryContext cxt = nullptr;     /* the ring handles live here */
     shm_mq_handle *request = nullptr;
     shm_mq_handle *response = nullptr;

@@ -87,7 +87,7 @@ void serve_interrupts()
 long wait_timeout_ms()
 {
     long timeout = 1000;
-    Clock::time_point deadline = self->pool.next_deadline();
+    Clock::time_point deadline = std::min(self->pool.next_deadline(), self->router.next_deadline());
     Clock::time_point now = Clock::now();
     if (deadline <= now)
         return 0;
@@ -168,6 +168,7 @@ void run_loop()
             pick_up(t);
             gauges_touched();
         }
+        self->router.on_timer(Clock::now());
         step_all_calls();
         self->pool.on_timer(Clock::now());
         step_all_calls();

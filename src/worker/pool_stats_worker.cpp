@@ -13,6 +13,8 @@
 
 #include "common/conninfo.hpp"
 #include "worker/pool_stats_worker.h"
+
+#include <map>
 #include "shared/shmem.h"
 #include "shared/pool_stats.h"
 
@@ -296,7 +298,7 @@ void StatBook::publish(const Pool &pool)
     Clock::time_point now_steady = Clock::now();
     TimestampTz now = 0;
     std::vector<int> nonzero;
-    pool.for_each_key([&](const std::string &key, const KeyCounts &k) {
+    auto publish_key = [&](const std::string &key, const KeyCounts &k) {
         auto it = by_key_.find(key);
         if (it == by_key_.end())
             return;
@@ -309,7 +311,27 @@ void StatBook::publish(const Pool &pool)
                 nonzero.push_back(i);
             }
         }
+    };
+    /* the nodes of a multi-host partition (keys made of the partition's,
+     * conn_pool.hpp) count as the partition's pool */
+    std::map<std::string, KeyCounts> partitions;
+    pool.for_each_key([&](const std::string &key, const KeyCounts &k) {
+        size_t sep = key.find(kKeyPartSeparator);
+        if (sep == std::string::npos) {
+            publish_key(key, k);
+            return;
+        }
+        KeyCounts &sum = partitions[key.substr(0, sep)];
+        sum.open += k.open;
+        sum.idle += k.idle;
+        sum.active += k.active;
+        sum.connecting += k.connecting;
+        sum.cancelling += k.cancelling;
+        sum.waiting += k.waiting;
+        sum.oldest_wait = std::min(sum.oldest_wait, k.oldest_wait);
     });
+    for (const auto &[key, k] : partitions)
+        publish_key(key, k);
     /* pools that are gone since the last round: their gauges go to zero */
     for (int i : nonzero_) {
         Local &l = local_[size_t(i)];

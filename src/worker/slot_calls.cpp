@@ -110,6 +110,20 @@ JobSpec job_spec(const proto::Request &q, const proto::RequestTarget &tg, Oid ro
     return spec;
 }
 
+/* A target of a multi-host partition that has no job yet: its job goes to
+ * a node, or it waits for the nodes' first checks, or it fails. */
+void place_on_node(Task &t)
+{
+    JobSpec spec;
+    NoNode why;
+    if (self->router.place(*t.route, &spec, &why)) {
+        self->pool.submit(std::move(spec), &t, &t.job);
+        return;
+    }
+    if (why.sqlstate[0])
+        t.on_error(nullptr, why.sqlstate, why.message, why.detail);
+}
+
 /* The request has arrived: one task and one job per target. */
 void start_call(Call &c, const char *data, Size len)
 {
@@ -145,10 +159,17 @@ void start_call(Call &c, const char *data, Size len)
         t->tally.stat_ref = specs[i].stat_ref;
         t->tally.started = Clock::now();
     }
+    /* a multi-host partition's target runs on one of its nodes */
+    for (uint32 i = 0; i < q.ntargets; i++)
+        c.tasks[i]->route = self->router.route_for(s->dbid, cluster, q.targets[i].partition, specs[i], q,
+                                                   q.targets[i]);
     /* tasks are all in place before any job can report to them */
     for (uint32 i = 0; i < q.ntargets; i++) {
         Task *t = c.tasks[i].get();
-        self->pool.submit(std::move(specs[i]), t, &t->job);
+        if (t->route)
+            place_on_node(*t); /* now, or on a later turn */
+        else
+            self->pool.submit(std::move(specs[i]), t, &t->job);
     }
 }
 
@@ -248,8 +269,12 @@ bool step_call(Call &c)
             if (t->job)
                 self->pool.resume(t->job);
 
-    if (c.phase == Phase::Running)
+    if (c.phase == Phase::Running) {
+        for (auto &t : c.tasks)
+            if (t->route && !t->finished && !t->job)
+                place_on_node(*t);
         finish_if_all_done(c);
+    }
     if (c.phase == Phase::Finishing && c.outbox.empty() && !c.abandoned) {
         release_slot(c);
         return true;
@@ -285,6 +310,7 @@ void pick_up(Ticket t)
     auto call = std::make_unique<Call>();
     call->slot = int(t.slot);
     call->stats = &self->stats;
+    call->router = &self->router;
     bool plain = s->request_len > 0;
     pg_call([&] {
         call->cxt = AllocSetContextCreate(TopMemoryContext, "bgw_proxy call", ALLOCSET_SMALL_SIZES);

@@ -18,6 +18,7 @@
 #include "worker/socket_set.h"
 #include "worker/pool_stats_worker.h"
 #include "worker/call_task.h"
+#include "worker/node_router.h"
 #include "shared/shmem.h"
 
 namespace bgw {
@@ -42,6 +43,7 @@ struct Worker {
     std::unordered_map<std::string, ConfigSeen> last_config;
     uint64 drop_epoch = 0;           /* ProxyShared.drop_epoch last acted on */
     uint64 command_epoch = 0;        /* ProxyShared.command_epoch last carried out */
+    NodeRouter router;               /* nodes of multi-host partitions, their checks */
     SocketSet sockets;               /* the pooled sockets, kept by the pool (event_loop.cpp) */
     std::vector<std::tuple<int, int, uint64_t>> wes_sockets; /* without epoll: what the wait set was built for */
 };

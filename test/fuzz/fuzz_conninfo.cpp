@@ -109,6 +109,35 @@ void check_masked(const std::string &connstr, const std::string &user, bool pars
     require(shown == expected);
 }
 
+/* Each host's string parses, names that host alone (no list), and keeps
+ * every other option but the two that choose among hosts. */
+void check_split(const std::string &connstr, bool parses, const Options &options)
+{
+    std::vector<ConninfoHost> hosts = conninfo_split_hosts(connstr);
+    if (!parses) {
+        require(hosts.empty());
+        return;
+    }
+    for (const ConninfoHost &h : hosts) {
+        Options got;
+        require(walk(h.connstr, got));
+        for (const char *k : {"host", "hostaddr", "port"}) {
+            const std::string &mine = std::string(k) == "host" ? h.host : std::string(k) == "port" ? h.port : h.hostaddr;
+            require(mine.find(',') == std::string::npos);
+            require(got.count(k) ? got.at(k).text == mine : mine.empty());
+        }
+        for (const auto &kv : options) {
+            const std::string &k = kv.first;
+            if (k == "host" || k == "hostaddr" || k == "port")
+                continue;
+            if (k == "target_session_attrs" || k == "load_balance_hosts")
+                require(!got.count(k));
+            else
+                require(got.count(k) && got.at(k).text == kv.second.text);
+        }
+    }
+}
+
 } // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -127,5 +156,6 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     else
         require(!conninfo_has(connstr.c_str(), "host"));
     check_masked(connstr, user, parses, options);
+    check_split(connstr, parses, options);
     return 0;
 }
