@@ -36,7 +36,8 @@
 #                  retried on P: the call succeeds, its attempt is in both
 #                  logs, S's retries = 1. A write on the armed P fails, its
 #                  attempt is in P's log once and nowhere else, the
-#                  sequence moved by one, and no node counts a retry.
+#                  sequence moved by one, the caller got 08006, and no node
+#                  counts a retry.
 #  f  RUN ON ANY   partition 0 {P,C}, partition 1 {dead,dead}: once both
 #                  dead nodes are 'down' (calls to partition 1 fail with
 #                  08001), 200 RUN ON ANY reads all succeed, on P or C.
@@ -50,9 +51,11 @@
 #  c  refused and hung  a new cluster {P,C} while C is stopped: C 'down'
 #                  (reason: refused), every call meanwhile succeeded; C
 #                  restarted: 'up' again (also in b's cluster), reads reach
-#                  it. Then every process of C (its postmaster and its
-#                  children, by pid) is SIGSTOPped: C is 'down' within the
-#                  documented bound (retries x (interval + timeout), plus
+#                  it. Then C's postmaster alone (it accepts no connection;
+#                  the sessions it has still answer), and afterwards every
+#                  process of C (postmaster and children, by pid), is
+#                  SIGSTOPped: each time C is 'down' within the documented
+#                  bound (retries x (interval + timeout) + interval, with
 #                  slack for a busy machine), reads meanwhile all succeed on
 #                  P; after SIGCONT C is 'up' and gets reads again.
 #  d  promotion    {P,S}: a write lands on P; P stopped: P 'down', a write
@@ -543,7 +546,8 @@ scenario('h: a read that lost its node is retried, a write never');
 	$off_s = -s $standby->logfile;
 	my ($rc, $out, $err) = run_sql($proxy, 'tap_hw', ["SELECT flaky_write('w1')"]);
 	isnt($rc, 0, 'hw: the write whose session was terminated failed');
-	like($err, qr/^ERROR:  /m, 'hw: the caller got an error') or diag("stdout: $out");
+	like($err, qr/^ERROR:  08006: /m, 'hw: the caller got an error: 08006, connection lost')
+	  or diag("stdout: $out");
 	note("hw: the error: $err");
 	is($primary->safe_psql('postgres', 'SELECT last_value FROM attempts'),
 		$seq0 + 1, 'hw: the remote function ran once (the sequence moved by 1)');
@@ -664,37 +668,47 @@ scenario('c: a refused node and a hung node, down and back up');
 	note('c: reads per port: ' . count_str($c));
 	cmp_ok($c->{$pC} // 0, '>', 0, 'c: reads reach C again');
 
-	# hang every process of C: the postmaster first (no new children), then
-	# its children
-	my $pm = (split /\n/, slurp_file($copy->data_dir . '/postmaster.pid'))[0];
-	kill 'STOP', $pm or die "SIGSTOP $pm: $!";
-	@stopped = ($pm);
-	for my $stat (glob('/proc/[0-9]*/stat'))
-	{
-		open my $fh, '<', $stat or next;
-		my $line = <$fh>;
-		close $fh;
-		next unless defined $line && $line =~ /^(\d+) \(.*\) \S (\d+) /s;
-		next unless $2 == $pm;
-		kill 'STOP', $1 and push @stopped, $1;
-	}
-	note('c: SIGSTOP to C: postmaster ' . $pm . ', children ' . join(' ', @stopped[ 1 .. $#stopped ]));
+	# hang C, twice: its postmaster only (it accepts no connection, while
+	# the sessions it already has still answer), then every process of it
+	# (the postmaster first, so it starts no new child, then its children)
 	my $bound = $hc_retries * ($hc_interval + $hc_timeout) + $hc_interval;
-	my $secs = wait_node('c', $pC, 'state', 'down', "c: hung C 'down'");
-	cmp_ok($secs, '<', 2 * $bound + 5,
-		sprintf('c: within the documented bound (%.1fs; %d x (interval + timeout) + interval = %.1fs, '
-			  . 'allowed twice that + 5s on a busy machine)', $secs, $hc_retries, $bound));
-	($rc, $c, $err) = reads('who_c', 100);
-	is($rc, 0, 'c: 100 reads succeeded while C hangs') or diag($err);
-	is(count_str($c), "$pP: 100", 'c: all on P');
+	for my $all (0, 1)
+	{
+		my $what = $all ? 'C hung (every process)' : 'C hung (its postmaster)';
+		my $pm = (split /\n/, slurp_file($copy->data_dir . '/postmaster.pid'))[0];
+		kill 'STOP', $pm or die "SIGSTOP $pm: $!";
+		@stopped = ($pm);
+		if ($all)
+		{
+			for my $stat (glob('/proc/[0-9]*/stat'))
+			{
+				open my $fh, '<', $stat or next;
+				my $line = <$fh>;
+				close $fh;
+				next unless defined $line && $line =~ /^(\d+) \(.*\) \S (\d+) /s;
+				next unless $2 == $pm;
+				kill 'STOP', $1 and push @stopped, $1;
+			}
+		}
+		note("c: SIGSTOP to C's processes @stopped (postmaster $pm)");
+		my $secs = wait_node('c', $pC, 'state', 'down', "c: $what: 'down'");
+		cmp_ok($secs, '<', 2 * $bound + 5,
+			sprintf(
+				'c: %s: down within the documented bound (%.1fs; %d x (interval + timeout) '
+				  . '+ interval = %.1fs, allowed twice that + 5s on a busy machine)',
+				$what, $secs, $hc_retries, $bound));
+		($rc, $c, $err) = reads('who_c', 100);
+		is($rc, 0, "c: $what: 100 reads succeeded meanwhile") or diag($err);
+		is(count_str($c), "$pP: 100", "c: $what: all on P");
 
-	kill 'CONT', reverse @stopped;
-	@stopped = ();
-	wait_node('c', $pC, 'state', 'up', "c: C continued: 'up' again");
-	($rc, $c, $err) = reads('who_c', 100);
-	is($rc, 0, 'c: 100 reads succeeded') or diag($err);
-	note('c: reads per port: ' . count_str($c));
-	cmp_ok($c->{$pC} // 0, '>', 0, 'c: reads reach C again');
+		kill 'CONT', reverse @stopped;
+		@stopped = ();
+		wait_node('c', $pC, 'state', 'up', "c: $what, continued: 'up' again");
+		($rc, $c, $err) = reads('who_c', 100);
+		is($rc, 0, "c: $what, continued: 100 reads succeeded") or diag($err);
+		note('c: reads per port: ' . count_str($c));
+		cmp_ok($c->{$pC} // 0, '>', 0, "c: $what, continued: reads reach C again");
+	}
 }
 
 # ------------------------------------------------------- d. promotion
