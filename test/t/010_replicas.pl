@@ -6,7 +6,7 @@
 #
 # Instances, all listening on 127.0.0.1:
 #   proxy    shared_preload_libraries = 'bgw_proxy', 2 workers, health checks
-#            every 300 ms with a 1 s timeout (3 failed checks in a row: down)
+#            every 300 ms with a 2 s timeout (3 failed checks in a row: down)
 #   primary  "P": the remote schema below
 #   standby  "S": streaming standby of P, made by pg_basebackup
 #   copy     "C": a stand-alone instance with the same schema (so it is a
@@ -82,7 +82,7 @@ my $t_start = time();
 
 # health checks (the proxy's GUCs)
 my $hc_interval = 0.3;
-my $hc_timeout  = 1;
+my $hc_timeout  = 2;     # a slow connect on a busy machine is not a dead node
 my $hc_retries  = 3;
 
 my $crash_re =
