@@ -45,12 +45,28 @@ TEST(host_count_forms)
     CHECK_EQ(conninfo_host_count(""), 1);
     CHECK_EQ(conninfo_host_count("host=a dbname=x"), 1);
     CHECK_EQ(conninfo_host_count("host=a,b port=1,2"), 2);
+    CHECK_EQ(conninfo_host_count("host=a,b port=5432"), 2);
     CHECK_EQ(conninfo_host_count("host=a,,b"), 3);
     CHECK_EQ(conninfo_host_count("hostaddr=127.0.0.1,127.0.0.2"), 2);
-    /* host wins over hostaddr (libpq needs the same count of both) */
-    CHECK_EQ(conninfo_host_count("host=a,b,c hostaddr=127.0.0.1"), 3);
+    CHECK_EQ(conninfo_host_count("host=a,b hostaddr=127.0.0.1,127.0.0.2"), 2);
     CHECK_EQ(conninfo_host_count("postgresql://a:1,b:2,c:3/db"), 3);
     CHECK_EQ(conninfo_host_count("postgresql:///db"), 1);
     CHECK_EQ(conninfo_host_count("postgresql://a/db?host=b,c"), 2);
+    /* lists of other lengths (libpq refuses them when it connects) */
+    CHECK_EQ(conninfo_host_count("host=a,b,c hostaddr=127.0.0.1"), 0);
+    CHECK_EQ(conninfo_host_count("host=a,b,c port=1,2"), 0);
     CHECK_EQ(conninfo_host_count("host='a"), 0); /* does not parse */
+}
+
+/* The backend checks the weights with conninfo_host_count; the worker
+ * makes the nodes with conninfo_split_hosts: they must count alike. */
+TEST(host_count_matches_split_hosts)
+{
+    for (const char *s : {"dbname=x", "", "host=a", "host=", "host=a,b port=1,2", "host=a,b port=5432", "host=a,,b",
+                          "host=,", "hostaddr=127.0.0.1,127.0.0.2", "host=a,b hostaddr=127.0.0.1,127.0.0.2",
+                          "host=a hostaddr=127.0.0.1,127.0.0.2", "host=a,b,c hostaddr=127.0.0.1", "port=1,2",
+                          "host=a,b,c port=1,2", "postgresql://a:1,b:2,c:3/db", "postgresql://a,b/db",
+                          "postgresql:///db", "postgresql://a/db?host=b,c", "postgresql://[::1]:1,[::2]:2/db",
+                          "host='a", "service=x"})
+        CHECK_EQ(conninfo_host_count(s), conninfo_split_hosts(s).size());
 }
