@@ -42,12 +42,11 @@ DROP DATABASE bgw_rep_pl;
 -- 2. Cluster options, as server options: each good value is taken, each
 -- bad one refused with its SQLSTATE (partition 0 has two hosts, partition
 -- 1 one).
-CREATE FUNCTION rep_server_with(key text, val text, OUT result text, OUT message text)
+-- rep_try(commands): 'ok' when they ran, else the error's SQLSTATE and message
+CREATE FUNCTION rep_try(commands text, OUT result text, OUT message text)
 LANGUAGE plpgsql AS $$
 BEGIN
-    EXECUTE format('CREATE SERVER rep_try FOREIGN DATA WRAPPER bgw_proxy OPTIONS (p0 %L, p1 %L, %I %L)',
-                   'host=a,b port=5432,5433 dbname=x', 'dbname=y', key, val);
-    DROP SERVER rep_try;
+    EXECUTE commands;
     result := 'ok';
 EXCEPTION WHEN OTHERS THEN
     GET STACKED DIAGNOSTICS result = RETURNED_SQLSTATE, message = MESSAGE_TEXT;
@@ -74,7 +73,9 @@ FROM (VALUES ('read_from', 'any'), ('read_from', 'standby'), ('read_from', 'PRIM
              ('partition_2_weights', '1'), ('partition_0_weights', '1,-1'), ('partition_0_weights', '1,,2'),
              ('partition_0_weights', '1,x'), ('partition_0_weights', '1,1000001'),
              ('partition_0_weights', '')) AS o(key, val),
-     LATERAL rep_server_with(o.key, o.val) AS r;
+     LATERAL rep_try(format('CREATE SERVER rep_try FOREIGN DATA WRAPPER bgw_proxy OPTIONS (p0 %L, p1 %L, %I %L);
+                             DROP SERVER rep_try',
+                            'host=a,b port=5432,5433 dbname=x', 'dbname=y', o.key, o.val)) AS r;
 -- what the errors say in full, with their hints
 CREATE SERVER rep_bad FOREIGN DATA WRAPPER bgw_proxy OPTIONS (p0 'dbname=x', read_from 'replica');
 CREATE SERVER rep_bad FOREIGN DATA WRAPPER bgw_proxy OPTIONS (p0 'dbname=x', max_replica_lag '16 parsecs');
@@ -117,17 +118,6 @@ INSERT INTO plproxy.clusters VALUES ('repf', 1);
 INSERT INTO plproxy.partitions VALUES ('repf', 0, 'host=a,b port=5432,5433 dbname=x'), ('repf', 1, 'dbname=y');
 CREATE FUNCTION rep_load(k int[]) RETURNS SETOF int
     AS $$ CLUSTER 'repf'; SPLIT k; RUN ON 0; SELECT whoami(); $$ LANGUAGE bgw_proxy;
-CREATE FUNCTION rep_config_with(key text, val text, OUT result text, OUT message text)
-LANGUAGE plpgsql AS $$
-BEGIN
-    DELETE FROM plproxy.options WHERE name = 'repf';
-    INSERT INTO plproxy.options VALUES ('repf', key, val);
-    UPDATE plproxy.clusters SET version = nextval('rep_versions') WHERE name = 'repf';
-    PERFORM rep_load('{}');
-    result := 'ok';
-EXCEPTION WHEN OTHERS THEN
-    GET STACKED DIAGNOSTICS result = RETURNED_SQLSTATE, message = MESSAGE_TEXT;
-END $$;
 SELECT o.key, o.val, r.result, r.message
 FROM (VALUES ('read_from', 'primary'), ('Read_From', 'standby'), ('read_from', 'nearest'),
              ('max_replica_lag', '1GB'), ('max_replica_lag', '-5'),
@@ -137,7 +127,10 @@ FROM (VALUES ('read_from', 'primary'), ('Read_From', 'standby'), ('read_from', '
              ('partition_0_weights', '2,1'), ('p0_weights', '2,1'), ('PARTITION_1_WEIGHTS', '4'),
              ('partition_0_weights', '2'), ('partition_1_weights', '1,2'), ('partition_5_weights', '1'),
              ('partition_0_weights', 'heavy,light')) AS o(key, val),
-     LATERAL rep_config_with(o.key, o.val) AS r;
+     LATERAL rep_try(format($q$DELETE FROM plproxy.options WHERE name = 'repf';
+                              INSERT INTO plproxy.options VALUES ('repf', %L, %L);
+                              UPDATE plproxy.clusters SET version = nextval('rep_versions') WHERE name = 'repf';
+                              SELECT * FROM rep_load('{}')$q$, o.key, o.val)) AS r;
 -- one error in full
 DELETE FROM plproxy.options WHERE name = 'repf';
 INSERT INTO plproxy.options VALUES ('repf', 'partition_1_weights', '1,2');

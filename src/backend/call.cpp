@@ -200,6 +200,18 @@ void free_remote(RemoteMessage &m)
             pfree(p);
 }
 
+/* The HINT and CONTEXT lines of a relayed remote message: an argument of
+ * the ereport that relays it. */
+int remote_hint_and_context(const CallRequest *req, const RemoteMessage &m, const char *where)
+{
+    if (m.hint)
+        errhint("%s", m.hint);
+    if (m.context)
+        errcontext("remote: %s", m.context);
+    errcontext("bgw_proxy function %s, %s", req->function_name, where);
+    return 0;
+}
+
 void raise_remote(const CallRequest *req, int target, proto::Kind kind, wire::Reader &r)
 {
     RemoteMessage m;
@@ -243,9 +255,7 @@ void raise_remote(const CallRequest *req, int target, proto::Kind kind, wire::Re
             (errcode(MAKE_SQLSTATE(st[0], st[1], st[2], st[3], st[4])),
              errmsg_internal("%s", m.message ? m.message : "remote error without message"),
              m.detail ? errdetail_internal("%s", m.detail) : 0,
-             m.hint ? errhint("%s", m.hint) : 0,
-             m.context ? errcontext("remote: %s", m.context) : 0,
-             errcontext("bgw_proxy function %s, %s", req->function_name, where)));
+             remote_hint_and_context(req, m, where)));
     relaying_remote = false;
     free_remote(m);
     pfree(where);
@@ -303,9 +313,7 @@ void warn_failed_partition(const CallRequest *req, int target, wire::Reader &r)
                     req->cluster_name ? req->cluster_name : "", m.message ? m.message : "remote error without message"),
              m.detail ? errdetail_internal("Remote SQLSTATE %.5s. %s", m.sqlstate, m.detail)
                       : errdetail_internal("Remote SQLSTATE %.5s.", m.sqlstate),
-             m.hint ? errhint("%s", m.hint) : 0,
-             m.context ? errcontext("remote: %s", m.context) : 0,
-             errcontext("bgw_proxy function %s, %s", req->function_name, where)));
+             remote_hint_and_context(req, m, where)));
     relaying_remote = false;
     free_remote(m);
     pfree(where);

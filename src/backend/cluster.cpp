@@ -187,6 +187,11 @@ void check_weights_count(const char *cluster, const char *key, const char *weigh
 {
     int nweights = node_weights_parse(weights, nullptr, 0);
     int nhosts = conninfo_host_count(connstr);
+    if (nhosts == 0)
+        ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+                        errmsg("option \"%s\"%s cannot be checked: the host, hostaddr and port lists of "
+                               "partition %d do not have the same length", key, of_cluster(cluster), n),
+                        errhint("A port list of one entry applies to every host.")));
     if (nweights != nhosts)
         ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
                         errmsg("option \"%s\"%s does not match the hosts of partition %d", key,

@@ -285,17 +285,23 @@ void copy_pool_stat(PoolStat *e, PoolStatCopy &c)
     c.cluster[NAMEDATALEN - 1] = c.conninfo[kStatConninfoLen - 1] = c.last_error[kStatErrorLen - 1] = '\0';
 }
 
+/* The views' rows sort by database, cluster and partition first. */
+int compare_place(Oid dbid_a, const char *cluster_a, int64 part_a, Oid dbid_b, const char *cluster_b, int64 part_b)
+{
+    if (dbid_a != dbid_b)
+        return dbid_a < dbid_b ? -1 : 1;
+    if (int c = strcmp(cluster_a, cluster_b))
+        return c;
+    return part_a < part_b ? -1 : part_a > part_b ? 1 : 0;
+}
+
 /* Entries of one pool: every worker serving it keeps its own. */
 int compare_pool(const void *a, const void *b)
 {
     auto *x = static_cast<const PoolStatCopy *>(a);
     auto *y = static_cast<const PoolStatCopy *>(b);
-    if (x->dbid != y->dbid)
-        return x->dbid < y->dbid ? -1 : 1;
-    if (int c = strcmp(x->cluster, y->cluster))
+    if (int c = compare_place(x->dbid, x->cluster, x->partition, y->dbid, y->cluster, y->partition))
         return c;
-    if (x->partition != y->partition)
-        return x->partition < y->partition ? -1 : 1;
     if (x->roleid != y->roleid)
         return x->roleid < y->roleid ? -1 : 1;
     return strcmp(x->conninfo, y->conninfo);
@@ -532,12 +538,8 @@ int compare_node(const void *a, const void *b)
 {
     auto *x = static_cast<const NodeCopy *>(a);
     auto *y = static_cast<const NodeCopy *>(b);
-    if (x->dbid != y->dbid)
-        return x->dbid < y->dbid ? -1 : 1;
-    if (int c = strcmp(x->cluster, y->cluster))
+    if (int c = compare_place(x->dbid, x->cluster, x->partition, y->dbid, y->cluster, y->partition))
         return c;
-    if (x->partition != y->partition)
-        return x->partition < y->partition ? -1 : 1;
     return x->node < y->node ? -1 : x->node > y->node ? 1 : 0;
 }
 

@@ -93,7 +93,8 @@ bool conninfo_copy(const char *connstr, const char *keyword, char *out, size_t o
 
 int conninfo_host_count(const char *connstr)
 {
-    int hosts = 0, hostaddrs = 0;
+    /* the same rule as conninfo_split_hosts, without allocating */
+    int hosts = 0, addrs = 0, ports = 0;
     auto entries = [](const char *v) {
         int n = 1;
         for (const char *p = v; *p; p++)
@@ -101,13 +102,18 @@ int conninfo_host_count(const char *connstr)
         return n;
     };
     if (!conninfo_each(connstr, [&](const ConninfoOption &o) {
-            if (strcmp(o.keyword, "host") == 0 && o.val[0])
+            if (strcmp(o.keyword, "host") == 0)
                 hosts = entries(o.val);
-            else if (strcmp(o.keyword, "hostaddr") == 0 && o.val[0])
-                hostaddrs = entries(o.val);
+            else if (strcmp(o.keyword, "hostaddr") == 0)
+                addrs = entries(o.val);
+            else if (strcmp(o.keyword, "port") == 0)
+                ports = entries(o.val);
         }))
         return 0;
-    return hosts ? hosts : hostaddrs ? hostaddrs : 1;
+    int n = std::max({hosts, addrs, 1});
+    if ((hosts && hosts != n) || (addrs && addrs != n) || (ports > 1 && ports != n))
+        return 0;
+    return n;
 }
 
 std::string conninfo_masked(const std::string &connstr, const std::string &user)

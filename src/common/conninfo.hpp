@@ -51,10 +51,12 @@ bool conninfo_has(const char *connstr, const char *keyword);
  * if the string does not parse or has no such value. */
 bool conninfo_copy(const char *connstr, const char *keyword, char *out, size_t outlen);
 
-/* The number of hosts (nodes) the string names in libpq's multi-host form:
- * the comma-separated entries of `host` (`host=a,b`, or a URI
- * `postgresql://a:1,b:2/db`), else of `hostaddr`; 1 when it names neither
- * (libpq's default host). 0 if the string does not parse. */
+/* The number of hosts (nodes) the string names in libpq's multi-host form
+ * (`host=a,b`, `hostaddr=...`, or a URI `postgresql://a:1,b:2/db`); 1 when
+ * it names none (libpq's default host). 0 when it does not parse or its
+ * host, hostaddr and port lists do not match. Always
+ * conninfo_split_hosts(connstr).size(), but allocates nothing: for the
+ * backend, which checks partition_N_weights with it. */
 int conninfo_host_count(const char *connstr);
 
 /* The connection string for the views, as keyword=value pairs (URIs too)

@@ -39,18 +39,41 @@ TEST(weights_parse_refuses)
         CHECK_EQ(node_weights_parse(bad, nullptr, 0), -1);
 }
 
+/* Connection strings and the hosts they name. The backend checks the
+ * weights with conninfo_host_count; the worker makes the nodes with
+ * conninfo_split_hosts: both must count alike. */
+const struct {
+    const char *connstr;
+    int hosts;
+} kHostCounts[] = {
+    {"dbname=x", 1},
+    {"", 1},
+    {"service=x", 1},
+    {"host=a dbname=x", 1},
+    {"host=", 1},
+    {"host=a,b port=1,2", 2},
+    {"host=a,b port=5432", 2},
+    {"host=a,,b", 3},
+    {"host=,", 2},
+    {"hostaddr=127.0.0.1,127.0.0.2", 2},
+    {"host=a,b hostaddr=127.0.0.1,127.0.0.2", 2},
+    {"postgresql://a:1,b:2,c:3/db", 3},
+    {"postgresql://a,b/db", 2},
+    {"postgresql://[::1]:1,[::2]:2/db", 2},
+    {"postgresql:///db", 1},
+    {"postgresql://a/db?host=b,c", 2},
+    /* lists of other lengths (libpq refuses them when it connects) */
+    {"host=a hostaddr=127.0.0.1,127.0.0.2", 0},
+    {"host=a,b,c hostaddr=127.0.0.1", 0},
+    {"host=a,b,c port=1,2", 0},
+    {"port=1,2", 0},
+    {"host='a", 0}, /* does not parse */
+};
+
 TEST(host_count_forms)
 {
-    CHECK_EQ(conninfo_host_count("dbname=x"), 1);
-    CHECK_EQ(conninfo_host_count(""), 1);
-    CHECK_EQ(conninfo_host_count("host=a dbname=x"), 1);
-    CHECK_EQ(conninfo_host_count("host=a,b port=1,2"), 2);
-    CHECK_EQ(conninfo_host_count("host=a,,b"), 3);
-    CHECK_EQ(conninfo_host_count("hostaddr=127.0.0.1,127.0.0.2"), 2);
-    /* host wins over hostaddr (libpq needs the same count of both) */
-    CHECK_EQ(conninfo_host_count("host=a,b,c hostaddr=127.0.0.1"), 3);
-    CHECK_EQ(conninfo_host_count("postgresql://a:1,b:2,c:3/db"), 3);
-    CHECK_EQ(conninfo_host_count("postgresql:///db"), 1);
-    CHECK_EQ(conninfo_host_count("postgresql://a/db?host=b,c"), 2);
-    CHECK_EQ(conninfo_host_count("host='a"), 0); /* does not parse */
+    for (const auto &c : kHostCounts) {
+        CHECK_EQ(conninfo_host_count(c.connstr), c.hosts);
+        CHECK_EQ(conninfo_split_hosts(c.connstr).size(), c.hosts);
+    }
 }

@@ -552,7 +552,9 @@ TEST(request_round_trip)
     /* a config version survives the u64 round trip with its sign */
     std::string m2 = msg;
     int64_t v = 123;
-    size_t at = 7 * 4 + 4 + 13 + 4 + 6; /* after the header, function and cluster */
+    /* after the header (7 u32; read_from u8, max_replica_lag u64, 3 health-check u32),
+     * function and cluster */
+    size_t at = 7 * 4 + 1 + 8 + 3 * 4 + 4 + 13 + 4 + 6;
     memcpy(&m2[at], &v, sizeof v);
     REQUIRE(decode_request(m2.data(), m2.size(), q, st));
     CHECK_EQ(q.config_version, int64_t(123));
