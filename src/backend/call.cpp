@@ -640,6 +640,7 @@ void run_call(const CallRequest *req, const ResultSink *sink)
 
     StringInfoBuf buf;
     encode_request(req, buf);
+    Delivery d = {req, sink, partial_failures_for(req)};
     prepare_slot(s, idx, worker, buf);
 
     /* a request too large for the area streams through it: what fits is
@@ -651,7 +652,6 @@ void run_call(const CallRequest *req, const ResultSink *sink)
             ereport(ERROR, (errcode(ERRCODE_INTERNAL_ERROR), errmsg("bgw_proxy: request ring detached")));
     }
     submit_slot(s, idx, worker);
-    Delivery d = {req, sink, partial_failures_for(req)};
     receive_responses(d, s, worker, buf, sent);
 
     /* finished: the worker releases the slot right after the final message.

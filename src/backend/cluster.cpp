@@ -270,7 +270,7 @@ void apply_option(ClusterConfig *c, const char *key_as_given, const char *val)
     else if (strcmp(key, "partial_results") == 0)
         c->partial_results = parse_bool_option(c->name, key, val);
     else if (int n = weights_option_number(key); n >= 0) {
-        /* checked against the partition's hosts once all is loaded (check_weights) */
+        /* checked against the partition's hosts once all is loaded (check_connstrs) */
         char *w = val ? normalised_weights(c->name, key, val) : nullptr;
         if (n >= c->nparts)
             no_such_partition(c->name, key, n);

@@ -42,6 +42,8 @@ struct ClusterConfig {
     int connection_lifetime_s;
     int max_connections;         /* per partition and role */
 
+    bool partial_results;        /* RUN ON ALL: rows of the partitions that answered */
+
     /* replicas and health (README "Replicas and health"): they matter for
      * partitions whose connection string names several hosts */
     proto::ReadFrom read_from;   /* which nodes serve reads */
@@ -49,7 +51,6 @@ struct ClusterConfig {
     int health_check_interval_ms;/* 0: bgw_proxy.health_check_interval */
     int health_check_timeout_ms; /* 0: bgw_proxy.health_check_timeout */
     int health_check_retries;    /* 0: bgw_proxy.health_check_retries */
-    bool partial_results;        /* RUN ON ALL: rows of the partitions that answered */
     char **weights;              /* per partition: its nodes' read weights, "3,1" (one per
                                   * host, checked), or NULL: 1 each (partition_N_weights) */
 
