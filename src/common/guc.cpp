@@ -63,7 +63,7 @@ void define_gucs(void)
     DefineCustomIntVariable(
         "bgw_proxy.max_nodes",
         "Number of nodes (hosts of multi-host partitions) whose health is tracked in shared memory.",
-        "A node beyond it is not health-checked and always counted as up.",
+        "A partition whose nodes do not all fit is connected to as libpq chooses, without health checks.",
         &guc_max_nodes, 256, 0, 100000, PGC_POSTMASTER, 0, nullptr, nullptr, nullptr);
 
     DefineCustomIntVariable(

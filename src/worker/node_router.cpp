@@ -157,6 +157,18 @@ private:
     uint64_t lag_ = 0;
 };
 
+void NodeRouter::log_untracked(const char *why)
+{
+    if (untracked_logged_)
+        return;
+    untracked_logged_ = true;
+    pg_call([&] {
+        ereport(LOG, (errmsg("bgw_proxy: %s; such a partition is connected to as libpq chooses, without "
+                             "health checks",
+                             why)));
+    });
+}
+
 NodeRouter::NodeRouter() = default;
 NodeRouter::~NodeRouter() = default;
 
@@ -173,7 +185,9 @@ std::unique_ptr<NodeRoute> NodeRouter::route_for(Oid dbid, const std::string &cl
     if (it == sets_.end()) {
         auto set = std::make_unique<NodeSet>();
         std::vector<ConninfoHost> hosts = conninfo_split_hosts(spec.connstr);
-        if (hosts.size() >= 2 && hosts.size() <= size_t(kMaxNodesPerPartition)) {
+        if (hosts.size() > size_t(kMaxNodesPerPartition))
+            log_untracked("a partition has more than 64 hosts");
+        else if (hosts.size() >= 2) {
             std::vector<uint32_t> weights = parse_weights(tg.weights, hosts.size());
             for (size_t i = 0; i < hosts.size(); i++) {
                 const ConninfoHost &h = hosts[i];
@@ -189,14 +203,7 @@ std::unique_ptr<NodeRoute> NodeRouter::route_for(Oid dbid, const std::string &cl
                                             port.c_str());
                 });
                 if (n.entry < 0) {
-                    if (!table_full_logged_) {
-                        table_full_logged_ = true;
-                        pg_call([] {
-                            ereport(LOG, (errmsg("bgw_proxy: bgw_proxy.max_nodes is too small to track every "
-                                                 "node; a partition beyond it is connected to as libpq "
-                                                 "chooses")));
-                        });
-                    }
+                    log_untracked("bgw_proxy.max_nodes is too small to track every node");
                     set->nodes.clear();
                     break;
                 }

@@ -118,7 +118,8 @@ private:
     std::unordered_map<std::string, std::unique_ptr<NodeSet>> sets_;
     std::unordered_map<int, std::unique_ptr<HealthCheck>> checks_; /* by NodeEntry index */
     Clock::time_point next_scan_ = Clock::time_point::max();
-    bool table_full_logged_ = false;
+    void log_untracked(const char *why); /* once per worker */
+    bool untracked_logged_ = false;
 };
 
 } // namespace bgw
