@@ -27,6 +27,11 @@ constexpr char kCheckQuery[] =
  * pooled connections still work; the connection is closed after. */
 constexpr char kCheckKeySuffix[] = "\x1e" "check";
 
+/* A worker stops checking the nodes of a partition it has not been called
+ * for this long (its configuration changed, or its calls go elsewhere):
+ * another worker that calls it checks them. */
+constexpr auto kForgetUnused = std::chrono::minutes(10);
+
 uint64_t next_random()
 {
     static uint64_t x = 0;
@@ -94,6 +99,7 @@ public:
     int interval_ms = 0, retries = 1;
     Job *job = nullptr;
     bool running = false;
+    Clock::time_point last_used;     /* the latest call to the node's partition */
 
     bool can_accept() noexcept override { return true; }
     void on_describe(const PGresult *) noexcept override {}
@@ -220,6 +226,7 @@ std::unique_ptr<NodeRoute> NodeRouter::route_for(Oid dbid, const std::string &cl
     set->timeout_ms = int(q.health_check_timeout_ms);
     set->retries = std::max(1, int(q.health_check_retries));
 
+    Clock::time_point now = Clock::now();
     auto r = std::make_unique<NodeRoute>();
     r->set = set;
     r->base = spec;
@@ -237,6 +244,7 @@ std::unique_ptr<NodeRoute> NodeRouter::route_for(Oid dbid, const std::string &cl
             hc->entry = n.entry;
             next_scan_ = Clock::now();
         }
+        hc->last_used = now;
         std::string key = spec.key + n.key_suffix + kCheckKeySuffix;
         if (hc->spec.key != key && !hc->running) {
             JobSpec c = node_spec(spec, n);
@@ -403,13 +411,22 @@ void NodeRouter::on_timer(Clock::time_point now)
         return;
     Clock::time_point next = now + std::chrono::seconds(1);
     TimestampTz ts = GetCurrentTimestamp();
-    for (auto &[entry, hc] : checks_) {
-        if (hc->running || hc->spec.key.empty())
+    for (auto it = checks_.begin(); it != checks_.end();) {
+        int entry = it->first;
+        HealthCheck *hc = it->second.get();
+        if (hc->running || hc->spec.key.empty()) {
+            ++it;
             continue;
+        }
         if (hc->close_pending) {
             hc->close_pending = false;
             self->pool.retire_key(hc->spec.key);
         }
+        if (now - hc->last_used > kForgetUnused) {
+            it = checks_.erase(it); /* the partition is no longer called (here) */
+            continue;
+        }
+        ++it;
         NodeEntry *e = node_entry(entry);
         uint64 due = pg_atomic_read_u64(&e->next_check);
         if (uint64(ts) < due) {
@@ -420,7 +437,7 @@ void NodeRouter::on_timer(Clock::time_point now)
         if (!pg_atomic_compare_exchange_u64(&e->next_check, &due, until))
             continue; /* another worker took it */
         hc->running = true;
-        self->pool.submit(hc->spec, hc.get(), &hc->job);
+        self->pool.submit(hc->spec, hc, &hc->job);
     }
     next_scan_ = std::max(next, now + std::chrono::milliseconds(10));
 }

@@ -18,8 +18,8 @@
  *    read_from allows (standby: standbys, or the primary when no standby is
  *    up; primary: the primary; any: all). Lagging and down nodes get none;
  *    a node of weight 0 gets no reads.
- *  - Checks: every node this worker has routed a call to is checked each
- *    interval by some worker (the shared next_check is claimed by CAS), on
+ *  - Checks: every node of a partition this worker was called for in the
+ *    last kForgetUnused is checked each interval by some worker (the shared next_check is claimed by CAS), on
  *    a new connection made with the login of the latest call and closed
  *    after (a server that accepts no new connection is down, even while its
  *    pooled ones still work). The query says pg_is_in_recovery() and the
