@@ -100,21 +100,22 @@ void eval_query(LocalExpr *x, const CallArgs &a, int e, F on_value)
     SPI_finish();
 }
 
-/* RUN ON ANY: a random partition, among those with a node up when some
- * have every node down (node_table.h; single-host partitions are never
- * down). Drawing once and, if that partition is down, again among the
- * others that are not keeps the choice uniform over the live ones, and
- * costs one look at the node table when nothing is down. If every
- * partition is down, the first draw stands and the call fails there. */
-int any_partition(ClusterConfig *c)
+/* RUN ON ANY: a random partition, among those with a node up (for a
+ * write: an up primary) when some have none (node_table.h; single-host
+ * partitions are never down, nor are nodes whose state is not current).
+ * Drawing once and, if that partition is down, again among the others
+ * that are not keeps the choice uniform over the live ones, and costs one
+ * look at the node table when nothing is down. If every partition is
+ * down, the first draw stands and the call fails there. */
+int any_partition(ClusterConfig *c, bool need_primary)
 {
     int p = int(pg_prng_uint64_range(&pg_global_prng_state, 0, uint64(c->nparts - 1)));
-    if (!node_partition_down(MyDatabaseId, c->name, p))
+    if (!node_partition_down(MyDatabaseId, c->name, p, need_primary))
         return p;
     int *live = (int *) palloc(sizeof(int) * c->nparts);
     int nlive = 0;
     for (int q = 0; q < c->nparts; q++)
-        if (q != p && !node_partition_down(MyDatabaseId, c->name, q))
+        if (q != p && !node_partition_down(MyDatabaseId, c->name, q, need_primary))
             live[nlive++] = q;
     if (nlive > 0)
         p = live[pg_prng_uint64_range(&pg_global_prng_state, 0, uint64(nlive - 1))];
@@ -139,7 +140,7 @@ void route_one(ProxyFunction *pf, ClusterConfig *c, const CallArgs &a, int e, F 
             add(p);
         break;
     case EXPR_ANY:
-        add(any_partition(c));
+        add(any_partition(c, !pf->read));
         break;
     case EXPR_NUMBER:
         if (run->number >= c->nparts)

@@ -515,7 +515,7 @@ void copy_node(NodeEntry *e, NodeCopy &c)
     memcpy(c.cluster, e->cluster, sizeof(c.cluster));
     memcpy(c.host, e->host, sizeof(c.host));
     memcpy(c.port, e->port, sizeof(c.port));
-    c.state = pg_atomic_read_u32(&e->state);
+    c.state = node_effective_state(e, node_clock_us()); /* unknown once no check keeps it current */
     c.role = pg_atomic_read_u32(&e->role);
     c.weight = pg_atomic_read_u32(&e->weight);
     c.lag = pg_atomic_read_u64(&e->lag);

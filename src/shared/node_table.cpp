@@ -29,6 +29,7 @@ void node_table_init(void)
         pg_atomic_init_u32(&e->weight, 1);
         pg_atomic_init_u64(&e->lag, 0);
         pg_atomic_init_u64(&e->next_check, 0);
+        pg_atomic_init_u64(&e->fresh_until, 0);
         SpinLockInit(&e->mutex);
         for (pg_atomic_uint64 *c : {&e->calls, &e->errors, &e->retries})
             pg_atomic_init_u64(c, 0);
@@ -91,6 +92,7 @@ int node_find_or_add(Oid dbid, const char *cluster, int partition, int node, con
         pg_atomic_write_u32(&e->state, NODE_UNKNOWN);
         pg_atomic_write_u32(&e->role, NODE_ROLE_UNKNOWN);
         pg_atomic_write_u64(&e->next_check, 0);
+        pg_atomic_write_u64(&e->fresh_until, 0);
         pg_write_barrier();
         pg_atomic_write_u32(&e->used, 1);
         found = free_entry;
@@ -106,21 +108,17 @@ void set_text(char *dst, const char *text)
     strlcpy(dst, text ? text : "", kNodeText);
 }
 
-/* under e->mutex: one more failure */
-void count_failure(NodeEntry *e, int retries, bool at_once, const char *text, TimestampTz now)
-{
-    e->oks_in_row = 0;
-    e->fails_in_row++;
-    e->last_failure = now;
-    set_text(e->last_failure_text, text);
-    if (at_once || e->fails_in_row >= retries)
-        pg_atomic_write_u32(&e->state, NODE_DOWN);
-}
-
 } // namespace
 
+uint64 node_clock_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return uint64(ts.tv_sec) * 1000000 + uint64(ts.tv_nsec) / 1000;
+}
+
 void node_record_check(NodeEntry *e, bool ok, NodeRole role, uint64 lag, uint64 max_lag, int retries, bool at_once,
-                       const char *text)
+                       const char *text, uint64 fresh_for_us)
 {
     TimestampTz now = GetCurrentTimestamp();
     SpinLockAcquire(&e->mutex);
@@ -128,7 +126,12 @@ void node_record_check(NodeEntry *e, bool ok, NodeRole role, uint64 lag, uint64 
     e->last_check_ok = ok;
     set_text(e->last_check_result, text);
     if (!ok) {
-        count_failure(e, retries, at_once, text, now);
+        e->oks_in_row = 0;
+        e->fails_in_row++;
+        e->last_failure = now;
+        set_text(e->last_failure_text, text);
+        if (at_once || e->fails_in_row >= retries || pg_atomic_read_u32(&e->state) == NODE_UNKNOWN)
+            pg_atomic_write_u32(&e->state, NODE_DOWN);
     } else {
         e->fails_in_row = 0;
         e->oks_in_row++;
@@ -141,21 +144,32 @@ void node_record_check(NodeEntry *e, bool ok, NodeRole role, uint64 lag, uint64 
         }
     }
     SpinLockRelease(&e->mutex);
+    pg_atomic_write_u64(&e->fresh_until, node_clock_us() + fresh_for_us);
 }
 
-void node_record_failure(NodeEntry *e, bool at_once, const char *text)
+/* A call's failure says little of the node (a wrong password, a remote
+ * that ended its own session): the node's state is left to a check, made
+ * now, on a new connection. */
+void node_record_failure(NodeEntry *e, const char *text)
 {
     TimestampTz now = GetCurrentTimestamp();
     SpinLockAcquire(&e->mutex);
-    /* a failed call counts like a failed check, but marks the node down
-     * only at once or on a check's count: retries is then the check's */
-    count_failure(e, INT_MAX, at_once, text, now);
+    e->last_failure = now;
+    set_text(e->last_failure_text, text);
     SpinLockRelease(&e->mutex);
     pg_atomic_write_u64(&e->next_check, 0);
 }
 
-bool node_partition_down(Oid dbid, const char *cluster, int partition)
+uint32 node_effective_state(NodeEntry *e, uint64 now_us)
 {
+    if (now_us >= pg_atomic_read_u64(&e->fresh_until))
+        return NODE_UNKNOWN;
+    return pg_atomic_read_u32(&e->state);
+}
+
+bool node_partition_down(Oid dbid, const char *cluster, int partition, bool need_primary)
+{
+    uint64 now = node_clock_us();
     bool any = false;
     for (int i = 0; i < proxy_shared->nnodes; i++) {
         NodeEntry *e = node_entry(i);
@@ -164,9 +178,14 @@ bool node_partition_down(Oid dbid, const char *cluster, int partition)
         pg_read_barrier();
         if (e->dbid != dbid || e->partition != partition || strncmp(e->cluster, cluster, NAMEDATALEN) != 0)
             continue;
-        if (pg_atomic_read_u32(&e->state) != NODE_DOWN)
-            return false;
+        uint32 st = node_effective_state(e, now);
+        if (st == NODE_UNKNOWN)
+            continue; /* not checked in time: of an older configuration, or not known yet */
         any = true;
+        if (st == NODE_DOWN)
+            continue;
+        if (!need_primary || (st == NODE_UP && pg_atomic_read_u32(&e->role) == NODE_ROLE_PRIMARY))
+            return false;
     }
     return any;
 }

@@ -15,12 +15,19 @@
  *    barrier after) and then read the identity without a lock. An entry is
  *    never freed or reused while the server runs (bgw_proxy_stat_reset()
  *    zeroes its counters only), so a cached index stays valid.
- *  - state, role, weight, lag, next_check: atomics, one value each. Written
- *    by workers (a check's result, a call's failure; weight from the call's
- *    configuration), read without a lock by routing (workers) and backends.
- *  - next_check: the time a check is due (0: now). A worker that wants to
- *    run a check claims it by moving next_check forward with a CAS: one
- *    check of a node at a time, whichever worker knows the node's login.
+ *  - state, role, weight, lag, next_check, fresh_until: atomics, one value
+ *    each. Written by workers (a check's result, a call's failure; weight
+ *    from the call's configuration), read without a lock by routing
+ *    (workers) and backends.
+ *  - next_check: when a check is due (node_clock_us(); 0: now). A worker
+ *    that wants to run a check claims it by moving next_check forward with
+ *    a CAS: one check of a node at a time, whichever worker knows the
+ *    node's login.
+ *  - fresh_until: the state holds until then (node_clock_us()), a little
+ *    more than two check intervals after the last check. A node no worker
+ *    checks any more (its partition is no longer called, or no longer has
+ *    this host) thus falls back to unknown (node_effective_state): its old
+ *    state decides nothing.
  *  - The rest (check history, texts): under `mutex`, by whoever records a
  *    result (node_record_check / node_record_failure) and by the view.
  *  - calls, errors, retries: atomics, any worker adds.
@@ -63,7 +70,8 @@ struct NodeEntry {
     pg_atomic_uint32 role;           /* NodeRole */
     pg_atomic_uint32 weight;         /* read weight, from the latest call's configuration */
     pg_atomic_uint64 lag;            /* bytes received and not yet replayed (standby) */
-    pg_atomic_uint64 next_check;     /* TimestampTz; see the contract above */
+    pg_atomic_uint64 next_check;     /* node_clock_us(); see the contract above */
+    pg_atomic_uint64 fresh_until;    /* node_clock_us(); see the contract above */
 
     slock_t mutex;
     int fails_in_row;
@@ -89,19 +97,29 @@ NodeEntry *node_entry(int i);
 int node_find_or_add(Oid dbid, const char *cluster, int partition, int node, const char *host,
                      const char *port);
 
+/* Microseconds of CLOCK_MONOTONIC: one clock for every process (on Linux
+ * it is system-wide), which a change of the wall clock does not move. */
+uint64 node_clock_us(void);
+
 /* A check's outcome. ok: the check query answered (role, lag known).
  * retries: failures in a row that mark the node down; at_once: mark it
- * down now (refused or timed-out connection); max_lag: bytes, 0 off. */
+ * down now (refused or timed-out connection); a node never seen up is down
+ * at its first failed check. max_lag: bytes, 0 off. The state holds for
+ * fresh_for_us. */
 void node_record_check(NodeEntry *e, bool ok, NodeRole role, uint64 lag, uint64 max_lag, int retries,
-                       bool at_once, const char *text);
+                       bool at_once, const char *text, uint64 fresh_for_us);
 
-/* A call failed on the node's connection (or could not connect): counted
- * as a failed check, at_once as above, and a check is due now. */
-void node_record_failure(NodeEntry *e, bool at_once, const char *text);
+/* A call failed on the node's connection (or could not connect): recorded
+ * as its last failure, and a check is due now (the check decides). */
+void node_record_failure(NodeEntry *e, const char *text);
 
-/* Backends (RUN ON ANY): true when the partition has nodes in the table
- * and every one of them is down. */
-bool node_partition_down(Oid dbid, const char *cluster, int partition);
+/* The node's state, unknown when no check has refreshed it in time. */
+uint32 node_effective_state(NodeEntry *e, uint64 now_us);
+
+/* Backends (RUN ON ANY): true when the partition has nodes whose state is
+ * current and none of them can take the call: none up, or for a write
+ * (need_primary) none up and primary. */
+bool node_partition_down(Oid dbid, const char *cluster, int partition, bool need_primary);
 
 /* bgw_proxy_stat_reset(): counters to zero. */
 void node_table_reset_counters(void);

@@ -81,11 +81,6 @@ std::vector<uint32_t> parse_weights(const wire::Span &w, size_t n)
     return out;
 }
 
-const char *state_of(const NodeEntry *e, uint32_t *role)
-{
-    *role = pg_atomic_read_u32(const_cast<pg_atomic_uint32 *>(&e->role));
-    return node_state_name(pg_atomic_read_u32(const_cast<pg_atomic_uint32 *>(&e->state)));
-}
 
 } // namespace
 
@@ -94,7 +89,12 @@ class HealthCheck final : public QuerySink {
 public:
     NodeRouter *router = nullptr;
     int entry = -1;
-    JobSpec spec;                    /* the check's job; its login is the latest call's */
+    JobSpec spec;                    /* the check's job (its key: spec.key) */
+    /* The login: a check keeps the one it last succeeded with (another
+     * role's wrong password must not take the node down for all); after a
+     * failure it takes the latest call's, `latest`. */
+    JobSpec latest;
+    bool proven = false;             /* the last check with spec succeeded */
     uint64_t max_lag = 0;
     int interval_ms = 0, retries = 1;
     Job *job = nullptr;
@@ -118,8 +118,9 @@ public:
     {
         end();
         if (!got_row_) {
+            proven = false;
             node_record_check(node_entry(entry), false, NODE_ROLE_UNKNOWN, 0, 0, retries, false,
-                              "the check query returned no row");
+                              "the check query returned no row", fresh_for_us());
             return;
         }
         char text[kNodeText];
@@ -127,8 +128,9 @@ public:
             snprintf(text, sizeof(text), "standby, replay lag %llu bytes", (unsigned long long) lag_);
         else
             snprintf(text, sizeof(text), "primary");
+        proven = true;
         node_record_check(node_entry(entry), true, in_recovery_ ? NODE_ROLE_STANDBY : NODE_ROLE_PRIMARY, lag_,
-                          max_lag, retries, false, text);
+                          max_lag, retries, false, text, fresh_for_us());
     }
     void on_error(const PGresult *res, const char *sqlstate, const std::string &message,
                   const std::string &detail) noexcept override
@@ -142,7 +144,16 @@ public:
             snprintf(text, sizeof(text), "%s%s%s", message.c_str(), detail.empty() ? "" : ": ", detail.c_str());
         /* could not connect (refused, timed out): down at once */
         bool at_once = !res && sqlstate && strcmp(sqlstate, "08001") == 0;
-        node_record_check(node_entry(entry), false, NODE_ROLE_UNKNOWN, 0, 0, retries, at_once, text);
+        proven = false;
+        node_record_check(node_entry(entry), false, NODE_ROLE_UNKNOWN, 0, 0, retries, at_once, text,
+                          fresh_for_us());
+    }
+
+    /* How long a check's result holds (node_table.h: fresh_until): two
+     * intervals and the time a check may take, and a second to spare. */
+    uint64_t fresh_for_us() const
+    {
+        return (2 * uint64_t(interval_ms) + uint64_t(spec.query_timeout_ms) + 1000) * 1000;
     }
 
 private:
@@ -246,7 +257,7 @@ std::unique_ptr<NodeRoute> NodeRouter::route_for(Oid dbid, const std::string &cl
         }
         hc->last_used = now;
         std::string key = spec.key + n.key_suffix + kCheckKeySuffix;
-        if (hc->spec.key != key && !hc->running) {
+        if (hc->latest.key != key) {
             JobSpec c = node_spec(spec, n);
             c.key = key;
             c.max_connections = 1;
@@ -257,7 +268,12 @@ std::unique_ptr<NodeRoute> NodeRouter::route_for(Oid dbid, const std::string &cl
             c.prepare = false;
             c.binary_type_ok = nullptr;
             c.stat_ref = -1;
-            hc->spec = std::move(c);
+            hc->latest = std::move(c);
+        }
+        if (!hc->proven && !hc->running && hc->spec.key != hc->latest.key) {
+            if (!hc->spec.key.empty())
+                self->pool.retire_key(hc->spec.key); /* its connection, if one is left */
+            hc->spec = hc->latest;
         }
         int timeout = set->timeout_ms > 0 ? set->timeout_ms : 3000;
         hc->spec.connect_timeout_ms = hc->spec.query_timeout_ms = hc->spec.pool_wait_timeout_ms = timeout;
@@ -274,9 +290,11 @@ bool NodeRouter::place(NodeRoute &r, JobSpec *out, NoNode *why)
     std::vector<int> pick;
     std::vector<int> primaries;
     bool unknown = false;
+    uint64 clock_us = node_clock_us();
+    std::vector<uint32> state(nodes.size());
     for (size_t i = 0; i < nodes.size(); i++) {
         NodeEntry *e = node_entry(nodes[i].entry);
-        uint32 st = pg_atomic_read_u32(&e->state);
+        uint32 st = state[i] = node_effective_state(e, clock_us);
         uint32 role = pg_atomic_read_u32(&e->role);
         if (st == NODE_UNKNOWN && !(r.tried & (1ull << i)))
             unknown = true;
@@ -320,7 +338,7 @@ bool NodeRouter::place(NodeRoute &r, JobSpec *out, NoNode *why)
             if (r.tried & (1ull << i) || nodes[i].weight == 0)
                 continue;
             NodeEntry *e = node_entry(nodes[i].entry);
-            if (pg_atomic_read_u32(&e->state) != NODE_UP)
+            if (state[i] != NODE_UP)
                 continue;
             all.push_back(int(i));
             if (pg_atomic_read_u32(&e->role) == NODE_ROLE_STANDBY)
@@ -368,12 +386,14 @@ bool NodeRouter::place(NodeRoute &r, JobSpec *out, NoNode *why)
     why->sqlstate = "08001";
     why->message = r.read ? "no node of the partition can take a read" : "no primary node of the partition is up";
     std::string d = "Nodes:";
-    for (const NodeSet::Node &n : nodes) {
-        uint32_t role;
-        const char *st = state_of(node_entry(n.entry), &role);
-        d += " " + n.label + " (" + node_role_name(role) + ", " + st + ")";
+    for (size_t i = 0; i < nodes.size(); i++) {
+        uint32_t role = pg_atomic_read_u32(&node_entry(nodes[i].entry)->role);
+        d += std::string(i ? ", " : " ") + nodes[i].label + " (" + node_role_name(role) + ", " +
+             node_state_name(state[i]) + ")";
     }
     d += ".";
+    if (!r.first_failure.empty())
+        d += " The call failed on " + r.first_failure;
     why->detail = d;
     return false;
 }
@@ -388,15 +408,16 @@ bool NodeRouter::failed(NodeRoute &r, bool described, const PGresult *res, const
         pg_atomic_fetch_add_u64(&e->errors, 1);
         bool never_sent = !res && sqlstate && strcmp(sqlstate, "08001") == 0;
         bool conn = connection_level(res, sqlstate);
+        std::string text = message + (detail.empty() ? "" : ": " + detail);
         if (conn) {
-            std::string text = message + (detail.empty() ? "" : ": " + detail);
-            node_record_failure(e, never_sent, text.c_str());
+            node_record_failure(e, text.c_str());
             next_scan_ = Clock::now();
         }
         bool retry = !r.retried && (never_sent || (r.read && !described && conn));
         if (!retry)
             return false;
         r.retried = true;
+        r.first_failure = r.set->nodes[size_t(r.node)].label + ": " + text;
         r.node = -1;
         pg_atomic_fetch_add_u64(&e->retries, 1);
         return true;
@@ -410,7 +431,7 @@ void NodeRouter::on_timer(Clock::time_point now)
     if (now < next_scan_)
         return;
     Clock::time_point next = now + std::chrono::seconds(1);
-    TimestampTz ts = GetCurrentTimestamp();
+    uint64 ts = node_clock_us();
     for (auto it = checks_.begin(); it != checks_.end();) {
         int entry = it->first;
         HealthCheck *hc = it->second.get();
@@ -429,15 +450,20 @@ void NodeRouter::on_timer(Clock::time_point now)
         ++it;
         NodeEntry *e = node_entry(entry);
         uint64 due = pg_atomic_read_u64(&e->next_check);
-        if (uint64(ts) < due) {
-            next = std::min(next, now + std::chrono::microseconds(due - uint64(ts)));
+        if (ts < due) {
+            next = std::min(next, now + std::chrono::microseconds(due - ts));
             continue;
         }
-        uint64 until = uint64(ts) + uint64(hc->interval_ms) * 1000;
+        uint64 until = ts + uint64(hc->interval_ms) * 1000;
         if (!pg_atomic_compare_exchange_u64(&e->next_check, &due, until))
             continue; /* another worker took it */
         hc->running = true;
-        self->pool.submit(hc->spec, hc, &hc->job);
+        try {
+            self->pool.submit(hc->spec, hc, &hc->job);
+        } catch (...) {
+            hc->running = false; /* the pool did not take it (out of memory) */
+            throw;
+        }
     }
     next_scan_ = std::max(next, now + std::chrono::milliseconds(10));
 }

@@ -74,6 +74,7 @@ struct NodeRoute {
     int node = -1;                   /* running on; -1: not placed yet */
     uint64_t tried = 0;              /* bit per node tried */
     bool retried = false;
+    std::string first_failure;       /* node: why, when retried (for the error if no node is left) */
     Clock::time_point wait_until = Clock::time_point::max(); /* waiting for first checks */
 };
 
