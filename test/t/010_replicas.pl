@@ -38,6 +38,11 @@
 #                  attempt is in P's log once and nowhere else, the
 #                  sequence moved by one, the caller got 08006, and no node
 #                  counts a retry.
+#  i  bad login    {P,C}, both up: a superuser mapped to a remote user
+#                  that does not exist calls: 08001 (both nodes tried); the
+#                  failure has both nodes checked at once with the login
+#                  the checks last succeeded with, and they stay 'up'; the
+#                  other roles' reads succeed.
 #  f  RUN ON ANY   partition 0 {P,C}, partition 1 {dead,dead}: once both
 #                  dead nodes are 'down' (calls to partition 1 fail with
 #                  08001), 200 RUN ON ANY reads all succeed, on P or C.
@@ -259,6 +264,15 @@ setup_ok($_->[0], join('', @{$_}[ 1 .. $#$_ ])) for (
 		fn('flaky_read(tag text)', 'int', 'hr', 'RUN ON 0;', 'STABLE'),
 		server('hw', [ [ $pP, $pS ] ]),
 		fn('flaky_write(tag text)', 'int', 'hw', 'RUN ON 0;', 'VOLATILE')
+	],
+	# i: one role's bad login; badsuper is mapped to a remote user that
+	# does not exist (a superuser: no password needed)
+	[
+		'lg: {P,C}, badsuper mapped to a missing remote user',
+		server('lg', [ [ $pP, $pC ] ]),
+		fn('who_lg(i int)', 'int', 'lg', 'RUN ON 0; TARGET who;', 'STABLE'),
+		'CREATE ROLE badsuper SUPERUSER;',
+		"CREATE USER MAPPING FOR badsuper SERVER lg OPTIONS (user 'bgwtap_no_such_user');"
 	],
 	# f: RUN ON ANY
 	[
@@ -573,6 +587,30 @@ scenario('h: a read that lost its node is retried, a write never');
 	wait_node('hw', $pP, 'state', 'up', 'hw: P up afterwards');
 	($rc, $out, $err) = run_sql($proxy, 'tap_hw', ["SELECT flaky_write('w2')"]);
 	is($out, $pP, 'hw: disarmed, a write works') or diag($err);
+}
+
+# ------------------------------------------- i. one role's bad login
+scenario('i: a role that cannot log in does not take the nodes down for the others');
+{
+	wait_node('lg', $_, 'state', 'up', "lg: $_ up", 'SELECT who_lg(1)') for $pP, $pC;
+	my ($rc, $out, $err) = run_sql($proxy, 'tap_lg', ['SET ROLE badsuper', 'SELECT who_lg(1)']);
+	like($err, qr/ERROR:  08001: /, 'lg: the bad login\'s read fails to connect (on both nodes)')
+	  or diag("rc $rc, stdout $out");
+	is( $proxy->safe_psql('postgres',
+			"SELECT count(*) FROM pg_stat_bgw_proxy_nodes WHERE cluster = 'lg' AND last_failure IS NOT NULL"),
+		'2',
+		'lg: both nodes recorded the failure');
+	# the failure had both nodes checked at once, with the login the checks
+	# last succeeded with: they stay up
+	ok( poll_until(
+			$proxy,
+			"SELECT bool_and(last_check > last_failure AND last_check_ok AND state = 'up') "
+			  . "FROM pg_stat_bgw_proxy_nodes WHERE cluster = 'lg'",
+			't'),
+		'lg: both nodes checked after the failure, and still up') or diag(nodes_dump('lg'));
+	my $c;
+	($rc, $c, $err) = reads('who_lg', 40);
+	is($rc, 0, 'lg: the other roles\' reads succeed') or diag($err);
 }
 
 # ------------------------------------------------------- f. RUN ON ANY
