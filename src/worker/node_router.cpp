@@ -100,6 +100,7 @@ public:
     Job *job = nullptr;
     bool running = false;
     Clock::time_point last_used;     /* the latest call to the node's partition */
+    Clock::time_point backoff_until; /* claims no check before (its login failed, see on_error) */
 
     bool can_accept() noexcept override { return true; }
     void on_describe(const PGresult *) noexcept override {}
@@ -128,7 +129,7 @@ public:
             snprintf(text, sizeof(text), "standby, replay lag %llu bytes", (unsigned long long) lag_);
         else
             snprintf(text, sizeof(text), "primary");
-        proven = true;
+        proven = ever_proven_ = true;
         node_record_check(node_entry(entry), true, in_recovery_ ? NODE_ROLE_STANDBY : NODE_ROLE_PRIMARY, lag_,
                           max_lag, retries, false, text, fresh_for_us());
     }
@@ -136,6 +137,20 @@ public:
                   const std::string &detail) noexcept override
     {
         end();
+        proven = false;
+        /* A login this worker never got through with fails while the node
+         * is up (other workers' checks say so): it is that login's failure
+         * (a role mapped to a user the node does not know), not the
+         * node's. Its checks go on, with the next call's login. */
+        NodeEntry *e = node_entry(entry);
+        uint32 st = node_effective_state(e, node_clock_us());
+        if (!ever_proven_ && (st == NODE_UP || st == NODE_LAGGING)) {
+            /* the round's check is another worker's to make: give it
+             * back, and stay out of the next round */
+            pg_atomic_write_u64(&e->next_check, 0);
+            backoff_until = Clock::now() + std::chrono::milliseconds(interval_ms);
+            return;
+        }
         char text[kNodeText];
         const char *primary = res ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : nullptr;
         if (primary)
@@ -144,7 +159,6 @@ public:
             snprintf(text, sizeof(text), "%s%s%s", message.c_str(), detail.empty() ? "" : ": ", detail.c_str());
         /* could not connect (refused, timed out): down at once */
         bool at_once = !res && sqlstate && strcmp(sqlstate, "08001") == 0;
-        proven = false;
         node_record_check(node_entry(entry), false, NODE_ROLE_UNKNOWN, 0, 0, retries, at_once, text,
                           fresh_for_us());
     }
@@ -169,6 +183,7 @@ public:
     bool close_pending = false;      /* its connection is to be closed (outside the pool's callbacks) */
 
 private:
+    bool ever_proven_ = false;       /* a check of this worker's has succeeded on the node */
     bool in_recovery_ = false;
     bool got_row_ = false;
     uint64_t lag_ = 0;
@@ -448,6 +463,10 @@ void NodeRouter::on_timer(Clock::time_point now)
             continue;
         }
         ++it;
+        if (now < hc->backoff_until) {
+            next = std::min(next, hc->backoff_until);
+            continue;
+        }
         NodeEntry *e = node_entry(entry);
         uint64 due = pg_atomic_read_u64(&e->next_check);
         if (ts < due) {

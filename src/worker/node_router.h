@@ -20,9 +20,11 @@
  *    a node of weight 0 gets no reads.
  *  - Checks: every node of a partition this worker was called for in the
  *    last kForgetUnused is checked each interval by some worker (the shared next_check is claimed by CAS), on
- *    a new connection made with the login of the latest call and closed
- *    after (a server that accepts no new connection is down, even while its
- *    pooled ones still work). The query says pg_is_in_recovery() and the
+ *    a new connection, closed after (a server that accepts no new
+ *    connection is down, even while its pooled ones still work). A check
+ *    keeps the login it last succeeded with, else takes the latest call's;
+ *    a login the worker never got through with does not count against a
+ *    node that is up (it is that login's failure, not the node's). The query says pg_is_in_recovery() and the
  *    standby's replay lag; connecting and the query share the health
  *    check timeout.
  *  - Retry: once per target, on another node that is up, when the failure
