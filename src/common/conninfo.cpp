@@ -91,9 +91,25 @@ bool conninfo_copy(const char *connstr, const char *keyword, char *out, size_t o
     return found;
 }
 
+namespace {
+
+/* libpq's rule for the lists of a multi-host string (0: a list not
+ * given): the host and hostaddr lists name the hosts and must agree; the
+ * port list gives one port for all or one per host. The number of hosts,
+ * or 0 when the lists do not match. */
+size_t hosts_of_lists(size_t hosts, size_t addrs, size_t ports)
+{
+    size_t n = std::max({hosts, addrs, size_t(1)});
+    if ((hosts && hosts != n) || (addrs && addrs != n) || (ports > 1 && ports != n))
+        return 0;
+    return n;
+}
+
+} // namespace
+
 int conninfo_host_count(const char *connstr)
 {
-    /* the same rule as conninfo_split_hosts, without allocating */
+    /* conninfo_split_hosts's count, without allocating */
     int hosts = 0, addrs = 0, ports = 0;
     auto entries = [](const char *v) {
         int n = 1;
@@ -110,10 +126,7 @@ int conninfo_host_count(const char *connstr)
                 ports = entries(o.val);
         }))
         return 0;
-    int n = std::max({hosts, addrs, 1});
-    if ((hosts && hosts != n) || (addrs && addrs != n) || (ports > 1 && ports != n))
-        return 0;
-    return n;
+    return int(hosts_of_lists(size_t(hosts), size_t(addrs), size_t(ports)));
 }
 
 std::string conninfo_masked(const std::string &connstr, const std::string &user)
@@ -184,9 +197,8 @@ std::vector<ConninfoHost> conninfo_split_hosts(const std::string &connstr)
     });
     if (!ok || failed)
         return {};
-    size_t n = std::max<size_t>({hosts.size(), addrs.size(), size_t(1)});
-    if ((!hosts.empty() && hosts.size() != n) || (!addrs.empty() && addrs.size() != n) ||
-        (ports.size() > 1 && ports.size() != n))
+    size_t n = hosts_of_lists(hosts.size(), addrs.size(), ports.size());
+    if (n == 0)
         return {};
     std::vector<ConninfoHost> out(n);
     for (size_t i = 0; i < n; i++) {

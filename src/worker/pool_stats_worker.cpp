@@ -9,12 +9,11 @@
 #include <algorithm>
 #include <cstring>
 #include <functional>
+#include <map>
 #include <memory>
 
 #include "common/conninfo.hpp"
 #include "worker/pool_stats_worker.h"
-
-#include <map>
 #include "shared/shmem.h"
 #include "shared/pool_stats.h"
 
