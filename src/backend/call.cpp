@@ -5,6 +5,7 @@
 #include "common/conninfo.hpp"
 #include "backend/call.h"
 #include "backend/cluster_gate.h"
+#include "backend/direct_call.h"
 #include "backend/string_info_buf.h"
 #include "common/guc.h"
 #include "shared/shmem.h"
@@ -115,8 +116,10 @@ void exit_hook(int code, Datum arg)
 {
     (void) code;
     (void) arg;
-    if (proxy_shared)
+    if (proxy_shared) {
+        direct_call_abandon();
         abandon_active_call();
+    }
 }
 
 /* Our slot is reusable once the worker released the previous call. */
@@ -169,12 +172,6 @@ char *describe_target(const CallRequest *req, int target)
                                               : psprintf("partition %u", partition);
 }
 
-/* A remote error or notice as the worker relayed it, palloc'd. */
-struct RemoteMessage {
-    char sqlstate[6];
-    char *message, *detail, *hint, *context, *severity; /* NULL when empty */
-};
-
 void decode_remote(wire::Reader &r, RemoteMessage &m)
 {
     proto::ErrorFields f;
@@ -216,49 +213,7 @@ void raise_remote(const CallRequest *req, int target, proto::Kind kind, wire::Re
 {
     RemoteMessage m;
     decode_remote(r, m);
-    char *where = describe_target(req, target);
-
-    if (kind == proto::Kind::Error && m.severity &&
-        (strcmp(m.severity, "FATAL") == 0 || strcmp(m.severity, "PANIC") == 0)) {
-        /* the remote session ended: re-raising its SQLSTATE (57P01, ...)
-         * would read as if this session were being terminated */
-        relaying_remote = true;
-        ereport(ERROR, (errcode(ERRCODE_CONNECTION_FAILURE),
-                        errmsg("lost connection to the remote server"),
-                        errdetail_internal("remote %s: %s (SQLSTATE %.5s)", m.severity,
-                                           m.message ? m.message : "", m.sqlstate),
-                        errcontext("bgw_proxy function %s, %s", req->function_name, where)));
-    }
-
-    int level = ERROR;
-    if (kind == proto::Kind::Notice) {
-        level = NOTICE;
-        if (m.severity && strcmp(m.severity, "WARNING") == 0)
-            level = WARNING;
-        else if (m.severity && (strcmp(m.severity, "INFO") == 0))
-            level = INFO;
-        else if (m.severity && (strcmp(m.severity, "DEBUG") == 0 || strcmp(m.severity, "LOG") == 0))
-            level = DEBUG1;
-    }
-    if (req->plproxy_messages && m.message) {
-        /* LANGUAGE plproxy: the form PL/Proxy users' log filters know */
-        char dbname[kDbnameBuf];
-        char *prefixed = psprintf("%s(%d): [%s] REMOTE %s: %s", req->function_name, req->nargs,
-                                  target_dbname(req, target, dbname) ? dbname : "",
-                                  m.severity ? m.severity : "ERROR", m.message);
-        pfree(m.message);
-        m.message = prefixed;
-    }
-    const char *st = m.sqlstate;
-    relaying_remote = true;
-    ereport(level,
-            (errcode(MAKE_SQLSTATE(st[0], st[1], st[2], st[3], st[4])),
-             errmsg_internal("%s", m.message ? m.message : "remote error without message"),
-             m.detail ? errdetail_internal("%s", m.detail) : 0,
-             remote_hint_and_context(req, m, where)));
-    relaying_remote = false;
-    free_remote(m);
-    pfree(where);
+    call_raise_remote(req, target, kind == proto::Kind::Notice, m);
 }
 
 /*
@@ -665,6 +620,55 @@ void run_call(const CallRequest *req, const ResultSink *sink)
 
 } // namespace
 
+/* The remote message, re-raised: ERROR (or the FATAL of a remote session
+ * that ended, as a lost connection), or the notice at its level. */
+void call_raise_remote(const CallRequest *req, int target, bool notice, RemoteMessage &m)
+{
+    char *where = describe_target(req, target);
+
+    if (!notice && m.severity &&
+        (strcmp(m.severity, "FATAL") == 0 || strcmp(m.severity, "PANIC") == 0)) {
+        /* the remote session ended: re-raising its SQLSTATE (57P01, ...)
+         * would read as if this session were being terminated */
+        relaying_remote = true;
+        ereport(ERROR, (errcode(ERRCODE_CONNECTION_FAILURE),
+                        errmsg("lost connection to the remote server"),
+                        errdetail_internal("remote %s: %s (SQLSTATE %.5s)", m.severity,
+                                           m.message ? m.message : "", m.sqlstate),
+                        errcontext("bgw_proxy function %s, %s", req->function_name, where)));
+    }
+
+    int level = ERROR;
+    if (notice) {
+        level = NOTICE;
+        if (m.severity && strcmp(m.severity, "WARNING") == 0)
+            level = WARNING;
+        else if (m.severity && (strcmp(m.severity, "INFO") == 0))
+            level = INFO;
+        else if (m.severity && (strcmp(m.severity, "DEBUG") == 0 || strcmp(m.severity, "LOG") == 0))
+            level = DEBUG1;
+    }
+    if (req->plproxy_messages && m.message) {
+        /* LANGUAGE plproxy: the form PL/Proxy users' log filters know */
+        char dbname[kDbnameBuf];
+        char *prefixed = psprintf("%s(%d): [%s] REMOTE %s: %s", req->function_name, req->nargs,
+                                  target_dbname(req, target, dbname) ? dbname : "",
+                                  m.severity ? m.severity : "ERROR", m.message);
+        pfree(m.message);
+        m.message = prefixed;
+    }
+    const char *st = m.sqlstate;
+    relaying_remote = true;
+    ereport(level,
+            (errcode(MAKE_SQLSTATE(st[0], st[1], st[2], st[3], st[4])),
+             errmsg_internal("%s", m.message ? m.message : "remote error without message"),
+             m.detail ? errdetail_internal("%s", m.detail) : 0,
+             remote_hint_and_context(req, m, where)));
+    relaying_remote = false;
+    free_remote(m);
+    pfree(where);
+}
+
 RequestSlot *call_free_slot(void)
 {
     return acquire_slot(my_slot_index());
@@ -681,7 +685,7 @@ void call_register_exit_hook(void)
 void call_run(const CallRequest *req, const ResultSink *sink)
 {
     require_preloaded();
-    if (active.slot >= 0)
+    if (active.slot >= 0 || direct_call_active())
         ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
                         errmsg("bgw_proxy: a proxy function cannot be called while another one of "
                                "this session is running")));
@@ -696,11 +700,13 @@ void call_run(const CallRequest *req, const ResultSink *sink)
 
     PG_TRY();
     {
-        run_call(req, sink);
+        if (!direct_call_run(req, sink))
+            run_call(req, sink);
     }
     PG_CATCH();
     {
         relaying_remote = false;
+        direct_call_abandon();
         abandon_active_call();
         PG_RE_THROW();
     }

@@ -85,4 +85,15 @@ RequestSlot *call_free_slot(void);
 /* Registered once per backend: an exiting backend abandons its call. */
 void call_register_exit_hook(void);
 
+/* A remote error or notice, palloc'd. */
+struct RemoteMessage {
+    char sqlstate[6];
+    char *message, *detail, *hint, *context, *severity; /* NULL when empty */
+};
+
+/* Re-raise a remote error (ERROR; a remote FATAL or PANIC as a lost
+ * connection, 08006) or relay a notice at its level, with the target's
+ * context; the message is freed when it returns. */
+void call_raise_remote(const CallRequest *req, int target, bool notice, RemoteMessage &m);
+
 } // namespace bgw

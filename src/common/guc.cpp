@@ -27,6 +27,7 @@ int guc_pool_wait_timeout_ms = 30000;
 int guc_idle_timeout_s = 300;
 int guc_max_pool_connections = 2;
 bool guc_remote_prepare = true;
+bool guc_direct_calls = true;
 int guc_debug_fault = 0;
 
 namespace {
@@ -144,6 +145,15 @@ void define_gucs(void)
         "transaction-mode pooler that loses prepared statements is detected and falls back to "
         "plain queries by itself.",
         &guc_remote_prepare, true, PGC_SUSET, 0, nullptr, nullptr, nullptr);
+
+    DefineCustomBoolVariable(
+        "bgw_proxy.direct_calls",
+        "Lets a call with one target run on an idle pooled connection borrowed from a worker.",
+        "The backend then sends the statement and reads its rows itself, on a copy of the "
+        "worker's socket: no worker wake-up on the way. Calls with several targets, to "
+        "multi-host partitions, over TLS or GSS-encrypted connections, or when no idle "
+        "connection of the pool is parked, go through a worker as before.",
+        &guc_direct_calls, true, PGC_USERSET, 0, nullptr, nullptr, nullptr);
 
     DefineCustomEnumVariable(
         "bgw_proxy.debug_fault",

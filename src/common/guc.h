@@ -22,6 +22,7 @@ extern int guc_pool_wait_timeout_ms;
 extern int guc_idle_timeout_s;
 extern int guc_max_pool_connections;
 extern bool guc_remote_prepare;
+extern bool guc_direct_calls;
 extern int guc_debug_fault;
 extern bool guc_mapping_password_required;
 extern int guc_health_check_interval_ms;

@@ -9,6 +9,7 @@
  *   Connecting --PQconnectPoll ok--> Idle <-----------------------+
  *   Idle --job assigned--> Busy --last result read, tx idle-----> |
  *   Busy --job abandoned--> Cancelling --drained, cancel taken--> +
+ *   Idle --nothing waits, parked (ConnectionLender)--> Lent --taken back--> Idle
  *   any --error / timeout / EOF / lifetime / retired--> Closing (destroyed)
  *
  * A connection's state is the list it is on: each key keeps one list per
@@ -149,8 +150,34 @@ struct Job {
 
 /* Closing: marked to close, the reason recorded; counted nowhere, no
  * socket watched, destroyed by the pool's next reap. */
-enum class ConnState { Resolving, Connecting, Idle, Busy, Cancelling, Closing };
-constexpr int kConnStates = 6;
+enum class ConnState { Resolving, Connecting, Idle, Lent, Busy, Cancelling, Closing };
+constexpr int kConnStates = 7;
+
+/* Lends idle connections to other processes (worker/lender.h). A lent
+ * connection (state Lent) may be in another process's hands: the pool does
+ * not read, write or watch its socket, and runs nothing on it, until it
+ * has taken it back. A connection keeps its entry (`slot`) from its first
+ * lending until it closes, so the processes that copied its socket keep
+ * their copies across take-backs. Must not throw. */
+class ConnectionLender {
+public:
+    virtual ~ConnectionLender() = default;
+    /* Park an idle connection of `key` in its entry `slot` (-1: none yet):
+     * the entry, or -1 (then it stays Idle). sock_ino: its socket's inode. */
+    virtual int lend(int slot, const std::string &key, PGconn *pg, uint64_t sock_ino, int64_t stat_ref) = 0;
+    enum class Back { Yes, InUse, Broken };
+    /* Take back entry `slot`'s connection. InUse: another process has it;
+     * the owner is told when it comes back and then calls Pool::on_returns.
+     * Broken: it was given back in a state nobody knows (a statement may
+     * still run): to be cancelled and closed. */
+    virtual Back take_back(int slot) = 0;
+    /* The connection of entry `slot` closes: the entry is free. */
+    virtual void release(int slot) = 0;
+    /* Given back broken, waiting to be taken back (and closed). */
+    virtual bool broken(int slot) = 0;
+    /* When another process last gave it back (time_point::min(): never) */
+    virtual Clock::time_point last_returned(int slot) = 0;
+};
 
 struct PoolLimits {
     int max_per_key = 32;
@@ -242,6 +269,13 @@ public:
     /* Null: none. A new watcher is told every socket there is now (the old
      * one forgets them); it must outlive the pool or be unset first. */
     void set_watcher(SocketWatcher *w);
+    /* Null: none (connections are never lent). Set before the first job;
+     * it must outlive the pool. */
+    void set_lender(ConnectionLender *l) { lender_ = l; }
+    /* A lent connection may be back (wanted, or given back broken): take
+     * back what jobs wait for, close what expired, was retired or broke.
+     * Cost: the lent connections. */
+    void on_returns();
 
     /* Start (or queue) a job. The pool owns it until its sink hears
      * on_done/on_error, or until abandon(). *handle is set to the job first
@@ -321,6 +355,13 @@ private:
     /* close idle connections while the key has more than its limit */
     void trim(KeyPool &kp);
     void open_connection(KeyPool &kp);
+    /* Idle with nothing to do: lend it if it can be */
+    void park(Connection &c);
+    /* Lent: true if it is Idle again; false if it is in use elsewhere, or
+     * was given back broken (then it is closed) */
+    bool take_back(Connection &c);
+    /* Lent: close it if it expired or was retired, once it is back */
+    void settle_lent(Connection &c, Clock::time_point now);
     Connection &adopt(KeyPool &kp, std::unique_ptr<Connection> c, ConnState first);
     std::vector<Connection *> live_connections() const;
     void retire_if(const std::function<bool(const Connection &)> &which, const char *reason);
@@ -333,6 +374,7 @@ private:
     PoolLimits limits_;
     PoolObserver *observer_ = nullptr;
     SocketWatcher *watcher_ = nullptr;
+    ConnectionLender *lender_ = nullptr;
     uint64_t connects_ = 0;
     uint64_t connection_ids_ = 0;
 };

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include <fcntl.h>
 #include <poll.h>
 #include <unistd.h>
 
@@ -194,6 +195,7 @@ int Connection::events() const
     switch (state()) {
     case ConnState::Resolving:
     case ConnState::Closing:
+    case ConnState::Lent: /* another process may be using it */
         return 0;
     case ConnState::Connecting:
         return want_write_ ? 2 : 1;
@@ -552,6 +554,21 @@ bool Connection::fit_for_reuse()
     return n == 0 || (n < 0 && errno == EINTR);
 }
 
+void Connection::disown_socket() noexcept
+{
+    int sock = socket();
+    if (sock < 0)
+        return;
+    int null = ::open("/dev/null", O_RDWR | O_CLOEXEC);
+    if (null >= 0 && dup2(null, sock) == sock) {
+        ::close(null);
+        return;
+    }
+    if (null >= 0)
+        ::close(null);
+    pg_ = nullptr; /* cannot be made safe to finish: left to the process's exit */
+}
+
 void Connection::retire(const char *reason)
 {
     retire_reason_ = reason;
@@ -607,10 +624,13 @@ Clock::time_point Connection::next_deadline(Clock::time_point now) const
     if ((st == ConnState::Cancelling && drained_) || st == ConnState::Resolving)
         t = std::min(t, now + std::chrono::milliseconds(5)); /* poll the cancel's outcome, the lookup */
     int idle_timeout_s = host_.limits().idle_timeout_s;
-    if (st == ConnState::Idle && idle_timeout_s > 0)
+    if (st == ConnState::Lent && m_.wanted)
+        return t; /* in use elsewhere: Pool::on_returns when it comes back */
+    bool idle = st == ConnState::Idle || st == ConnState::Lent;
+    if (idle && idle_timeout_s > 0)
         t = std::min(t, last_used_ + std::chrono::seconds(idle_timeout_s));
-    if (st == ConnState::Idle)
-        t = std::min(t, retire_at_);
+    if (idle)
+        t = std::min(t, retired_ ? now : retire_at_);
     return t;
 }
 

@@ -55,6 +55,8 @@ struct Membership {
     int events = 0;
     uint64_t sock_ino = 0;              /* tells a replaced socket of the same number */
     bool sock_settled = false;          /* the socket is final: connected, checked once after */
+    int lent_slot = -1;                 /* its ConnectionLender entry, kept while it lives */
+    bool wanted = false;                /* Lent and in use elsewhere: the pool waits for it back */
 };
 
 class Connection final : public PoolSocket {
@@ -106,6 +108,13 @@ public:
     /* connection_lifetime as the latest job says (0: none), counted from
      * when the connection was made: a lowered one holds at once */
     void set_lifetime(int lifetime_s);
+    /* Lent: it was in use elsewhere until t (not idle for the idle timeout) */
+    void note_used(Clock::time_point t) { last_used_ = std::max(last_used_, t); }
+    Clock::time_point last_used() const { return last_used_; }
+    /* Lent and being closed while another process may use its socket:
+     * from now on nothing is written to that socket (PQfinish's Terminate
+     * goes to /dev/null); the other process's copy keeps it open. */
+    void disown_socket() noexcept;
     /* Serve no new job: close when idle (now, or once the statement ends). */
     void retire(const char *reason);
     const char *retire_reason() const { return retire_reason_; }

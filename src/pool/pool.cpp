@@ -44,7 +44,8 @@ bool allowed(ConnState from, ConnState to)
     switch (from) {
     case ConnState::Resolving: return to == ConnState::Connecting || to == ConnState::Closing;
     case ConnState::Connecting: return to == ConnState::Idle || to == ConnState::Closing;
-    case ConnState::Idle: return to == ConnState::Busy || to == ConnState::Closing;
+    case ConnState::Idle: return to == ConnState::Busy || to == ConnState::Lent || to == ConnState::Closing;
+    case ConnState::Lent: return to == ConnState::Idle || to == ConnState::Closing;
     case ConnState::Busy:
         return to == ConnState::Idle || to == ConnState::Cancelling || to == ConnState::Closing;
     case ConnState::Cancelling: return to == ConnState::Idle || to == ConnState::Closing;
@@ -83,7 +84,7 @@ KeyCounts KeyPool::counts() const
 {
     KeyCounts n;
     n.connecting = uint32_t(list(ConnState::Resolving).size() + list(ConnState::Connecting).size());
-    n.idle = uint32_t(list(ConnState::Idle).size());
+    n.idle = uint32_t(list(ConnState::Idle).size() + list(ConnState::Lent).size());
     n.active = uint32_t(list(ConnState::Busy).size());
     n.cancelling = uint32_t(list(ConnState::Cancelling).size());
     n.open = n.connecting + n.idle + n.active + n.cancelling;
@@ -134,6 +135,11 @@ void Pool::close(Connection &c, const char *reason) noexcept
     if (m.state == ConnState::Closing)
         return; /* the first reason stands */
     m.close_reason = reason ? reason : "closed";
+    if (m.state == ConnState::Lent)
+        c.disown_socket(); /* not taken back: another process may be using it */
+    if (m.lent_slot >= 0 && lender_)
+        lender_->release(m.lent_slot);
+    m.lent_slot = -1;
     set_state(c, ConnState::Closing); /* forgets its socket */
     /* a job waiting for it to connect is served by another one */
     if (std::unique_ptr<Job> pending = c.take_pending()) {
@@ -226,6 +232,81 @@ void Pool::became_idle(Connection &c)
     }
     dispatch(kp);
     trim(kp);
+    if (c.state() == ConnState::Idle)
+        park(c);
+}
+
+void Pool::park(Connection &c)
+{
+    if (!lender_ || !c.serves_new_jobs(Clock::now()) || !c.pg())
+        return;
+    Membership &m = c.membership(Access());
+    int slot = lender_->lend(m.lent_slot, c.key(), c.pg(), m.sock_ino, c.stat_ref());
+    if (slot < 0)
+        return;
+    m.lent_slot = slot;
+    m.wanted = false;
+    set_state(c, ConnState::Lent);
+}
+
+bool Pool::take_back(Connection &c)
+{
+    Membership &m = c.membership(Access());
+    switch (lender_->take_back(m.lent_slot)) {
+    case ConnectionLender::Back::Yes:
+        m.wanted = false;
+        return set_state(c, ConnState::Idle);
+    case ConnectionLender::Back::Broken:
+        /* its statement may still run: cancelled, never reused */
+        (void) send_cancel(c.pg());
+        close(c, "given back in an unknown state by a backend");
+        return false;
+    case ConnectionLender::Back::InUse:
+        break;
+    }
+    m.wanted = true;
+    return false;
+}
+
+void Pool::settle_lent(Connection &c, Clock::time_point now)
+{
+    Clock::time_point returned = lender_->last_returned(c.membership().lent_slot);
+    if (returned != Clock::time_point::min())
+        c.note_used(returned);
+    int idle_timeout_s = limits_.idle_timeout_s;
+    bool idled_out = idle_timeout_s > 0 && now - c.last_used() >= std::chrono::seconds(idle_timeout_s);
+    bool retiring = !c.serves_new_jobs(now);
+    if (!idled_out && !retiring && !c.membership().wanted && !lender_->broken(c.membership().lent_slot))
+        return;
+    if (!take_back(c)) {
+        if (c.state() == ConnState::Lent)
+            c.note_used(now); /* in use: not idle */
+        return;
+    }
+    if (retiring)
+        close(c, c.retire_reason());
+    else if (idled_out)
+        close(c, "idle_timeout");
+    else if (c.membership().kp->waiting.empty())
+        park(c); /* wanted for a job that went elsewhere meanwhile */
+    else
+        dispatch(*c.membership().kp);
+}
+
+void Pool::on_returns()
+{
+    if (!lender_)
+        return;
+    /* the wanted ones, and those given back broken */
+    std::vector<Connection *> lent;
+    for (const auto &[key, kp] : keys_)
+        for (const std::unique_ptr<Connection> &c : kp->list(ConnState::Lent))
+            lent.push_back(c.get());
+    Clock::time_point now = Clock::now();
+    for (Connection *c : lent)
+        if (c->state() == ConnState::Lent)
+            settle_lent(*c, now);
+    reap();
 }
 
 void Pool::connect_failed(std::unique_ptr<Job> job, const std::string &why)
@@ -309,6 +390,15 @@ void Pool::dispatch(KeyPool &kp)
     int limit = limit_of(kp);
     while (!kp.waiting.empty()) {
         ConnList &idle = kp.list(ConnState::Idle);
+        if (idle.empty() && lender_ && !kp.list(ConnState::Lent).empty()) {
+            /* the most recently parked first; each one in use elsewhere
+             * is marked wanted, so its return wakes us */
+            std::vector<Connection *> lent;
+            for (const std::unique_ptr<Connection> &c : kp.list(ConnState::Lent))
+                lent.push_back(c.get());
+            for (auto it = lent.rbegin(); it != lent.rend() && idle.empty(); ++it)
+                (void) take_back(**it);
+        }
         if (!idle.empty()) {
             if (int(kp.live()) > limit) {
                 close(*idle.front(), "pool limit lowered");
@@ -455,6 +545,10 @@ void Pool::on_timer(Clock::time_point now)
         if (c->closing())
             continue;
         try {
+            if (c->state() == ConnState::Lent) {
+                settle_lent(*c, now);
+                continue;
+            }
             c->on_timer(now);
         } catch (...) {
             if (c->statement_may_run()) /* as in on_socket */
@@ -507,9 +601,13 @@ void Pool::reap(bool destroy)
 
 void Pool::retire_if(const std::function<bool(const Connection &)> &which, const char *reason)
 {
+    Clock::time_point now = Clock::now();
     for (Connection *c : live_connections())
-        if (!c->closing() && which(*c))
+        if (!c->closing() && which(*c)) {
             c->retire(reason);
+            if (c->state() == ConnState::Lent)
+                settle_lent(*c, now); /* closed now, or once given back */
+        }
     reap();
 }
 
@@ -538,7 +636,8 @@ void Pool::retire_database(const std::string &dbname)
 
 void Pool::close_idle()
 {
-    retire_if([](const Connection &c) { return c.state() == ConnState::Idle; }, "idle connection closed on request");
+    retire_if([](const Connection &c) { return c.state() == ConnState::Idle || c.state() == ConnState::Lent; },
+              "idle connection closed on request");
 }
 
 void Pool::close_all(Clock::time_point cancels_until) noexcept
@@ -559,6 +658,20 @@ void Pool::close_all(Clock::time_point cancels_until) noexcept
         if (c->opened() && observer_)
             observer_->disconnected(c->stat_ref());
     }
+    /* lent ones: taken back, or never written to again (no allocation here) */
+    each_live(keys_, [&](Connection *c) {
+        const Membership &m = c->membership();
+        if (m.lent_slot < 0 || !lender_)
+            return;
+        if (m.state == ConnState::Lent) {
+            ConnectionLender::Back b = lender_->take_back(m.lent_slot);
+            if (b == ConnectionLender::Back::InUse)
+                c->disown_socket();
+            else if (b == ConnectionLender::Back::Broken && cancel)
+                (void) send_cancel(c->pg());
+        }
+        lender_->release(m.lent_slot);
+    });
     keys_.clear(); /* PQfinish (not waiting: the sockets are non-blocking), every job still held */
     std::fill(std::begin(totals_), std::end(totals_), 0u);
     cancels_->finish(cancels_until);
@@ -568,7 +681,7 @@ PoolCounts Pool::counts() const
 {
     PoolCounts n;
     n.connecting = totals_[int(ConnState::Resolving)] + totals_[int(ConnState::Connecting)];
-    n.idle = totals_[int(ConnState::Idle)];
+    n.idle = totals_[int(ConnState::Idle)] + totals_[int(ConnState::Lent)];
     n.active = totals_[int(ConnState::Busy)];
     n.cancelling = totals_[int(ConnState::Cancelling)];
     n.open = n.connecting + n.idle + n.active + n.cancelling;

@@ -44,6 +44,26 @@ void pool_stat_reset_counters(PoolStat *e, TimestampTz now)
     pg_atomic_write_u64(&e->stats_reset, uint64(now));
 }
 
+void pool_stat_clip(char *dst, size_t size, const char *src, int encoding)
+{
+    size_t srclen = strlen(src);
+    int len = int(std::min(srclen, size - 1));
+    if (size_t(len) < srclen)
+        len = pg_encoding_mbcliplen(encoding, src, int(std::min<size_t>(srclen, INT_MAX)), len);
+    memcpy(dst, src, size_t(len));
+    dst[len] = '\0';
+}
+
+void pool_stat_note_error(PoolStat *e, const char *text, TimestampTz at)
+{
+    char clipped[kStatErrorLen];
+    pool_stat_clip(clipped, sizeof(clipped), text, e->encoding);
+    SpinLockAcquire(&e->mutex);
+    memcpy(e->last_error, clipped, sizeof(clipped));
+    e->last_error_at = at;
+    SpinLockRelease(&e->mutex);
+}
+
 void pool_stats_init(void)
 {
     for (int i = 0; i < proxy_shared->npool_stats; i++) {

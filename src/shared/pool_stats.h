@@ -20,14 +20,17 @@
  *                              zeroed). A reader that sees it odd, or changed
  *                              across its copy, copies again; so a row never
  *                              mixes one pool's key with another's numbers.
- *   last_error, last_error_at  the owning worker, under `mutex`, when a call
- *                              of the entry ends in an error. Text fields are
+ *   last_error, last_error_at  under `mutex`, when a call of the entry ends in
+ *                              an error: the owning worker, or a backend
+ *                              whose direct call it was (lend_table.h). Text fields are
  *                              in `encoding` (the calling database's), cut at
  *                              a character boundary.
  *   gauges (conns_*, waiting,  the owning worker, pg_atomic_write, once per
  *   wait_since)                event-loop iteration; zeroed when it starts.
  *   counters (calls ...        the owning worker adds with pg_atomic_fetch_add
- *   disconnects)               as jobs end and connections open and close;
+ *   disconnects)               as jobs end and connections open and close,
+ *                              and so does a backend as a direct call on a
+ *                              connection of the entry ends (lend_table.h);
  *                              any backend may zero them with
  *                              bgw_proxy_stat_reset() (an add racing a reset
  *                              lands before or after it, counter by counter:
@@ -98,5 +101,10 @@ int pool_stats_per_worker(void);
 void pool_stat_zero_gauges(PoolStat *e);
 /* Zero one entry's counters (not its gauges) and stamp stats_reset. */
 void pool_stat_reset_counters(PoolStat *e, TimestampTz now);
+
+/* Copy text into a field, cut at a character boundary of `encoding`. */
+void pool_stat_clip(char *dst, size_t size, const char *src, int encoding);
+/* last_error and last_error_at (the spinlock is taken here). */
+void pool_stat_note_error(PoolStat *e, const char *text, TimestampTz at);
 
 } // namespace bgw

@@ -4,6 +4,7 @@
  */
 #include "shared/shmem.h"
 #include "common/guc.h"
+#include "shared/lend_table.h"
 #include "shared/node_table.h"
 #include "shared/pool_stats.h"
 
@@ -42,7 +43,10 @@ static Size segment_size(ProxyShared *out)
     off = add_size(pool_stats_off, pool_stats_size());
     Size nodes_off = align64(off);
     off = add_size(nodes_off, node_table_size());
+    Size lends_off = align64(off);
+    off = add_size(lends_off, lend_table_size());
     if (out) {
+        out->lends_off = lends_off;
         out->nodes_off = nodes_off;
         out->nnodes = guc_max_nodes;
         out->pool_stats_off = pool_stats_off;
@@ -123,6 +127,7 @@ static void shmem_startup(void)
             pg_atomic_init_u32(&w->load, 0);
             pg_atomic_init_u64(&w->served, 0);
             pg_atomic_init_u64(&w->connects, 0);
+            pg_atomic_init_u32(&w->returns, 0);
             pg_atomic_init_u64(&w->command_seen, 0);
 
             SubmitQueue *q = SubmitQueue::create_at(worker_queue(i));
@@ -133,6 +138,7 @@ static void shmem_startup(void)
             shared_cluster(i)->used = false;
         pool_stats_init();
         node_table_init();
+        lend_table_init();
         for (int i = 0; i < sh->nslots; i++) {
             RequestSlot *s = request_slot(i);
             memset(s, 0, sizeof(RequestSlot));

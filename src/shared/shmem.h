@@ -13,6 +13,8 @@
  *                    its contract is in pool_stats.h)
  *   NodeEntry        per node of a multi-host partition (bgw_proxy.max_nodes;
  *                    its contract is in node_table.h)
+ *   LendEntry        per connection a worker may lend to backends, a region of
+ *                    kLendPerWorker per worker (contract in lend_table.h)
  *
  * Who writes what, and how it is read — the protocol every process follows:
  *
@@ -148,9 +150,16 @@ struct WorkerState {
      * whoever ends the call subtracts it. Read by backends choosing a
      * worker (workers.h). */
     pg_atomic_uint32 load;
-    /* counters (single writer: this worker) */
+    /* calls served: added by this worker as its calls end, and by a
+     * backend for each direct call on a connection this worker lent it
+     * (lend_table.h) */
     pg_atomic_uint64 served;
+    /* single writer: this worker */
     pg_atomic_uint64 connects;
+    /* 1: a backend gave back a lent connection this worker wants (set
+     * before the backend sets the latch; swapped to 0 by the worker at the
+     * top of a turn, which then takes back what it waits for) */
+    pg_atomic_uint32 returns;
     /* the last ProxyShared.command_epoch this worker has carried out
      * (single writer: this worker, after applying the commands; set to the
      * epoch current at its start, since a new worker holds no connection) */
@@ -243,7 +252,7 @@ struct ProxyShared {
     LWLock *lock;
 
     /* offsets from the start of this struct */
-    Size workers_off, queues_off, slots_off, rings_off, clusters_off, pool_stats_off, nodes_off;
+    Size workers_off, queues_off, slots_off, rings_off, clusters_off, pool_stats_off, nodes_off, lends_off;
     int nnodes;                  /* NodeEntry entries (bgw_proxy.max_nodes) */
     int nclusters;
     int npool_stats;             /* entries in all; a region of npool_stats / nworkers per worker */

@@ -163,6 +163,13 @@ void run_loop()
         serve_interrupts();
         retire_for_dropped_database();
         serve_pool_commands();
+        if (pg_atomic_read_u32(&self->state->returns) != 0) {
+            /* a backend gave back a connection we wait for */
+            pg_atomic_write_u32(&self->state->returns, 0);
+            pg_memory_barrier();
+            self->pool.on_returns();
+            gauges_touched();
+        }
         Ticket t;
         while (worker_queue(self->index)->pop(t)) {
             pick_up(t);

@@ -37,18 +37,6 @@ std::string make_identity(const std::string &caller, uint64 connect_hash)
     return caller + '\x1f' + std::to_string(connect_hash);
 }
 
-/* Copy text into a field, cut at a character boundary of `encoding`. Done
- * before taking the entry's spinlock. */
-void clip_into(char *dst, size_t size, const char *src, int encoding)
-{
-    size_t srclen = strlen(src);
-    int len = int(std::min(srclen, size - 1));
-    if (size_t(len) < srclen)
-        len = pg_encoding_mbcliplen(encoding, src, int(std::min<size_t>(srclen, INT_MAX)), len);
-    memcpy(dst, src, size_t(len));
-    dst[len] = '\0';
-}
-
 void add(pg_atomic_uint64 *c, uint64 n)
 {
     if (n)
@@ -174,7 +162,7 @@ void StatBook::set_conninfo(int i, const JobSpec &spec)
     l.connstr = spec.connstr;
     PoolStat *e = pool_stat(first_ + i);
     char masked[kStatConninfoLen];
-    clip_into(masked, sizeof(masked), conninfo_masked(spec.connstr, spec.user).c_str(), e->encoding);
+    pool_stat_clip(masked, sizeof(masked), conninfo_masked(spec.connstr, spec.user).c_str(), e->encoding);
     SpinLockAcquire(&e->mutex);
     memcpy(e->conninfo, masked, sizeof(masked));
     SpinLockRelease(&e->mutex);
@@ -265,13 +253,7 @@ void StatBook::job_ended(JobTally &t, JobOutcome outcome, const char *error)
         add(&e->cancels, 1);
     if (outcome == JobOutcome::Failed) {
         add(&e->errors, 1);
-        char text[kStatErrorLen];
-        clip_into(text, sizeof(text), error ? error : "", e->encoding);
-        TimestampTz now = GetCurrentTimestamp();
-        SpinLockAcquire(&e->mutex);
-        memcpy(e->last_error, text, sizeof(text));
-        e->last_error_at = now;
-        SpinLockRelease(&e->mutex);
+        pool_stat_note_error(e, error ? error : "", GetCurrentTimestamp());
     }
 }
 

@@ -21,6 +21,7 @@ namespace bgw {
 void retire_on_config_change(const std::string &caller, const std::string &cluster, uint32_t partition,
                              const JobSpec &spec, int64_t version)
 {
+    self->lender.note_version(spec.key, version);
     auto &seen = self->last_config;
     auto it = seen.find(caller);
     if (it == seen.end()) {

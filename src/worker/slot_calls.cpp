@@ -2,6 +2,7 @@
  * slot_calls.cpp — see slot_calls.h.
  */
 #include "worker/slot_calls.h"
+#include "common/pool_key.hpp"
 #include "shared/binary_types.hpp"
 #include "shared/slot_protocol.hpp"
 #include "shared/workers.h"
@@ -88,8 +89,9 @@ JobSpec job_spec(const proto::Request &q, const proto::RequestTarget &tg, Oid ro
     spec.password = str(tg.password);
     spec.require_password = tg.require_password;
     spec.encoding = str(tg.encoding);
-    spec.key = spec.connstr + '\x1f' + spec.user + '\x1f' + spec.password + '\x1f' + spec.encoding + '\x1f' +
-               std::to_string(roleid) + (spec.require_password ? "\x1fp" : "");
+    append_pool_key(spec.key, spec.connstr.data(), spec.connstr.size(), spec.user.data(), spec.user.size(),
+                    spec.password.data(), spec.password.size(), spec.encoding.c_str(), roleid,
+                    spec.require_password);
     spec.connect_timeout_ms = int(q.connect_timeout_ms);
     spec.query_timeout_ms = int(q.query_timeout_ms);
     spec.prepare = (q.flags & proto::kFlagPrepare) != 0;

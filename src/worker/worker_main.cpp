@@ -53,6 +53,7 @@ void worker_exit(int code, Datum arg)
     } catch (...) {
         /* exiting anyway: the remotes see the sockets close */
     }
+    self->lender.stop(); /* what backends still hold, they close when done */
     self->stats.zero_gauges();
 
     LWLockAcquire(proxy_shared->lock, LW_EXCLUSIVE);
@@ -122,6 +123,8 @@ void bgw_proxy_worker_main(Datum main_arg)
         self->state = worker_state(index);
         self->stats.start(index);
         self->pool.set_observer(&self->stats);
+        self->lender.start(index);
+        self->pool.set_lender(&self->lender);
     });
     apply_limits();
     self->drop_epoch = pg_atomic_read_u64(&proxy_shared->drop_epoch);

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "pool/conn_pool.hpp"
+#include "worker/lender.h"
 #include "worker/socket_set.h"
 #include "worker/pool_stats_worker.h"
 #include "worker/call_task.h"
@@ -44,6 +45,7 @@ struct Worker {
     uint64 drop_epoch = 0;           /* ProxyShared.drop_epoch last acted on */
     uint64 command_epoch = 0;        /* ProxyShared.command_epoch last carried out */
     NodeRouter router;               /* nodes of multi-host partitions, their checks */
+    Lender lender;                   /* its idle connections, lent to backends (lend_table.h) */
     SocketSet sockets;               /* the pooled sockets, kept by the pool (event_loop.cpp) */
     std::vector<std::tuple<int, int, uint64_t>> wes_sockets; /* without epoll: what the wait set was built for */
 };

@@ -819,3 +819,136 @@ TEST(lowered_lifetime_holds_at_once)
     CHECK_EQ(f.key().open, 1);
     f.check_watcher_balanced();
 }
+
+namespace {
+
+/* Plays the lend table and the backends that borrow from it. */
+struct FakeLender : ConnectionLender {
+    enum State { Free, Parked, Lent, Broken };
+    std::map<int, State> entries;
+    std::map<int, int> wanted;       /* take_back answered InUse */
+    int next = 0, lends = 0, releases = 0;
+
+    int lend(int slot, const std::string &, PGconn *, uint64_t ino, int64_t) override
+    {
+        if (ino == 0)
+            return -1;
+        if (slot < 0)
+            slot = next++;
+        entries[slot] = Parked;
+        lends++;
+        return slot;
+    }
+    Back take_back(int slot) override
+    {
+        State &s = entries[slot];
+        if (s == Lent) {
+            wanted[slot]++;
+            return Back::InUse;
+        }
+        Back b = s == Broken ? Back::Broken : Back::Yes;
+        s = Free;
+        return b;
+    }
+    void release(int slot) override
+    {
+        entries.erase(slot);
+        releases++;
+    }
+    bool broken(int slot) override { return entries[slot] == Broken; }
+    Clock::time_point last_returned(int) override { return Clock::time_point::min(); }
+
+    /* a backend borrows the one parked entry */
+    int borrow()
+    {
+        for (auto &[slot, s] : entries)
+            if (s == Parked) {
+                s = Lent;
+                return slot;
+            }
+        return -1;
+    }
+};
+
+} // namespace
+
+TEST(idle_connection_is_lent_and_taken_back_for_a_job)
+{
+    Fixture f(1);
+    FakeLender lender;
+    f.pool.set_lender(&lender);
+    Sink a;
+    f.submit(a, "rows 1 a");
+    REQUIRE(f.drive([&] { return a.ended(); }));
+    CHECK(a.done);
+    CHECK_EQ(lender.lends, 1);
+    CHECK_EQ(f.pool.counts().idle, 1); /* a parked connection counts as idle */
+    /* parked: its socket is not watched (a backend may be using it) */
+    REQUIRE(f.watcher.current.size() == 1);
+    CHECK_EQ(f.watcher.current.begin()->second.events, 0);
+
+    /* a job while a backend has it: it waits, the connection is wanted */
+    int slot = lender.borrow();
+    REQUIRE(slot == 0);
+    Sink b;
+    f.submit(b, "rows 1 b");
+    CHECK_EQ(f.key().waiting, 1);
+    CHECK_EQ(lender.wanted[slot], 1);
+    CHECK(!f.drive([&] { return b.ended(); }, 200)); /* no new connection: the limit is 1 */
+    CHECK_EQ(f.server.accepted(), 1);
+
+    /* given back: the job runs on it, then it is parked again in its entry */
+    lender.entries[slot] = FakeLender::Parked;
+    f.pool.on_returns();
+    REQUIRE(f.drive([&] { return b.ended(); }));
+    CHECK(b.done);
+    CHECK_EQ(f.server.accepted(), 1);
+    CHECK_EQ(lender.entries[slot], FakeLender::Parked);
+    CHECK_EQ(lender.next, 1); /* the same entry: backends keep their copies */
+    f.check_watcher_balanced();
+    CHECK_EQ(lender.releases, 1);
+}
+
+TEST(connection_given_back_broken_is_closed)
+{
+    Fixture f(1);
+    FakeLender lender;
+    f.pool.set_lender(&lender);
+    Sink a;
+    f.submit(a, "rows 1 a");
+    REQUIRE(f.drive([&] { return a.ended(); }));
+    int slot = lender.borrow();
+    REQUIRE(slot >= 0);
+    lender.entries[slot] = FakeLender::Broken; /* say, cancelled mid-statement */
+    f.pool.on_returns();
+    REQUIRE(f.drive([&] { return f.pool.counts().open == 0; }));
+    CHECK_EQ(lender.releases, 1);
+    CHECK_EQ(f.observer.disconnected_n, 1);
+    /* the next job gets a new connection */
+    Sink b;
+    f.submit(b, "rows 1 b");
+    REQUIRE(f.drive([&] { return b.ended(); }));
+    CHECK(b.done);
+    CHECK_EQ(f.server.accepted(), 2);
+    f.check_watcher_balanced();
+}
+
+TEST(retired_connection_in_use_elsewhere_closes_when_given_back)
+{
+    Fixture f(2);
+    FakeLender lender;
+    f.pool.set_lender(&lender);
+    Sink a;
+    f.submit(a, "rows 1 a");
+    REQUIRE(f.drive([&] { return a.ended(); }));
+    int slot = lender.borrow();
+    REQUIRE(slot >= 0);
+    f.pool.retire_key(f.spec("").key);
+    CHECK_EQ(f.pool.counts().open, 1); /* still in a backend's hands */
+    CHECK(f.pool.next_deadline() == Clock::time_point::max()); /* nothing to poll for meanwhile */
+    lender.entries[slot] = FakeLender::Parked;
+    f.pool.on_returns();
+    REQUIRE(f.drive([&] { return f.pool.counts().open == 0; }));
+    CHECK_EQ(lender.releases, 1);
+    f.check_watcher_balanced();
+}

@@ -1,0 +1,510 @@
+/*
+ * direct_call.cpp — see direct_call.h; the lend table's protocol is in
+ * shared/lend_table.h, the messages in common/pg_wire.hpp.
+ *
+ * The backend keeps, per lend table entry, its copy of the socket of the
+ * connection the entry holds (and a wait set for it), for as long as the
+ * entry's generation says it is the same connection: borrowing again costs
+ * one compare-and-swap.
+ *
+ * While the connection is borrowed, an error of any kind (a remote error
+ * is not one: it is read to the end first), a cancel or a timeout gives it
+ * back as broken: its worker cancels whatever may still run and closes it.
+ * A connection given back as idle has answered ReadyForQuery with no
+ * transaction open and nothing left unread, as the worker left it.
+ */
+#include "common/pg_wire.hpp"
+#include "common/pool_key.hpp"
+#include "backend/direct_call.h"
+#include "backend/string_info_buf.h"
+#include "common/guc.h"
+#include "shared/lend_table.h"
+#include "shared/node_table.h"
+#include "shared/pool_stats.h"
+#include "shared/shmem.h"
+#include "shared/workers.h"
+
+#include "common/pg_headers.h"
+
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+namespace bgw {
+
+namespace {
+
+/* This backend's copy of an entry's socket. */
+struct CopiedSocket {
+    uint64 generation;
+    int fd;                      /* -1: none */
+    WaitEventSet *wait;          /* latch, postmaster death, fd */
+    int socket_pos;              /* fd's event in `wait` */
+};
+CopiedSocket *copies = nullptr; /* per lend table entry, in TopMemoryContext */
+
+/* The connection borrowed now, for the error and exit paths. */
+struct Borrowed {
+    int entry = -1;
+    uint64 word = 0;             /* the entry's word while we hold it (LENT) */
+};
+Borrowed borrowed;
+
+/* pidfd_getfd refused once (an old kernel, a sandbox): this backend goes
+ * through the workers from then on. */
+bool copying_refused = false;
+
+void forget_copy(int entry)
+{
+    CopiedSocket &c = copies[entry];
+    if (c.wait)
+        FreeWaitEventSet(c.wait);
+    c.wait = nullptr;
+    if (c.fd >= 0) {
+        close(c.fd);
+        ReleaseExternalFD();
+    }
+    c.fd = -1;
+}
+
+/* Give the borrowed connection back: idle (ready for the next query) or
+ * broken. Wakes its worker if it waits for it, or to close a broken one.
+ * Never raises an error. */
+void give_back(bool idle)
+{
+    int entry = borrowed.entry;
+    if (entry < 0)
+        return;
+    borrowed.entry = -1;
+    LendEntry *e = lend_entry(entry);
+    pg_atomic_write_u64(&e->returned_us, node_clock_us());
+    uint64 expected = borrowed.word;
+    uint64 to = lend_word(lend_generation(expected), idle ? LEND_PARKED : LEND_BROKEN);
+    bool ours = pg_atomic_compare_exchange_u64(&e->word, &expected, to);
+    if (!ours || !idle)
+        forget_copy(entry); /* its worker restarted meanwhile, or it is to be closed */
+    if (ours && (!idle || pg_atomic_read_u32(&e->want) != 0)) {
+        int w = e->worker;
+        pg_atomic_write_u32(&worker_state(w)->returns, 1);
+        wake_worker(w);
+    }
+}
+
+/* Our copy of entry i's socket (and its wait set), made if needed; -1 if
+ * it cannot be had. */
+int socket_copy(int i, const LendEntry *e, uint64 generation)
+{
+    CopiedSocket &c = copies[i];
+    if (c.fd >= 0 && c.generation == generation)
+        return c.fd;
+    forget_copy(i);
+    if (!AcquireExternalFD())
+        return -1; /* near max_files_per_process: through the worker */
+    int pidfd = int(syscall(SYS_pidfd_open, e->pid, 0));
+    int fd = pidfd >= 0 ? int(syscall(SYS_pidfd_getfd, pidfd, e->fd, 0)) : -1;
+    int err = errno;
+    if (pidfd >= 0)
+        close(pidfd);
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) != 0 || uint64(st.st_ino) != e->ino) {
+        if (fd >= 0)
+            close(fd);
+        ReleaseExternalFD();
+        if (fd < 0 && (err == ENOSYS || err == EPERM || err == EACCES)) {
+            copying_refused = true;
+            ereport(DEBUG1, (errmsg("bgw_proxy: cannot copy a worker's socket: %s; calls go through the "
+                                    "workers", strerror(err))));
+        }
+        return -1;
+    }
+    c.fd = fd;
+    c.generation = generation;
+    PG_TRY();
+    {
+        c.wait = CreateWaitEventSet(TopMemoryContext, 3);
+        AddWaitEventToSet(c.wait, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, nullptr);
+        AddWaitEventToSet(c.wait, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, nullptr, nullptr);
+        c.socket_pos = AddWaitEventToSet(c.wait, WL_SOCKET_READABLE, fd, nullptr, nullptr);
+    }
+    PG_CATCH();
+    {
+        forget_copy(i);
+        PG_RE_THROW();
+    }
+    PG_END_TRY();
+    return fd;
+}
+
+/* An idle connection has nothing to say: data or EOF means the remote
+ * ended the session (idle_session_timeout, a restart). */
+bool quiet(int fd)
+{
+    struct pollfd p = {fd, POLLIN, 0};
+    return poll(&p, 1, 0) == 0;
+}
+
+/* Borrow a parked connection of this key and version: its entry (our
+ * socket copy in *fd), or -1. Starts in our own worker's region, so the
+ * backends spread over the workers' connections. */
+int borrow(const char *key, uint32 len, int64 version, int *fd)
+{
+    uint64 hash = lend_key_hash(key, len);
+    int n = lend_table_capacity();
+    int start = (MyProcPid % proxy_shared->nworkers) * kLendPerWorker;
+    for (int k = 0; k < n; k++) {
+        int i = (start + k) % n;
+        LendEntry *e = lend_entry(i);
+        uint64 w = pg_atomic_read_u64(&e->word);
+        if (lend_state(w) != LEND_PARKED)
+            continue;
+        pg_read_barrier();
+        if (e->key_hash != hash)
+            continue;
+        if (!pg_atomic_compare_exchange_u64(&e->word, &w, lend_word(lend_generation(w), LEND_LENT)))
+            continue;
+        borrowed.entry = i;
+        borrowed.word = lend_word(lend_generation(w), LEND_LENT);
+        /* ours: the fields are stable now */
+        if (e->key_len != len || memcmp(e->key, key, len) != 0 || e->config_version != version) {
+            give_back(true);
+            continue;
+        }
+        *fd = socket_copy(i, e, lend_generation(w));
+        if (*fd < 0) {
+            give_back(true);
+            if (copying_refused)
+                return -1;
+            continue;
+        }
+        if (!quiet(*fd)) {
+            give_back(false); /* its worker closes it */
+            continue;
+        }
+        return i;
+    }
+    return -1;
+}
+
+/* Wait until the socket is readable (or writable), serving interrupts;
+ * false when the query timeout passed. */
+bool wait_socket(int entry, bool for_write, TimestampTz deadline)
+{
+    CopiedSocket &c = copies[entry];
+    long timeout = -1;
+    if (deadline) {
+        long secs;
+        int usecs;
+        TimestampDifference(GetCurrentTimestamp(), deadline, &secs, &usecs);
+        timeout = secs * 1000 + usecs / 1000;
+        if (timeout <= 0 && GetCurrentTimestamp() >= deadline)
+            return false;
+    }
+    if (for_write)
+        ModifyWaitEvent(c.wait, c.socket_pos, WL_SOCKET_WRITEABLE, nullptr);
+    WaitEvent ev;
+    (void) WaitEventSetWait(c.wait, timeout, &ev, 1, PG_WAIT_EXTENSION);
+    if (for_write)
+        ModifyWaitEvent(c.wait, c.socket_pos, WL_SOCKET_READABLE, nullptr);
+    ResetLatch(MyLatch);
+    CHECK_FOR_INTERRUPTS();
+    return true;
+}
+
+[[noreturn]] void lost_connection(const CallRequest *req, const char *why)
+{
+    give_back(false);
+    ereport(ERROR, (errcode(ERRCODE_CONNECTION_FAILURE), errmsg("lost connection to the remote server"),
+                    errdetail_internal("%s", why), errcontext("bgw_proxy function %s", req->function_name)));
+}
+
+[[noreturn]] void timed_out(const CallRequest *req)
+{
+    give_back(false);
+    ereport(ERROR, (errcode(ERRCODE_QUERY_CANCELED), errmsg("canceling statement due to query_timeout expired"),
+                    errdetail("bgw_proxy cancelled the remote statement and closed its connection."),
+                    errcontext("bgw_proxy function %s", req->function_name)));
+}
+
+[[noreturn]] void violation(const char *what)
+{
+    give_back(false);
+    ereport(ERROR, (errcode(ERRCODE_PROTOCOL_VIOLATION),
+                    errmsg("bgw_proxy: unexpected %s from the remote server", what)));
+}
+
+/* Send all of buf; false if the connection failed before any of it went. */
+void send_all(const CallRequest *req, int entry, int fd, const StringInfoData &buf, TimestampTz deadline)
+{
+    int off = 0;
+    while (off < buf.len) {
+        ssize_t n = send(fd, buf.data + off, size_t(buf.len - off), MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (n > 0) {
+            off += int(n);
+            continue;
+        }
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            if (!wait_socket(entry, true, deadline))
+                timed_out(req);
+            continue;
+        }
+        lost_connection(req, n < 0 ? strerror(errno) : "could not send data to the server");
+    }
+}
+
+/* The fields of an ErrorResponse or NoticeResponse, palloc'd. */
+bool remote_message(const pgwire::Message &msg, RemoteMessage &m)
+{
+    memset(&m, 0, sizeof(m));
+    memcpy(m.sqlstate, "XX000", 6);
+    return pgwire::each_field(msg, [&m](char code, const char *value) {
+        char *v = *value ? pstrdup(value) : nullptr;
+        switch (code) {
+        case 'C':
+            if (strlen(value) == 5)
+                memcpy(m.sqlstate, value, 6);
+            break;
+        case 'V': m.severity = v; return;
+        case 'M': m.message = v; return;
+        case 'D': m.detail = v; return;
+        case 'H': m.hint = v; return;
+        case 'W': m.context = v; return;
+        default: break;
+        }
+        if (v)
+            pfree(v);
+    });
+}
+
+/* What one direct call did, for pg_stat_bgw_proxy (lend_table.h: the
+ * entry names the connection's statistics entry). */
+struct Tally {
+    uint64 rows = 0;
+    uint64 bytes_sent = 0;
+    uint64 bytes_received = 0;
+    TimestampTz started = 0;
+};
+
+void count_call(const LendEntry *e, const Tally &t, const RemoteMessage *error)
+{
+    pg_atomic_fetch_add_u64(&worker_state(e->worker)->served, 1);
+    if (e->stat_index < 0 || e->stat_index >= proxy_shared->npool_stats)
+        return;
+    PoolStat *s = pool_stat(e->stat_index);
+    long secs;
+    int usecs;
+    TimestampDifference(t.started, GetCurrentTimestamp(), &secs, &usecs);
+    pg_atomic_fetch_add_u64(&s->calls, 1);
+    pg_atomic_fetch_add_u64(&s->rows, t.rows);
+    pg_atomic_fetch_add_u64(&s->bytes_sent, t.bytes_sent);
+    pg_atomic_fetch_add_u64(&s->bytes_received, t.bytes_received);
+    pg_atomic_fetch_add_u64(&s->time_us, uint64(secs) * 1000000 + uint64(usecs));
+    if (error) {
+        pg_atomic_fetch_add_u64(&s->errors, 1);
+        pool_stat_note_error(s, error->message ? error->message : "", GetCurrentTimestamp());
+    }
+}
+
+/* Read and deliver until ReadyForQuery; the connection is then given
+ * back, and a remote error raised. */
+void receive(const CallRequest *req, const ResultSink *sink, int entry, int fd, TimestampTz deadline, Tally &t)
+{
+    StringInfoData in;
+    initStringInfo(&in);
+    enlargeStringInfo(&in, 8192);
+    bool described = false, have_error = false;
+    RemoteMessage error;
+    wire::Span *fields = nullptr;
+    int nfields = 0;
+    proto::Column *columns = nullptr;
+    LendEntry *e = lend_entry(entry);
+
+    for (;;) {
+        /* every complete message in the buffer */
+        pgwire::Message m;
+        size_t used;
+        int got;
+        while ((got = pgwire::next_message(in.data + in.cursor, size_t(in.len - in.cursor), m, used)) == 1) {
+            in.cursor += int(used);
+            switch (m.type) {
+            case '1': /* ParseComplete */
+            case '2': /* BindComplete */
+            case 'n': /* NoData */
+            case 'C': /* CommandComplete */
+            case 'I': /* EmptyQueryResponse */
+            case 'S': /* ParameterStatus */
+            case 'A': /* NotificationResponse */
+                break;
+            case 'T': {
+                pgwire::RowDescription rd(m);
+                uint16 n;
+                if (described || !rd.count(n))
+                    violation("row description");
+                columns = (proto::Column *) palloc0(sizeof(proto::Column) * (n + 1));
+                for (int i = 0; i < n; i++) {
+                    const char *name;
+                    uint32 type;
+                    int format;
+                    if (!rd.column(name, type, format))
+                        violation("row description");
+                    columns[i].name.data = name;
+                    columns[i].name.len = uint32(strlen(name));
+                    columns[i].type = type;
+                    columns[i].format = uint8(format);
+                }
+                if (!rd.at_end())
+                    violation("row description");
+                nfields = n;
+                fields = (wire::Span *) palloc0(sizeof(wire::Span) * (n + 1));
+                described = true;
+                sink->describe(sink->arg, 0, n, columns);
+                break;
+            }
+            case 'D': {
+                pgwire::DataRow row(m);
+                uint16 n;
+                if (!described || !row.count(n) || n != nfields)
+                    violation("data row");
+                for (int i = 0; i < n; i++) {
+                    const char *data;
+                    int32 len;
+                    if (!row.field(data, len))
+                        violation("data row");
+                    fields[i].data = data;
+                    fields[i].len = len < 0 ? 0 : uint32(len);
+                    fields[i].is_null = len < 0;
+                    t.bytes_received += len < 0 ? 0 : uint64(len);
+                }
+                if (!row.at_end())
+                    violation("data row");
+                t.rows++;
+                sink->row(sink->arg, 0, n, fields);
+                break;
+            }
+            case 'E':
+                if (have_error || !remote_message(m, error))
+                    violation("error message");
+                have_error = true;
+                break;
+            case 'N': {
+                RemoteMessage notice;
+                if (!remote_message(m, notice))
+                    violation("notice");
+                call_raise_remote(req, 0, true, notice);
+                break;
+            }
+            case 'Z':
+                if (m.len != 1 || in.cursor != in.len)
+                    violation("ready for query");
+                count_call(e, t, have_error ? &error : nullptr);
+                give_back(m.body[0] == 'I'); /* an open transaction cannot be shared */
+                if (have_error)
+                    call_raise_remote(req, 0, false, error);
+                sink->target_done(sink->arg, 0);
+                pfree(in.data);
+                return;
+            default:
+                violation("message");
+            }
+        }
+        if (got < 0)
+            violation("message length");
+        /* room for more: what was read is moved to the front */
+        if (in.cursor > 0) {
+            memmove(in.data, in.data + in.cursor, size_t(in.len - in.cursor));
+            in.len -= in.cursor;
+            in.cursor = 0;
+        }
+        if (in.maxlen - in.len < 8192)
+            enlargeStringInfo(&in, 8192);
+        ssize_t n = recv(fd, in.data + in.len, size_t(in.maxlen - in.len - 1), MSG_DONTWAIT);
+        if (n > 0) {
+            in.len += int(n);
+            continue;
+        }
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            if (!wait_socket(entry, false, deadline))
+                timed_out(req);
+            continue;
+        }
+        if (have_error) {
+            /* the remote said why it ended the session (FATAL) */
+            count_call(e, t, &error);
+            give_back(false);
+            call_raise_remote(req, 0, false, error);
+        }
+        lost_connection(req, n < 0 ? strerror(errno) : "server closed the connection unexpectedly");
+    }
+}
+
+} // namespace
+
+bool direct_call_active(void) { return borrowed.entry >= 0; }
+
+void direct_call_abandon(void)
+{
+    if (borrowed.entry >= 0 && proxy_shared)
+        give_back(false);
+}
+
+bool direct_call_run(const CallRequest *req, const ResultSink *sink)
+{
+    if (!guc_direct_calls || copying_refused || guc_debug_fault != 0 || req->ntargets != 1)
+        return false;
+    const CallTarget &tg = req->targets[0];
+    if (strchr(tg.connstr, ',') != nullptr)
+        return false; /* perhaps several hosts: nodes are the worker's */
+    if (!copies) {
+        copies = (CopiedSocket *) MemoryContextAllocZero(TopMemoryContext,
+                                                         sizeof(CopiedSocket) * lend_table_capacity());
+        for (int i = 0; i < lend_table_capacity(); i++)
+            copies[i].fd = -1;
+    }
+
+    StringInfoBuf key;
+    initStringInfo(&key.si);
+    const char *user = tg.user ? tg.user : "";
+    const char *password = tg.password ? tg.password : "";
+    append_pool_key(key, tg.connstr, strlen(tg.connstr), user, strlen(user), password, strlen(password),
+                    GetDatabaseEncodingName(), GetUserId(), tg.require_password);
+    if (key.si.len > kLendKeyLen) {
+        pfree(key.si.data);
+        return false;
+    }
+    int fd;
+    int entry = borrow(key.si.data, uint32(key.si.len), req->config_version, &fd);
+    pfree(key.si.data);
+    if (entry < 0)
+        return false;
+
+    Tally t;
+    t.started = GetCurrentTimestamp();
+    TimestampTz deadline = req->query_timeout_ms > 0
+                               ? TimestampTzPlusMilliseconds(t.started, req->query_timeout_ms)
+                               : 0;
+    StringInfoBuf out;
+    initStringInfo(&out.si);
+    const char **values = (const char **) palloc0(sizeof(char *) * (tg.nparams + 1));
+    int *lengths = (int *) palloc0(sizeof(int) * (tg.nparams + 1));
+    t.bytes_sent = strlen(req->query);
+    for (int i = 0; i < tg.nparams; i++) {
+        values[i] = tg.values[i];
+        lengths[i] = values[i] ? int(strlen(values[i])) : 0;
+        t.bytes_sent += uint64(lengths[i]);
+    }
+    pgwire::MessageWriter<StringInfoBuf>(out).extended_query(req->query, tg.nparams, values, lengths, 0);
+    pg_atomic_fetch_add_u64(&lend_entry(entry)->calls, 1);
+    send_all(req, entry, fd, out.si, deadline);
+    pfree(out.si.data);
+    pfree(values);
+    pfree(lengths);
+    receive(req, sink, entry, fd, deadline, t);
+    return true;
+}
+
+} // namespace bgw

@@ -1,0 +1,29 @@
+/*
+ * direct_call.h — a call with one target, run by the backend itself on an
+ * idle pooled connection it borrows from a worker (shared/lend_table.h):
+ * no request slot, no worker wake-up, rows read straight from the socket.
+ *
+ * Backend code in the PostgreSQL style (palloc, ereport; no C++ object
+ * with a destructor in any frame).
+ */
+#pragma once
+
+#include "backend/call.h"
+
+namespace bgw {
+
+/* Run the call directly if it can be: true when it ran (its rows went to
+ * the sink; a remote error has been raised). False when it cannot (not
+ * one plain target, bgw_proxy.direct_calls off, no parked connection of
+ * its pool): nothing was sent, the caller goes through a worker. */
+bool direct_call_run(const CallRequest *req, const ResultSink *sink);
+
+/* A direct call is under way (a nested call must not start). */
+bool direct_call_active(void);
+
+/* The error and exit paths: a connection still borrowed is given back as
+ * broken (its worker cancels what may still run and closes it). Never
+ * raises an error. */
+void direct_call_abandon(void);
+
+} // namespace bgw

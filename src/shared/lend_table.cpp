@@ -1,0 +1,49 @@
+/*
+ * lend_table.cpp — see lend_table.h.
+ */
+#include "shared/shmem.h"
+#include "common/guc.h"
+#include "shared/lend_table.h"
+
+#include "common/pg_headers.h"
+
+namespace bgw {
+
+Size lend_table_size(void) { return mul_size(mul_size(Size(guc_workers), kLendPerWorker), sizeof(LendEntry)); }
+
+int lend_table_capacity(void) { return proxy_shared->nworkers * kLendPerWorker; }
+
+LendEntry *lend_entry(int i)
+{
+    return reinterpret_cast<LendEntry *>(reinterpret_cast<char *>(proxy_shared) + proxy_shared->lends_off) + i;
+}
+
+void lend_table_init(void)
+{
+    for (int i = 0; i < lend_table_capacity(); i++) {
+        LendEntry *e = lend_entry(i);
+        memset(e, 0, sizeof(LendEntry));
+        pg_atomic_init_u64(&e->word, lend_word(0, LEND_FREE));
+        pg_atomic_init_u32(&e->want, 0);
+        pg_atomic_init_u64(&e->returned_us, 0);
+        pg_atomic_init_u64(&e->calls, 0);
+        e->stat_index = -1;
+    }
+}
+
+uint64 lend_key_hash(const char *key, size_t len)
+{
+    return hash_bytes_extended(reinterpret_cast<const unsigned char *>(key), int(len), 0x6c656e64);
+}
+
+void lend_region_reset(int worker)
+{
+    for (int i = worker * kLendPerWorker; i < (worker + 1) * kLendPerWorker; i++) {
+        LendEntry *e = lend_entry(i);
+        uint64 w = pg_atomic_read_u64(&e->word);
+        while (!pg_atomic_compare_exchange_u64(&e->word, &w, lend_word(lend_generation(w) + 1, LEND_FREE))) {
+        }
+    }
+}
+
+} // namespace bgw

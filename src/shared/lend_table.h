@@ -1,0 +1,91 @@
+/*
+ * lend_table.h — pooled connections a worker lends to backends, so that a
+ * call with one target runs without a worker hop (backend/direct_call.h).
+ *
+ * A worker parks each idle connection a backend could use (no TLS or GSS
+ * encryption, one host; worker/lender.h) in an entry of its own region of
+ * this table. A backend whose call has one target looks for a parked
+ * connection of its pool key (common/pool_key.hpp), borrows it, copies the
+ * worker's socket into its own process once (pidfd_getfd; kept for as long
+ * as the entry holds the same connection), runs the statement itself and
+ * gives the connection back, ready for the next query. Nothing wakes the
+ * worker on the way: it takes a connection back only when it needs it (a
+ * job of its own, an expiry, a retirement).
+ *
+ * Contract (every field names its writer):
+ *
+ *   word        generation << 3 | LendState, changed by compare-and-swap
+ *               only (a full barrier):
+ *     FREE   --owning worker, after writing the fields--------> PARKED
+ *     PARKED --a backend (borrow)-----------------------------> LENT
+ *     LENT   --that backend (give back, ready for query)------> PARKED
+ *     LENT   --that backend (give back, state unknown)--------> BROKEN
+ *     PARKED, BROKEN --owning worker (take back)-------------> FREE, generation + 1
+ *     any    --a worker starting or exiting over its region---> FREE, generation + 1
+ *               The generation names one connection's stay in the entry: a
+ *               backend that gives back with a stale generation (its worker
+ *               restarted meanwhile) fails its CAS and just closes its copy.
+ *   worker ... key  the owning worker, while the entry is FREE (no backend
+ *               can be reading them); read by a backend after it won the
+ *               PARKED -> LENT CAS (read before it only as a hint, then
+ *               checked again).
+ *   want        the owning worker sets 1 when it waits for a lent
+ *               connection back (then a full barrier, then it reads `word`
+ *               again); 0 when it parks the connection. The backend reads
+ *               it after its give-back CAS: if 1, it sets the worker's
+ *               WorkerState.returns and latch. So either the worker sees
+ *               the connection back, or the backend sees it is wanted.
+ *   returned_us the backend, before its give-back CAS: when it gave the
+ *               connection back (node_clock_us(), node_table.h); read
+ *               by the worker to tell a connection in use from an idle one.
+ *   calls       the backends, one add per direct call (for the view).
+ */
+#pragma once
+
+#include "common/pg_headers.h"
+
+namespace bgw {
+
+enum LendState : uint32 {
+    LEND_FREE = 0,
+    LEND_PARKED = 1,
+    LEND_LENT = 2,
+    LEND_BROKEN = 3,
+};
+
+constexpr int kLendPerWorker = 128;  /* entries per worker's region */
+constexpr int kLendKeyLen = 1024;    /* a longer pool key is never lent */
+
+struct LendEntry {
+    pg_atomic_uint64 word;           /* generation << 3 | LendState */
+    pg_atomic_uint32 want;
+    pg_atomic_uint64 returned_us;
+    pg_atomic_uint64 calls;
+    /* written by the owning worker while FREE */
+    int worker;                      /* its index */
+    int32 pid;                       /* its pid, for pidfd_getfd */
+    int fd;                          /* the socket's number in the worker */
+    uint64 ino;                      /* the socket's inode: the copy is checked against it */
+    int32 stat_index;                /* pg_stat_bgw_proxy entry of the connection, -1: none */
+    int64 config_version;            /* the cluster version its key was last used with (-1: none) */
+    uint64 key_hash;
+    uint32 key_len;
+    char key[kLendKeyLen];
+};
+
+inline uint64 lend_word(uint64 generation, LendState st) { return generation << 3 | uint64(st); }
+inline LendState lend_state(uint64 word) { return LendState(word & 7); }
+inline uint64 lend_generation(uint64 word) { return word >> 3; }
+
+Size lend_table_size(void);
+void lend_table_init(void);
+int lend_table_capacity(void);            /* entries in all */
+LendEntry *lend_entry(int i);             /* worker w's region: [w * kLendPerWorker, +kLendPerWorker) */
+uint64 lend_key_hash(const char *key, size_t len);
+
+/* Every entry of worker w to FREE with a new generation (at its start and
+ * exit: what its previous incarnation lent is no longer its to take back;
+ * a backend still holding such a connection closes it when done). */
+void lend_region_reset(int worker);
+
+} // namespace bgw

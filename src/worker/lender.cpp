@@ -1,0 +1,132 @@
+/*
+ * lender.cpp — see lender.h; the entry protocol is in lend_table.h.
+ */
+#include "worker/lender.h"
+
+#include "shared/lend_table.h"
+#include "shared/node_table.h"
+#include "shared/shmem.h"
+
+#include "common/pg_headers.h"
+
+namespace bgw {
+
+void Lender::start(int worker)
+{
+    worker_ = worker;
+    first_ = worker * kLendPerWorker;
+    reserved_.assign(kLendPerWorker, 0);
+    lend_region_reset(worker);
+}
+
+void Lender::stop()
+{
+    if (worker_ >= 0)
+        lend_region_reset(worker_);
+    std::fill(reserved_.begin(), reserved_.end(), 0);
+}
+
+int Lender::lend(int slot, const std::string &key, PGconn *pg, uint64_t sock_ino, int64_t stat_ref)
+{
+    if (worker_ < 0 || key.size() > size_t(kLendKeyLen) || key.find(kKeyPartSeparator) != std::string::npos ||
+        PQsslInUse(pg) || PQgssEncInUse(pg) || PQsocket(pg) < 0 || sock_ino == 0)
+        return -1;
+    if (slot < 0) {
+        for (int i = 0; i < kLendPerWorker; i++)
+            if (!reserved_[size_t(i)]) {
+                slot = first_ + i;
+                break;
+            }
+        if (slot < 0)
+            return -1; /* the region is full: this one stays with the worker */
+    }
+    LendEntry *e = lend_entry(slot);
+    uint64 w = pg_atomic_read_u64(&e->word);
+    if (lend_state(w) != LEND_FREE)
+        return -1; /* cannot be: an entry is only ever re-lent after take_back */
+    reserved_[size_t(slot - first_)] = 1;
+    /* FREE: no backend reads these until the CAS below publishes them */
+    e->worker = worker_;
+    e->pid = MyProcPid;
+    e->fd = PQsocket(pg);
+    e->ino = sock_ino;
+    e->stat_index = stat_ref >= 0 ? int32(stat_ref & 0xffffffff) : -1;
+    auto v = versions_.find(key);
+    e->config_version = v == versions_.end() ? -1 : v->second;
+    e->key_hash = lend_key_hash(key.data(), key.size());
+    e->key_len = uint32(key.size());
+    memcpy(e->key, key.data(), key.size());
+    pg_atomic_write_u32(&e->want, 0);
+    if (!pg_atomic_compare_exchange_u64(&e->word, &w, lend_word(lend_generation(w), LEND_PARKED)))
+        return -1;
+    return slot;
+}
+
+ConnectionLender::Back Lender::take_back(int slot)
+{
+    LendEntry *e = lend_entry(slot);
+    uint64 w = pg_atomic_read_u64(&e->word);
+    for (;;) {
+        switch (lend_state(w)) {
+        case LEND_FREE:
+            return Back::Yes;
+        case LEND_PARKED:
+        case LEND_BROKEN:
+            if (pg_atomic_compare_exchange_u64(&e->word, &w, lend_word(lend_generation(w), LEND_FREE)))
+                return lend_state(w) == LEND_PARKED ? Back::Yes : Back::Broken;
+            continue; /* w is what it is now */
+        case LEND_LENT: {
+            /* wanted, then look again: the backend giving it back either
+             * sees `want` or has already given it back (lend_table.h) */
+            pg_atomic_write_u32(&e->want, 1);
+            pg_memory_barrier();
+            uint64 now = pg_atomic_read_u64(&e->word);
+            if (now == w)
+                return Back::InUse;
+            w = now;
+            continue;
+        }
+        }
+        return Back::InUse;
+    }
+}
+
+void Lender::release(int slot)
+{
+    LendEntry *e = lend_entry(slot);
+    uint64 w = pg_atomic_read_u64(&e->word);
+    /* a new generation: the backends' copies of its socket are stale */
+    while (!pg_atomic_compare_exchange_u64(&e->word, &w, lend_word(lend_generation(w) + 1, LEND_FREE))) {
+    }
+    if (slot >= first_ && slot < first_ + kLendPerWorker)
+        reserved_[size_t(slot - first_)] = 0;
+}
+
+bool Lender::broken(int slot)
+{
+    return lend_state(pg_atomic_read_u64(&lend_entry(slot)->word)) == LEND_BROKEN;
+}
+
+Clock::time_point Lender::last_returned(int slot)
+{
+    uint64 us = pg_atomic_read_u64(&lend_entry(slot)->returned_us);
+    if (us == 0)
+        return Clock::time_point::min();
+    /* steady_clock is CLOCK_MONOTONIC here, like node_clock_us() */
+    return Clock::time_point(std::chrono::microseconds(us));
+}
+
+void Lender::note_version(const std::string &key, int64_t version) noexcept
+{
+    try {
+        if (versions_.size() >= 100000)
+            versions_.clear(); /* forgetting only sends calls through the worker */
+        auto [it, added] = versions_.try_emplace(key, version);
+        if (!added)
+            it->second = std::max(it->second, version);
+    } catch (...) {
+        /* no memory: the key's calls go through the worker */
+    }
+}
+
+} // namespace bgw
