@@ -71,6 +71,12 @@ SELECT sum(calls) AS calls, sum(errors) AS errors, count(last_error) AS last_err
 SELECT submitted, completed, queue_full_waits, slot_waits, depth, in_flight,
        stats_reset > now() - interval '1 minute' AS just_reset
 FROM pg_stat_bgw_proxy_queue;
+-- a call through a worker passes the queue; a direct call (one target, an
+-- idle connection parked for backends) does not
+SET bgw_proxy.direct_calls = off;
+SELECT mon_call(2);
+SELECT submitted, completed, depth, in_flight FROM pg_stat_bgw_proxy_queue;
+RESET bgw_proxy.direct_calls;
 SELECT mon_call(2);
 SELECT submitted, completed, depth, in_flight FROM pg_stat_bgw_proxy_queue;
 
@@ -95,6 +101,8 @@ SELECT role, calls FROM pg_stat_bgw_proxy WHERE cluster = 'mon' AND partition = 
 CREATE FUNCTION mon_sleep(p int, s float8) RETURNS void
     AS $$ CLUSTER 'mon'; RUN ON p; SELECT pg_sleep(s); $$ LANGUAGE bgw_proxy;
 SELECT bgw_proxy_stat_reset('mon');
+-- through a worker
+SET bgw_proxy.direct_calls = off;
 SET statement_timeout = '300ms';
 SELECT mon_sleep(1, 30);
 RESET statement_timeout;
@@ -105,6 +113,24 @@ SELECT wait_for($$SELECT cancels = 1 AND conns_open = 1 AND conns_idle = 1 FROM 
     AS cancel_resolved;
 SELECT partition, calls, errors, cancels FROM pg_stat_bgw_proxy WHERE cluster = 'mon' AND role = 'postgres' ORDER BY partition;
 -- the next call on that partition works on the same, drained connection
+SELECT mon_call(1);
+SELECT calls, cancels, connects, conns_open FROM pg_stat_bgw_proxy WHERE cluster = 'mon' AND partition = 1 AND role = 'postgres';
+RESET bgw_proxy.direct_calls;
+-- a direct call (the same statement's first call in a session goes through
+-- a worker): the backend gives the connection back mid-statement, its
+-- worker cancels the statement, reads the rest and parks it again
+SELECT mon_call(1);
+SELECT mon_sleep(1, 0);
+SELECT submitted AS submitted_before FROM pg_stat_bgw_proxy_queue \gset
+SET statement_timeout = '300ms';
+SELECT mon_sleep(1, 30);
+RESET statement_timeout;
+SELECT submitted = :submitted_before AS went_direct FROM pg_stat_bgw_proxy_queue;
+SELECT wait_for($$SELECT cancels = 2 AND conns_open = 1 AND conns_idle = 1 AND disconnects = 0
+                  FROM pg_stat_bgw_proxy WHERE cluster = 'mon' AND partition = 1 AND role = 'postgres'$$)
+    AS direct_cancel_resolved;
+SELECT wait_for($$SELECT count(*) = 0 FROM pg_stat_activity WHERE datname = 'bgw_part1' AND state = 'active' AND query LIKE '%pg_sleep%'$$)
+    AS remote_statement_ended;
 SELECT mon_call(1);
 SELECT calls, cancels, connects, conns_open FROM pg_stat_bgw_proxy WHERE cluster = 'mon' AND partition = 1 AND role = 'postgres';
 

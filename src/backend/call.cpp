@@ -407,7 +407,7 @@ void malformed(const char *what)
     ereport(ERROR, (errcode(ERRCODE_PROTOCOL_VIOLATION), errmsg("bgw_proxy: malformed %s from worker", what)));
 }
 
-void deliver_describe(const ResultSink *sink, int target, wire::Reader &rd)
+void deliver_describe(const CallRequest *req, const ResultSink *sink, int target, wire::Reader &rd)
 {
     uint16 n;
     if (!proto::decode_describe_count(rd, n))
@@ -415,6 +415,8 @@ void deliver_describe(const ResultSink *sink, int target, wire::Reader &rd)
     auto *columns = (proto::Column *) palloc0(sizeof(proto::Column) * (n + 1));
     if (!proto::decode_describe(rd, n, columns))
         malformed("column list");
+    if (req->ntargets == 1)
+        direct_call_learn(req, n, columns); /* binary or not, for this statement's direct calls */
     sink->describe(sink->arg, target, n, columns);
     pfree(columns);
 }
@@ -513,7 +515,7 @@ bool deliver_message(const Delivery &d, const void *data, Size len, bool in_batc
             malformed("batch");
         return deliver_batch(d, rd);
     case proto::Kind::Describe:
-        deliver_describe(d.sink, target, rd);
+        deliver_describe(d.req, d.sink, target, rd);
         break;
     case proto::Kind::Rows:
         deliver_rows(d.sink, target, rd);

@@ -15,6 +15,7 @@
  */
 #include "common/pg_wire.hpp"
 #include "common/pool_key.hpp"
+#include "shared/binary_types.hpp"
 #include "backend/direct_call.h"
 #include "backend/string_info_buf.h"
 #include "common/guc.h"
@@ -27,6 +28,7 @@
 #include "common/pg_headers.h"
 
 #include <poll.h>
+#include <string_view>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -45,10 +47,23 @@ struct CopiedSocket {
 };
 CopiedSocket *copies = nullptr; /* per lend table entry, in TopMemoryContext */
 
+/* What one direct call did, for pg_stat_bgw_proxy. */
+struct Tally {
+    uint64 rows = 0;
+    uint64 bytes_sent = 0;
+    uint64 bytes_received = 0;
+    bool binary = false;
+    TimestampTz started = 0;
+};
+
 /* The connection borrowed now, for the error and exit paths. */
 struct Borrowed {
+    Tally t;
+    bool sent = false;           /* the statement went out whole */
+    StringInfoData in;           /* what was read and not yet handled (palloc'd per call) */
     int entry = -1;
     uint64 word = 0;             /* the entry's word while we hold it (LENT) */
+    int stat = -1;               /* the call's pg_stat_bgw_proxy entry */
 };
 Borrowed borrowed;
 
@@ -69,6 +84,8 @@ void forget_copy(int entry)
     c.fd = -1;
 }
 
+void count_call(const RemoteMessage *error, bool cancelled = false);
+
 /* Give the borrowed connection back: idle (ready for the next query) or
  * broken. Wakes its worker if it waits for it, or to close a broken one.
  * Never raises an error. */
@@ -83,7 +100,7 @@ void give_back(bool idle)
     uint64 expected = borrowed.word;
     uint64 to = lend_word(lend_generation(expected), idle ? LEND_PARKED : LEND_BROKEN);
     bool ours = pg_atomic_compare_exchange_u64(&e->word, &expected, to);
-    if (!ours || !idle)
+    if (!ours || (!idle && !e->drain))
         forget_copy(entry); /* its worker restarted meanwhile, or it is to be closed */
     if (ours && (!idle || pg_atomic_read_u32(&e->want) != 0)) {
         int w = e->worker;
@@ -212,19 +229,32 @@ bool wait_socket(int entry, bool for_write, TimestampTz deadline)
     return true;
 }
 
+/* Our own error about the target, raised as a worker would relay it: the
+ * same fields and context lines either way. */
+[[noreturn]] void fail_target(const CallRequest *req, const char *sqlstate, const char *message, const char *detail,
+                              bool reusable = false)
+{
+    RemoteMessage m;
+    memset(&m, 0, sizeof(m));
+    memcpy(m.sqlstate, sqlstate, 6);
+    m.message = pstrdup(message);
+    m.detail = detail ? pstrdup(detail) : nullptr;
+    m.severity = pstrdup("ERROR");
+    count_call(&m);
+    give_back(reusable);
+    call_raise_remote(req, 0, false, m);
+    pg_unreachable();
+}
+
 [[noreturn]] void lost_connection(const CallRequest *req, const char *why)
 {
-    give_back(false);
-    ereport(ERROR, (errcode(ERRCODE_CONNECTION_FAILURE), errmsg("lost connection to the remote server"),
-                    errdetail_internal("%s", why), errcontext("bgw_proxy function %s", req->function_name)));
+    fail_target(req, "08006", "lost connection to the remote server", why);
 }
 
 [[noreturn]] void timed_out(const CallRequest *req)
 {
-    give_back(false);
-    ereport(ERROR, (errcode(ERRCODE_QUERY_CANCELED), errmsg("canceling statement due to query_timeout expired"),
-                    errdetail("bgw_proxy cancelled the remote statement and closed its connection."),
-                    errcontext("bgw_proxy function %s", req->function_name)));
+    fail_target(req, "57014", "canceling statement due to query_timeout expired",
+                "bgw_proxy cancelled the remote statement and closed its connection.");
 }
 
 [[noreturn]] void violation(const char *what)
@@ -279,21 +309,107 @@ bool remote_message(const pgwire::Message &msg, RemoteMessage &m)
     });
 }
 
-/* What one direct call did, for pg_stat_bgw_proxy (lend_table.h: the
- * entry names the connection's statistics entry). */
-struct Tally {
-    uint64 rows = 0;
-    uint64 bytes_sent = 0;
-    uint64 bytes_received = 0;
-    TimestampTz started = 0;
-};
-
-void count_call(const LendEntry *e, const Tally &t, const RemoteMessage *error)
+/* Whether entry s is the statistics entry of this caller, partition and
+ * remote user (the identity a worker claims it for, pool_stats_worker.cpp),
+ * read without its lock by the changecount protocol (pool_stats.h). */
+bool stat_is(PoolStat *s, Oid roleid, const char *cluster, uint32 partition, const char *user, uint64 connect_hash)
 {
-    pg_atomic_fetch_add_u64(&worker_state(e->worker)->served, 1);
-    if (e->stat_index < 0 || e->stat_index >= proxy_shared->npool_stats)
+    uint32 before = pg_atomic_read_u32(&s->changecount);
+    if (before & 1)
+        return false;
+    pg_read_barrier();
+    bool same = s->used && s->dbid == MyDatabaseId && s->roleid == roleid && s->partition == partition &&
+                s->connect_hash == connect_hash && strncmp(s->cluster, cluster, NAMEDATALEN) == 0 &&
+                strncmp(s->remote_user, user, NAMEDATALEN) == 0;
+    pg_read_barrier();
+    return same && pg_atomic_read_u32(&s->changecount) == before;
+}
+
+/* The statistics entry a worker keeps for this call's pool, or -1 (none
+ * yet: the call then goes through a worker, which makes one). The last
+ * one found is tried first. */
+int stat_entry(const CallRequest *req, const CallTarget &tg)
+{
+    static int last = -1;
+    const char *cluster = req->cluster_name ? req->cluster_name : "";
+    const char *user = tg.user ? tg.user : "";
+    /* as the worker computes it for a CONNECT function (0 for a cluster) */
+    uint64 connect_hash = *cluster ? 0 : uint64(std::hash<std::string_view>()(std::string_view(tg.connstr))) | 1;
+    Oid roleid = GetUserId();
+    if (last >= 0 && last < proxy_shared->npool_stats &&
+        stat_is(pool_stat(last), roleid, cluster, tg.partition, user, connect_hash))
+        return last;
+    for (int i = 0; i < proxy_shared->npool_stats; i++)
+        if (stat_is(pool_stat(i), roleid, cluster, tg.partition, user, connect_hash))
+            return last = i;
+    return -1;
+}
+
+/*
+ * Binary results, as a worker decides them (pool/connection.cpp): only
+ * where every column the remote returns is of a binary-safe built-in type
+ * and exactly the declared one. A worker learns that once per prepared
+ * statement; a direct call's statement is unnamed, so a statement's first
+ * call in a backend goes through a worker, whose answer says binary or not
+ * (direct_call_learn), remembered per query and declared types. Each call's
+ * own description is checked again before a binary row is decoded.
+ */
+constexpr int kVerdicts = 256;
+struct Verdict {
+    uint64 hash;                 /* of the query and declared types; 0: empty */
+    bool binary;
+};
+Verdict verdicts[kVerdicts];
+
+uint64 statement_hash(const CallRequest *req)
+{
+    uint64 h = hash_bytes_extended(reinterpret_cast<const unsigned char *>(req->query), int(strlen(req->query)), 0);
+    for (int i = 0; i < req->nresult_columns; i++) {
+        h = hash_combine64(h, hash_bytes_extended(reinterpret_cast<const unsigned char *>(req->result_names[i]),
+                                                  int(strlen(req->result_names[i])), req->result_types[i]));
+    }
+    return h | 1;
+}
+
+/* The columns are exactly the declared types, each binary-safe. */
+bool columns_match(const CallRequest *req, int n, const proto::Column *cols)
+{
+    if (n == 0 || req->nresult_columns == 0)
+        return false;
+    bool scalar = req->nresult_columns == 1 && req->result_names[0][0] == '\0';
+    for (int i = 0; i < n; i++) {
+        Oid declared = 0;
+        if (scalar)
+            declared = n == 1 ? req->result_types[0] : 0;
+        else
+            for (int k = 0; k < req->nresult_columns; k++)
+                if (cols[i].name.len == strlen(req->result_names[k]) &&
+                    memcmp(cols[i].name.data, req->result_names[k], cols[i].name.len) == 0)
+                    declared = req->result_types[k];
+        if (!binary_safe_type(cols[i].type) || declared != cols[i].type)
+            return false;
+    }
+    return true;
+}
+
+/* Binary may be asked for at all: as for a worker's prepared statement. */
+bool binary_allowed(const CallRequest *req, const LendEntry *e)
+{
+    return guc_remote_prepare && !req->disable_binary && e->server_version >= 100000;
+}
+
+
+/* Count the call (before its connection is given back): an error, or a
+ * call its caller gave up (cancel, an error of its own, exit). */
+void count_call(const RemoteMessage *error, bool cancelled)
+{
+    const Tally &t = borrowed.t;
+    pg_atomic_fetch_add_u64(&worker_state(lend_entry(borrowed.entry)->worker)->served, 1);
+    if (borrowed.stat < 0)
         return;
-    PoolStat *s = pool_stat(e->stat_index);
+    PoolStat *s = pool_stat(borrowed.stat);
+    if (cancelled)
+        pg_atomic_fetch_add_u64(&s->cancels, 1);
     long secs;
     int usecs;
     TimestampDifference(t.started, GetCurrentTimestamp(), &secs, &usecs);
@@ -302,6 +418,8 @@ void count_call(const LendEntry *e, const Tally &t, const RemoteMessage *error)
     pg_atomic_fetch_add_u64(&s->bytes_sent, t.bytes_sent);
     pg_atomic_fetch_add_u64(&s->bytes_received, t.bytes_received);
     pg_atomic_fetch_add_u64(&s->time_us, uint64(secs) * 1000000 + uint64(usecs));
+    if (t.binary)
+        pg_atomic_fetch_add_u64(&s->binary_calls, 1);
     if (error) {
         pg_atomic_fetch_add_u64(&s->errors, 1);
         pool_stat_note_error(s, error->message ? error->message : "", GetCurrentTimestamp());
@@ -309,18 +427,21 @@ void count_call(const LendEntry *e, const Tally &t, const RemoteMessage *error)
 }
 
 /* Read and deliver until ReadyForQuery; the connection is then given
- * back, and a remote error raised. */
-void receive(const CallRequest *req, const ResultSink *sink, int entry, int fd, TimestampTz deadline, Tally &t)
+ * back, and a remote error raised. `verdict`: where this statement's
+ * binary verdict is kept; `binary`: the results were asked for in binary. */
+void receive(const CallRequest *req, const ResultSink *sink, int fd, TimestampTz deadline, Verdict &verdict,
+             uint64 statement, bool binary)
 {
-    StringInfoData in;
+    int entry = borrowed.entry;
+    Tally &t = borrowed.t;
+    StringInfoData &in = borrowed.in;
     initStringInfo(&in);
     enlargeStringInfo(&in, 8192);
-    bool described = false, have_error = false;
+    bool described = false, have_error = false, changed = false;
     RemoteMessage error;
     wire::Span *fields = nullptr;
     int nfields = 0;
     proto::Column *columns = nullptr;
-    LendEntry *e = lend_entry(entry);
 
     for (;;) {
         /* every complete message in the buffer */
@@ -360,6 +481,19 @@ void receive(const CallRequest *req, const ResultSink *sink, int entry, int fd, 
                 nfields = n;
                 fields = (wire::Span *) palloc0(sizeof(wire::Span) * (n + 1));
                 described = true;
+                bool match = columns_match(req, n, columns);
+                if (binary && !match) {
+                    /* the remote's result changed since the verdict: rows
+                     * in a binary form we cannot read are skipped */
+                    changed = true;
+                    verdict.hash = 0;
+                    break;
+                }
+                if (!binary) {
+                    verdict.hash = statement;
+                    verdict.binary = match;
+                }
+                t.binary = binary;
                 sink->describe(sink->arg, 0, n, columns);
                 break;
             }
@@ -368,6 +502,9 @@ void receive(const CallRequest *req, const ResultSink *sink, int entry, int fd, 
                 uint16 n;
                 if (!described || !row.count(n) || n != nfields)
                     violation("data row");
+                t.rows++;
+                if (changed)
+                    break;
                 for (int i = 0; i < n; i++) {
                     const char *data;
                     int32 len;
@@ -380,7 +517,6 @@ void receive(const CallRequest *req, const ResultSink *sink, int entry, int fd, 
                 }
                 if (!row.at_end())
                     violation("data row");
-                t.rows++;
                 sink->row(sink->arg, 0, n, fields);
                 break;
             }
@@ -399,12 +535,18 @@ void receive(const CallRequest *req, const ResultSink *sink, int entry, int fd, 
             case 'Z':
                 if (m.len != 1 || in.cursor != in.len)
                     violation("ready for query");
-                count_call(e, t, have_error ? &error : nullptr);
-                give_back(m.body[0] == 'I'); /* an open transaction cannot be shared */
+                if (m.body[0] != 'I')
+                    violation("transaction state"); /* an open transaction cannot be shared */
+                if (changed && !have_error)
+                    fail_target(req, "0A000", "the remote result's columns changed since the last call",
+                                "Its rows were not used; calling again asks for them in text.", true);
+                count_call(have_error ? &error : nullptr);
+                give_back(true);
                 if (have_error)
                     call_raise_remote(req, 0, false, error);
                 sink->target_done(sink->arg, 0);
                 pfree(in.data);
+                in.data = nullptr;
                 return;
             default:
                 violation("message");
@@ -434,7 +576,7 @@ void receive(const CallRequest *req, const ResultSink *sink, int entry, int fd, 
         }
         if (have_error) {
             /* the remote said why it ended the session (FATAL) */
-            count_call(e, t, &error);
+            count_call(&error);
             give_back(false);
             call_raise_remote(req, 0, false, error);
         }
@@ -444,12 +586,62 @@ void receive(const CallRequest *req, const ResultSink *sink, int entry, int fd, 
 
 } // namespace
 
+void direct_call_learn(const CallRequest *req, int ncolumns, const proto::Column *columns)
+{
+    uint64 statement = statement_hash(req);
+    Verdict &v = verdicts[statement % kVerdicts];
+    bool binary = ncolumns > 0;
+    for (int i = 0; i < ncolumns; i++)
+        binary = binary && columns[i].format == 1;
+    v.hash = statement;
+    v.binary = binary && columns_match(req, ncolumns, columns);
+}
+
 bool direct_call_active(void) { return borrowed.entry >= 0; }
+
+/* Where the stream stands after what we read: the worker drains from
+ * there (lend_table.h). True: it can be drained; *over: a ReadyForQuery
+ * is among what we read and nothing follows it (the connection is idle). */
+bool drain_point(LendEntry *e, bool *over)
+{
+    *over = false;
+    if (!borrowed.sent || !borrowed.in.data)
+        return false;
+    const char *p = borrowed.in.data + borrowed.in.cursor;
+    size_t avail = size_t(borrowed.in.len - borrowed.in.cursor);
+    for (;;) {
+        if (avail < 5) {
+            e->drain_skip = 0;
+            e->drain_head_len = uint32(avail);
+            memcpy(e->drain_head, p, avail);
+            return true;
+        }
+        uint32 len = pgwire::get_u32(p + 1);
+        if (len < 4)
+            return false;
+        if (avail < size_t(len) + 1) {
+            e->drain_skip = size_t(len) + 1 - avail;
+            e->drain_head_len = 0;
+            return true;
+        }
+        if (p[0] == 'Z') {
+            *over = avail == size_t(len) + 1 && len == 5 && p[5] == 'I';
+            return false;
+        }
+        p += len + 1;
+        avail -= len + 1;
+    }
+}
 
 void direct_call_abandon(void)
 {
-    if (borrowed.entry >= 0 && proxy_shared)
-        give_back(false);
+    if (borrowed.entry < 0 || !proxy_shared)
+        return;
+    count_call(nullptr, true);
+    LendEntry *e = lend_entry(borrowed.entry);
+    bool over;
+    e->drain = drain_point(e, &over);
+    give_back(over);
 }
 
 bool direct_call_run(const CallRequest *req, const ResultSink *sink)
@@ -459,6 +651,14 @@ bool direct_call_run(const CallRequest *req, const ResultSink *sink)
     const CallTarget &tg = req->targets[0];
     if (strchr(tg.connstr, ',') != nullptr)
         return false; /* perhaps several hosts: nodes are the worker's */
+    int stat = stat_entry(req, tg);
+    if (stat < 0)
+        return false; /* the first call of this pool: its worker starts its statistics */
+    uint64 statement = statement_hash(req);
+    Verdict &verdict = verdicts[statement % kVerdicts];
+    if (verdict.hash != statement)
+        return false; /* this statement's first call here: the worker's describe tells
+                       * whether its results come in binary (direct_call_learn) */
     if (!copies) {
         copies = (CopiedSocket *) MemoryContextAllocZero(TopMemoryContext,
                                                          sizeof(CopiedSocket) * lend_table_capacity());
@@ -482,11 +682,17 @@ bool direct_call_run(const CallRequest *req, const ResultSink *sink)
     if (entry < 0)
         return false;
 
-    Tally t;
+    borrowed.stat = stat;
+    borrowed.sent = false;
+    borrowed.in.data = nullptr;
+    Tally &t = borrowed.t;
+    t = Tally();
     t.started = GetCurrentTimestamp();
     TimestampTz deadline = req->query_timeout_ms > 0
                                ? TimestampTzPlusMilliseconds(t.started, req->query_timeout_ms)
                                : 0;
+    bool binary = verdict.binary && binary_allowed(req, lend_entry(entry));
+
     StringInfoBuf out;
     initStringInfo(&out.si);
     const char **values = (const char **) palloc0(sizeof(char *) * (tg.nparams + 1));
@@ -497,13 +703,15 @@ bool direct_call_run(const CallRequest *req, const ResultSink *sink)
         lengths[i] = values[i] ? int(strlen(values[i])) : 0;
         t.bytes_sent += uint64(lengths[i]);
     }
-    pgwire::MessageWriter<StringInfoBuf>(out).extended_query(req->query, tg.nparams, values, lengths, 0);
+    pgwire::MessageWriter<StringInfoBuf>(out).extended_query(req->query, tg.nparams, values, lengths,
+                                                             binary ? 1 : 0);
     pg_atomic_fetch_add_u64(&lend_entry(entry)->calls, 1);
     send_all(req, entry, fd, out.si, deadline);
+    borrowed.sent = true;
     pfree(out.si.data);
     pfree(values);
     pfree(lengths);
-    receive(req, sink, entry, fd, deadline, t);
+    receive(req, sink, fd, deadline, verdict, statement, binary);
     return true;
 }
 

@@ -18,6 +18,11 @@ namespace bgw {
  * its pool): nothing was sent, the caller goes through a worker. */
 bool direct_call_run(const CallRequest *req, const ResultSink *sink);
 
+/* A worker ran this one-target call's statement: whether it asked for its
+ * results in binary (it prepared and described it) decides for the
+ * statement's direct calls of this backend too. */
+void direct_call_learn(const CallRequest *req, int ncolumns, const proto::Column *columns);
+
 /* A direct call is under way (a nested call must not start). */
 bool direct_call_active(void);
 

@@ -9,6 +9,7 @@
  * under the entry's spinlock.
  */
 #include "shared/shmem.h"
+#include "shared/lend_table.h"
 #include "shared/node_table.h"
 #include "shared/pool_stats.h"
 #include "shared/submit_queue.hpp"
@@ -98,6 +99,32 @@ uint64 since_reset(pg_atomic_uint64 *counter, pg_atomic_uint64 *base)
 
 } // namespace
 
+/* Connections backends have borrowed (lend_table.h) are busy, though
+ * their worker, not woken by a direct call, counts them idle: of worker w,
+ * and of those the number with this pool key hash (0: any). */
+static int borrowed_connections(int w, uint64 key_hash)
+{
+    int n = 0;
+    for (int i = w * kLendPerWorker; i < (w + 1) * kLendPerWorker; i++) {
+        LendEntry *e = lend_entry(i);
+        if (lend_state(pg_atomic_read_u64(&e->word)) != LEND_LENT)
+            continue;
+        pg_read_barrier();
+        if (key_hash == 0 || e->key_hash == key_hash)
+            n++;
+    }
+    return n;
+}
+
+/* Move n connections from idle to active (the idle count may already be
+ * behind: the gauges are published a little later than they change). */
+static void count_borrowed(uint32 &idle, uint32 &active, int n)
+{
+    uint32 moved = Min(idle, uint32(n));
+    idle -= moved;
+    active += moved;
+}
+
 Datum pg_stat_bgw_proxy_workers_1_0(PG_FUNCTION_ARGS)
 {
     auto *rsinfo = begin_rows(fcinfo, 11);
@@ -118,9 +145,12 @@ Datum pg_stat_bgw_proxy_workers_1_0(PG_FUNCTION_ARGS)
         values[2] = CStringGetTextDatum(run_state_name(pg_atomic_read_u32(&w->run_state)));
         values[3] = TimestampTzGetDatum(started);
         nulls[3] = (pid == 0);
+        uint32 idle = pg_atomic_read_u32(&w->conns_idle);
+        uint32 active = pg_atomic_read_u32(&w->conns_active);
+        count_borrowed(idle, active, borrowed_connections(i, 0));
         values[4] = Int32GetDatum((int32) pg_atomic_read_u32(&w->conns_open));
-        values[5] = Int32GetDatum((int32) pg_atomic_read_u32(&w->conns_idle));
-        values[6] = Int32GetDatum((int32) pg_atomic_read_u32(&w->conns_active));
+        values[5] = Int32GetDatum((int32) idle);
+        values[6] = Int32GetDatum((int32) active);
         values[7] = Int32GetDatum((int32) pg_atomic_read_u32(&w->conns_connecting));
         values[8] = Int32GetDatum((int32) pg_atomic_read_u32(&w->in_flight));
         values[9] = Int64GetDatum((int64) pg_atomic_read_u64(&w->served));
@@ -366,6 +396,9 @@ Datum pg_stat_bgw_proxy_1_1(PG_FUNCTION_ARGS)
     for (int i = 0; i < proxy_shared->npool_stats; i++) {
         PoolStatCopy &c = copies[n];
         copy_pool_stat(pool_stat(i), c);
+        uint64 key_hash = pg_atomic_read_u64(&pool_stat(i)->key_hash);
+        if (c.used && key_hash != 0)
+            count_borrowed(c.gauges[1], c.gauges[2], borrowed_connections(i / pool_stats_per_worker(), key_hash));
         if (c.used && (see_all || has_privs_of_role(me, c.roleid)))
             n++;
     }

@@ -165,12 +165,22 @@ public:
     /* Park an idle connection of `key` in its entry `slot` (-1: none yet):
      * the entry, or -1 (then it stays Idle). sock_ino: its socket's inode. */
     virtual int lend(int slot, const std::string &key, PGconn *pg, uint64_t sock_ino, int64_t stat_ref) = 0;
-    enum class Back { Yes, InUse, Broken };
+    enum class Back { Yes, InUse, Drain, Broken };
+    /* Where the stream of a connection given back mid-statement stands:
+     * `head` holds the first bytes of the next message (head_len < 5), or
+     * `skip` bytes of a message begun are still to come. */
+    struct DrainFrom {
+        uint64_t skip = 0;
+        char head[5] = {};
+        int head_len = 0;
+    };
     /* Take back entry `slot`'s connection. InUse: another process has it;
      * the owner is told when it comes back and then calls Pool::on_returns.
-     * Broken: it was given back in a state nobody knows (a statement may
-     * still run): to be cancelled and closed. */
-    virtual Back take_back(int slot) = 0;
+     * Drain: given back mid-statement (a cancel, an error of the caller),
+     * the statement sent whole: to be cancelled and read to its end from
+     * *from, then reused. Broken: given back in a state nobody knows: to
+     * be cancelled and closed. */
+    virtual Back take_back(int slot, DrainFrom *from) = 0;
     /* The connection of entry `slot` closes: the entry is free. */
     virtual void release(int slot) = 0;
     /* Given back broken, waiting to be taken back (and closed). */

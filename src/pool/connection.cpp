@@ -10,6 +10,7 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 namespace bgw {
@@ -347,6 +348,11 @@ void Connection::on_io(bool readable, bool writable)
         return;
     }
 
+    if (raw_) {
+        if (readable)
+            read_raw();
+        return;
+    }
     if (state() == ConnState::Busy && want_write_ && writable) {
         flush();
         if (closing())
@@ -540,6 +546,73 @@ void Connection::abandon()
     deadline_ = after_ms(host_.limits().cancel_wait_ms);
     if (host_.set_state(*this, ConnState::Cancelling))
         process_input();
+}
+
+void Connection::drain(const ConnectionLender::DrainFrom &from)
+{
+    raw_ = true;
+    raw_skip_ = from.skip;
+    raw_head_len_ = std::min(std::max(from.head_len, 0), 4);
+    memcpy(raw_head_, from.head, size_t(raw_head_len_));
+    raw_last_ = false;
+    drained_ = false;
+    cancel_ = host_.send_cancel(pg_);
+    if (!cancel_) {
+        host_.close(*this, "cancel could not be sent");
+        return;
+    }
+    deadline_ = after_ms(host_.limits().cancel_wait_ms);
+    if (host_.set_state(*this, ConnState::Cancelling))
+        read_raw();
+}
+
+/* Messages are dropped whole: a header (type, length), then its body, up
+ * to and including ReadyForQuery, which must be the last byte there is. */
+void Connection::read_raw()
+{
+    char buf[16384];
+    for (;;) {
+        ssize_t n = recv(PQsocket(pg_), buf, sizeof buf, MSG_DONTWAIT);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return;
+        if (n <= 0) {
+            host_.close(*this, "connection lost while draining a statement given up");
+            return;
+        }
+        size_t off = 0, got = size_t(n);
+        while (off < got) {
+            if (raw_skip_ > 0) {
+                size_t take = size_t(std::min<uint64_t>(raw_skip_, got - off));
+                raw_skip_ -= take;
+                off += take;
+                if (raw_skip_ > 0 || !raw_last_)
+                    continue;
+                if (off != got) {
+                    host_.close(*this, "data after ReadyForQuery while draining");
+                    return;
+                }
+                raw_ = raw_last_ = false;
+                drained_ = true;
+                if (!cancel_pending())
+                    finish_statement();
+                return;
+            }
+            raw_head_[raw_head_len_++] = buf[off++];
+            if (raw_head_len_ < 5)
+                continue;
+            raw_head_len_ = 0;
+            const auto *u = reinterpret_cast<const unsigned char *>(raw_head_ + 1);
+            uint32_t len = uint32_t(u[0]) << 24 | uint32_t(u[1]) << 16 | uint32_t(u[2]) << 8 | uint32_t(u[3]);
+            if (len < 4 || (raw_head_[0] == 'Z' && len != 5)) {
+                host_.close(*this, "malformed message while draining");
+                return;
+            }
+            raw_last_ = raw_head_[0] == 'Z';
+            raw_skip_ = len - 4;
+        }
+    }
 }
 
 bool Connection::fit_for_reuse()

@@ -93,6 +93,10 @@ public:
     void on_timer(Clock::time_point now);            /* resolution, deadlines, idle/lifetime */
     Clock::time_point next_deadline(Clock::time_point now) const;
     void abandon();                                  /* Busy: drop the job, cancel, drain */
+    /* Lent, given back mid-statement: cancel it and read the socket
+     * (not libpq: the statement was never libpq's) to its ReadyForQuery,
+     * from where the borrower stopped; then Idle as after abandon(). */
+    void drain(const ConnectionLender::DrainFrom &from);
     void resume()
     {
         if (job_)
@@ -194,6 +198,13 @@ private:
                                        * outcome we dropped may exist remotely */
     CancelTicket cancel_;             /* Cancelling: what became of the request */
     bool drained_ = false;            /* Cancelling: the statement has ended */
+    /* drain(): reading the raw stream to ReadyForQuery */
+    bool raw_ = false;
+    uint64_t raw_skip_ = 0;           /* bytes of the current message still to drop */
+    char raw_head_[5] = {};           /* the next message's header, as it comes */
+    int raw_head_len_ = 0;
+    bool raw_last_ = false;           /* the current message is ReadyForQuery */
+    void read_raw();
     uint64_t rows_ = 0;
     Clock::time_point deadline_ = Clock::time_point::max();
     Clock::time_point last_used_ = Clock::now();

@@ -45,7 +45,7 @@ bool allowed(ConnState from, ConnState to)
     case ConnState::Resolving: return to == ConnState::Connecting || to == ConnState::Closing;
     case ConnState::Connecting: return to == ConnState::Idle || to == ConnState::Closing;
     case ConnState::Idle: return to == ConnState::Busy || to == ConnState::Lent || to == ConnState::Closing;
-    case ConnState::Lent: return to == ConnState::Idle || to == ConnState::Closing;
+    case ConnState::Lent: return to == ConnState::Idle || to == ConnState::Cancelling || to == ConnState::Closing;
     case ConnState::Busy:
         return to == ConnState::Idle || to == ConnState::Cancelling || to == ConnState::Closing;
     case ConnState::Cancelling: return to == ConnState::Idle || to == ConnState::Closing;
@@ -252,10 +252,16 @@ void Pool::park(Connection &c)
 bool Pool::take_back(Connection &c)
 {
     Membership &m = c.membership(Access());
-    switch (lender_->take_back(m.lent_slot)) {
+    ConnectionLender::DrainFrom from;
+    switch (lender_->take_back(m.lent_slot, &from)) {
     case ConnectionLender::Back::Yes:
         m.wanted = false;
         return set_state(c, ConnState::Idle);
+    case ConnectionLender::Back::Drain:
+        /* counted against the limit until the remote has ended it */
+        m.wanted = false;
+        c.drain(from);
+        return false;
     case ConnectionLender::Back::Broken:
         /* its statement may still run: cancelled, never reused */
         (void) send_cancel(c.pg());
@@ -283,14 +289,19 @@ void Pool::settle_lent(Connection &c, Clock::time_point now)
             c.note_used(now); /* in use: not idle */
         return;
     }
-    if (retiring)
+    KeyPool &kp = *c.membership().kp;
+    if (retiring) {
         close(c, c.retire_reason());
-    else if (idled_out)
+        return;
+    }
+    if (idled_out) {
         close(c, "idle_timeout");
-    else if (c.membership().kp->waiting.empty())
-        park(c); /* wanted for a job that went elsewhere meanwhile */
-    else
-        dispatch(*c.membership().kp);
+        return;
+    }
+    dispatch(kp);
+    trim(kp);
+    if (c.state() == ConnState::Idle)
+        park(c); /* nothing waits for it (any more) */
 }
 
 void Pool::on_returns()
@@ -345,6 +356,15 @@ void Pool::trim(KeyPool &kp)
     ConnList &idle = kp.list(ConnState::Idle);
     while (!idle.empty() && int(kp.live()) > limit_of(kp))
         close(*idle.front(), "pool limit lowered"); /* the longest idle first */
+    if (!lender_ || int(kp.live()) <= limit_of(kp))
+        return;
+    /* parked ones too: each taken back (those in use: once given back) */
+    std::vector<Connection *> lent;
+    for (const std::unique_ptr<Connection> &c : kp.list(ConnState::Lent))
+        lent.push_back(c.get());
+    for (Connection *c : lent)
+        if (int(kp.live()) > limit_of(kp) && take_back(*c))
+            close(*c, "pool limit lowered");
 }
 
 KeyPool &Pool::key_pool(const std::string &key)
@@ -664,10 +684,11 @@ void Pool::close_all(Clock::time_point cancels_until) noexcept
         if (m.lent_slot < 0 || !lender_)
             return;
         if (m.state == ConnState::Lent) {
-            ConnectionLender::Back b = lender_->take_back(m.lent_slot);
+            ConnectionLender::DrainFrom from;
+            ConnectionLender::Back b = lender_->take_back(m.lent_slot, &from);
             if (b == ConnectionLender::Back::InUse)
                 c->disown_socket();
-            else if (b == ConnectionLender::Back::Broken && cancel)
+            else if ((b == ConnectionLender::Back::Broken || b == ConnectionLender::Back::Drain) && cancel)
                 (void) send_cancel(c->pg());
         }
         lender_->release(m.lent_slot);

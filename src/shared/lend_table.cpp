@@ -27,7 +27,6 @@ void lend_table_init(void)
         pg_atomic_init_u32(&e->want, 0);
         pg_atomic_init_u64(&e->returned_us, 0);
         pg_atomic_init_u64(&e->calls, 0);
-        e->stat_index = -1;
     }
 }
 

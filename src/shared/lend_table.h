@@ -19,7 +19,8 @@
  *     FREE   --owning worker, after writing the fields--------> PARKED
  *     PARKED --a backend (borrow)-----------------------------> LENT
  *     LENT   --that backend (give back, ready for query)------> PARKED
- *     LENT   --that backend (give back, state unknown)--------> BROKEN
+ *     LENT   --that backend (give back mid-statement)---------> BROKEN
+ *               (with `drain` and where the stream stands, below)
  *     PARKED, BROKEN --owning worker (take back)-------------> FREE, generation + 1
  *     any    --a worker starting or exiting over its region---> FREE, generation + 1
  *               The generation names one connection's stay in the entry: a
@@ -66,11 +67,18 @@ struct LendEntry {
     int32 pid;                       /* its pid, for pidfd_getfd */
     int fd;                          /* the socket's number in the worker */
     uint64 ino;                      /* the socket's inode: the copy is checked against it */
-    int32 stat_index;                /* pg_stat_bgw_proxy entry of the connection, -1: none */
+    int32 server_version;            /* PQserverVersion: binary results from 10 on */
     int64 config_version;            /* the cluster version its key was last used with (-1: none) */
     uint64 key_hash;
     uint32 key_len;
     char key[kLendKeyLen];
+    /* written by the backend that has the connection, before it gives it
+     * back BROKEN; read by the owning worker after taking it back */
+    bool drain;                      /* the statement went out whole: the worker cancels it and
+                                      * reads the socket to its ReadyForQuery (else: closes) */
+    uint32 drain_head_len;           /* the next message's first bytes already read (< 5) */
+    char drain_head[5];
+    uint64 drain_skip;               /* bytes of a message begun that are still to come */
 };
 
 inline uint64 lend_word(uint64 generation, LendState st) { return generation << 3 | uint64(st); }

@@ -26,7 +26,7 @@ void Lender::stop()
     std::fill(reserved_.begin(), reserved_.end(), 0);
 }
 
-int Lender::lend(int slot, const std::string &key, PGconn *pg, uint64_t sock_ino, int64_t stat_ref)
+int Lender::lend(int slot, const std::string &key, PGconn *pg, uint64_t sock_ino, int64_t)
 {
     if (worker_ < 0 || key.size() > size_t(kLendKeyLen) || key.find(kKeyPartSeparator) != std::string::npos ||
         PQsslInUse(pg) || PQgssEncInUse(pg) || PQsocket(pg) < 0 || sock_ino == 0)
@@ -50,19 +50,20 @@ int Lender::lend(int slot, const std::string &key, PGconn *pg, uint64_t sock_ino
     e->pid = MyProcPid;
     e->fd = PQsocket(pg);
     e->ino = sock_ino;
-    e->stat_index = stat_ref >= 0 ? int32(stat_ref & 0xffffffff) : -1;
+    e->server_version = PQserverVersion(pg);
     auto v = versions_.find(key);
     e->config_version = v == versions_.end() ? -1 : v->second;
     e->key_hash = lend_key_hash(key.data(), key.size());
     e->key_len = uint32(key.size());
     memcpy(e->key, key.data(), key.size());
+    e->drain = false;
     pg_atomic_write_u32(&e->want, 0);
     if (!pg_atomic_compare_exchange_u64(&e->word, &w, lend_word(lend_generation(w), LEND_PARKED)))
         return -1;
     return slot;
 }
 
-ConnectionLender::Back Lender::take_back(int slot)
+ConnectionLender::Back Lender::take_back(int slot, DrainFrom *from)
 {
     LendEntry *e = lend_entry(slot);
     uint64 w = pg_atomic_read_u64(&e->word);
@@ -72,9 +73,16 @@ ConnectionLender::Back Lender::take_back(int slot)
             return Back::Yes;
         case LEND_PARKED:
         case LEND_BROKEN:
-            if (pg_atomic_compare_exchange_u64(&e->word, &w, lend_word(lend_generation(w), LEND_FREE)))
-                return lend_state(w) == LEND_PARKED ? Back::Yes : Back::Broken;
-            continue; /* w is what it is now */
+            if (!pg_atomic_compare_exchange_u64(&e->word, &w, lend_word(lend_generation(w), LEND_FREE)))
+                continue; /* w is what it is now */
+            if (lend_state(w) == LEND_PARKED)
+                return Back::Yes;
+            if (!e->drain || e->drain_head_len > 4)
+                return Back::Broken;
+            from->skip = e->drain_skip;
+            from->head_len = int(e->drain_head_len);
+            memcpy(from->head, e->drain_head, sizeof(from->head));
+            return Back::Drain;
         case LEND_LENT: {
             /* wanted, then look again: the backend giving it back either
              * sees `want` or has already given it back (lend_table.h) */

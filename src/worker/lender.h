@@ -27,7 +27,7 @@ public:
     void stop();
 
     int lend(int slot, const std::string &key, PGconn *pg, uint64_t sock_ino, int64_t stat_ref) override;
-    Back take_back(int slot) override;
+    Back take_back(int slot, DrainFrom *from) override;
     void release(int slot) override;
     bool broken(int slot) override;
     Clock::time_point last_returned(int slot) override;

@@ -15,6 +15,7 @@
 #include "common/conninfo.hpp"
 #include "worker/pool_stats_worker.h"
 #include "shared/shmem.h"
+#include "shared/lend_table.h"
 #include "shared/pool_stats.h"
 
 #include "common/pg_headers.h"
@@ -150,6 +151,7 @@ void StatBook::bind_key(int i, const std::string &key)
         }
     }
     l.pool_key = key;
+    pg_atomic_write_u64(&pool_stat(first_ + i)->key_hash, key.empty() ? 0 : lend_key_hash(key.data(), key.size()));
     if (!key.empty())
         by_key_[key].push_back(i);
 }

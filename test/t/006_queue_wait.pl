@@ -29,9 +29,12 @@ $remote->safe_psql('postgres',
 
 my $proxy = PostgreSQL::Test::Cluster->new('proxy6');
 $proxy->init;
+# Calls through the worker: a direct call (bgw_proxy.direct_calls) runs on
+# a connection the worker parked for backends and needs no worker at all;
+# the end of this test shows that.
 $proxy->append_conf('postgresql.conf',
 	"shared_preload_libraries = 'bgw_proxy'\nbgw_proxy.workers = 1\n"
-	  . "bgw_proxy.worker_wait_timeout = '60s'\n");
+	  . "bgw_proxy.worker_wait_timeout = '60s'\nbgw_proxy.direct_calls = off\n");
 $proxy->start;
 my ($host, $port) = ($remote->host, $remote->port);
 $proxy->safe_psql('postgres', qq{
@@ -82,6 +85,13 @@ is( $proxy->safe_psql('postgres',
 usleep(500_000);
 is($proxy->safe_psql('postgres', 'SELECT depth FROM pg_stat_bgw_proxy_queue'),
 	"$callers", 'still queued half a second later: nobody gave up or failed');
+
+# a direct call is served by the caller itself, on the parked connection,
+# while the worker is still stopped: it neither waits nor enters the queue
+is($proxy->safe_psql('postgres', 'SET bgw_proxy.direct_calls = on; SELECT twice(50)'),
+	'100', 'a direct call is served while the worker is stopped');
+is($proxy->safe_psql('postgres', 'SELECT depth FROM pg_stat_bgw_proxy_queue'),
+	"$callers", '... and did not enter the queue');
 
 ok(kill('CONT', $pid), 'worker continued');
 for my $r (@runs)

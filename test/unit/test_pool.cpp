@@ -839,7 +839,7 @@ struct FakeLender : ConnectionLender {
         lends++;
         return slot;
     }
-    Back take_back(int slot) override
+    Back take_back(int slot, DrainFrom *) override
     {
         State &s = entries[slot];
         if (s == Lent) {
