@@ -60,6 +60,9 @@ struct Tally {
 struct Borrowed {
     Tally t;
     bool sent = false;           /* the statement went out whole */
+    uint64 statement = 0;        /* its hash */
+    bool named = false;          /* run as a prepared statement of the connection */
+    int parse_slot = -1;         /* LendEntry.prepared slot it is being prepared in */
     StringInfoData in;           /* what was read and not yet handled (palloc'd per call) */
     int entry = -1;
     uint64 word = 0;             /* the entry's word while we hold it (LENT) */
@@ -354,13 +357,6 @@ int stat_entry(const CallRequest *req, const CallTarget &tg)
  * (direct_call_learn), remembered per query and declared types. Each call's
  * own description is checked again before a binary row is decoded.
  */
-constexpr int kVerdicts = 256;
-struct Verdict {
-    uint64 hash;                 /* of the query and declared types; 0: empty */
-    bool binary;
-};
-Verdict verdicts[kVerdicts];
-
 uint64 statement_hash(const CallRequest *req)
 {
     uint64 h = hash_bytes_extended(reinterpret_cast<const unsigned char *>(req->query), int(strlen(req->query)), 0);
@@ -427,17 +423,19 @@ void count_call(const RemoteMessage *error, bool cancelled)
 }
 
 /* Read and deliver until ReadyForQuery; the connection is then given
- * back, and a remote error raised. `verdict`: where this statement's
- * binary verdict is kept; `binary`: the results were asked for in binary. */
-void receive(const CallRequest *req, const ResultSink *sink, int fd, TimestampTz deadline, Verdict &verdict,
-             uint64 statement, bool binary)
+ * back, and a remote error raised. `statement`: its hash (for the binary
+ * verdict, lend_table.h); `binary`: the results were asked for in binary.
+ * False: nothing ran and nothing was delivered, the call is to go through
+ * a worker. */
+bool receive(const CallRequest *req, const ResultSink *sink, int fd, TimestampTz deadline, uint64 statement,
+             bool binary)
 {
     int entry = borrowed.entry;
     Tally &t = borrowed.t;
     StringInfoData &in = borrowed.in;
     initStringInfo(&in);
     enlargeStringInfo(&in, 8192);
-    bool described = false, have_error = false, changed = false;
+    bool described = false, have_error = false, changed = false, resend = false;
     RemoteMessage error;
     wire::Span *fields = nullptr;
     int nfields = 0;
@@ -452,6 +450,10 @@ void receive(const CallRequest *req, const ResultSink *sink, int fd, TimestampTz
             in.cursor += int(used);
             switch (m.type) {
             case '1': /* ParseComplete */
+                if (borrowed.parse_slot >= 0)
+                    lend_entry(entry)->prepared[borrowed.parse_slot] = statement;
+                break;
+            case '3': /* CloseComplete */
             case '2': /* BindComplete */
             case 'n': /* NoData */
             case 'C': /* CommandComplete */
@@ -486,12 +488,8 @@ void receive(const CallRequest *req, const ResultSink *sink, int fd, TimestampTz
                     /* the remote's result changed since the verdict: rows
                      * in a binary form we cannot read are skipped */
                     changed = true;
-                    verdict.hash = 0;
+                    lend_verdict_set(statement, false);
                     break;
-                }
-                if (!binary) {
-                    verdict.hash = statement;
-                    verdict.binary = match;
                 }
                 t.binary = binary;
                 sink->describe(sink->arg, 0, n, columns);
@@ -524,6 +522,18 @@ void receive(const CallRequest *req, const ResultSink *sink, int fd, TimestampTz
                 if (have_error || !remote_message(m, error))
                     violation("error message");
                 have_error = true;
+                if (borrowed.named && !described &&
+                    (strcmp(error.sqlstate, "26000") == 0 || strcmp(error.sqlstate, "42P05") == 0)) {
+                    /* our statement is not there, or another is: a
+                     * transaction-mode pooler hands out other sessions.
+                     * Nothing ran; the call goes through a worker, which
+                     * knows how to live with that, and this connection's
+                     * direct calls prepare no more. */
+                    LendEntry *e = lend_entry(entry);
+                    e->no_prepare = true;
+                    memset(e->prepared, 0, sizeof(e->prepared));
+                    resend = true;
+                }
                 break;
             case 'N': {
                 RemoteMessage notice;
@@ -540,6 +550,12 @@ void receive(const CallRequest *req, const ResultSink *sink, int fd, TimestampTz
                 if (changed && !have_error)
                     fail_target(req, "0A000", "the remote result's columns changed since the last call",
                                 "Its rows were not used; calling again asks for them in text.", true);
+                if (resend) {
+                    give_back(true);
+                    pfree(in.data);
+                    in.data = nullptr;
+                    return false;
+                }
                 count_call(have_error ? &error : nullptr);
                 give_back(true);
                 if (have_error)
@@ -547,7 +563,7 @@ void receive(const CallRequest *req, const ResultSink *sink, int fd, TimestampTz
                 sink->target_done(sink->arg, 0);
                 pfree(in.data);
                 in.data = nullptr;
-                return;
+                return true;
             default:
                 violation("message");
             }
@@ -588,13 +604,10 @@ void receive(const CallRequest *req, const ResultSink *sink, int fd, TimestampTz
 
 void direct_call_learn(const CallRequest *req, int ncolumns, const proto::Column *columns)
 {
-    uint64 statement = statement_hash(req);
-    Verdict &v = verdicts[statement % kVerdicts];
     bool binary = ncolumns > 0;
     for (int i = 0; i < ncolumns; i++)
         binary = binary && columns[i].format == 1;
-    v.hash = statement;
-    v.binary = binary && columns_match(req, ncolumns, columns);
+    lend_verdict_set(statement_hash(req), binary && columns_match(req, ncolumns, columns));
 }
 
 bool direct_call_active(void) { return borrowed.entry >= 0; }
@@ -655,10 +668,10 @@ bool direct_call_run(const CallRequest *req, const ResultSink *sink)
     if (stat < 0)
         return false; /* the first call of this pool: its worker starts its statistics */
     uint64 statement = statement_hash(req);
-    Verdict &verdict = verdicts[statement % kVerdicts];
-    if (verdict.hash != statement)
-        return false; /* this statement's first call here: the worker's describe tells
-                       * whether its results come in binary (direct_call_learn) */
+    int verdict = lend_verdict(statement);
+    if (verdict < 0)
+        return false; /* not known yet: a worker's answer tells whether this
+                       * statement's results come in binary (direct_call_learn) */
     if (!copies) {
         copies = (CopiedSocket *) MemoryContextAllocZero(TopMemoryContext,
                                                          sizeof(CopiedSocket) * lend_table_capacity());
@@ -691,7 +704,7 @@ bool direct_call_run(const CallRequest *req, const ResultSink *sink)
     TimestampTz deadline = req->query_timeout_ms > 0
                                ? TimestampTzPlusMilliseconds(t.started, req->query_timeout_ms)
                                : 0;
-    bool binary = verdict.binary && binary_allowed(req, lend_entry(entry));
+    bool binary = verdict == 1 && binary_allowed(req, lend_entry(entry));
 
     StringInfoBuf out;
     initStringInfo(&out.si);
@@ -703,16 +716,36 @@ bool direct_call_run(const CallRequest *req, const ResultSink *sink)
         lengths[i] = values[i] ? int(strlen(values[i])) : 0;
         t.bytes_sent += uint64(lengths[i]);
     }
-    pgwire::MessageWriter<StringInfoBuf>(out).extended_query(req->query, tg.nparams, values, lengths,
-                                                             binary ? 1 : 0);
+    /* prepared once per connection, as a worker does (bgw_proxy.remote_prepare) */
+    LendEntry *e = lend_entry(entry);
+    char name[32] = "", close_name[32];
+    const char *close = nullptr, *parse = req->query;
+    borrowed.statement = statement;
+    borrowed.named = guc_remote_prepare && !e->no_prepare;
+    borrowed.parse_slot = -1;
+    if (borrowed.named) {
+        int slot = int(statement % kDirectPrepared);
+        snprintf(name, sizeof(name), "bgwd_%016llx", (unsigned long long) statement);
+        if (e->prepared[slot] == statement) {
+            parse = nullptr;
+        } else {
+            if (e->prepared[slot] != 0) {
+                snprintf(close_name, sizeof(close_name), "bgwd_%016llx", (unsigned long long) e->prepared[slot]);
+                close = close_name;
+                e->prepared[slot] = 0;
+            }
+            borrowed.parse_slot = slot;
+        }
+    }
+    pgwire::MessageWriter<StringInfoBuf>(out).statement(name, close, parse, tg.nparams, values, lengths,
+                                                        binary ? 1 : 0);
     pg_atomic_fetch_add_u64(&lend_entry(entry)->calls, 1);
     send_all(req, entry, fd, out.si, deadline);
     borrowed.sent = true;
     pfree(out.si.data);
     pfree(values);
     pfree(lengths);
-    receive(req, sink, fd, deadline, verdict, statement, binary);
-    return true;
+    return receive(req, sink, fd, deadline, statement, binary);
 }
 
 } // namespace bgw

@@ -61,18 +61,36 @@ public:
     void extended_query(const char *query, int n, const char *const *values, const int *lengths,
                         int result_format)
     {
-        size_t qlen = strlen(query);
-        begin('P', 1 + qlen + 1 + 2);
-        byte(0); /* unnamed statement */
-        raw(query, qlen + 1);
-        u16(0);  /* no parameter types: the query's casts decide */
+        statement("", nullptr, query, n, values, lengths, result_format);
+    }
 
-        size_t bind = 1 + 1 + 2 + 2 + 2 + 2;
+    /* The same on statement `name` ("" the unnamed one): first Close
+     * `close` (a named statement to drop; null: none), then Parse `query`
+     * as `name` (null: it is prepared already), Bind... Sync. */
+    void statement(const char *name, const char *close, const char *query, int n, const char *const *values,
+                   const int *lengths, int result_format)
+    {
+        size_t nlen = strlen(name);
+        if (close) {
+            size_t clen = strlen(close);
+            begin('C', 1 + clen + 1);
+            byte('S');
+            raw(close, clen + 1);
+        }
+        if (query) {
+            size_t qlen = strlen(query);
+            begin('P', nlen + 1 + qlen + 1 + 2);
+            raw(name, nlen + 1);
+            raw(query, qlen + 1);
+            u16(0);  /* no parameter types: the query's casts decide */
+        }
+
+        size_t bind = 1 + nlen + 1 + 2 + 2 + 2 + 2;
         for (int i = 0; i < n; i++)
             bind += 4 + (values[i] ? size_t(lengths[i]) : 0);
         begin('B', bind);
         byte(0); /* unnamed portal */
-        byte(0); /* unnamed statement */
+        raw(name, nlen + 1);
         u16(0);  /* every parameter in text */
         u16(uint16_t(n));
         for (int i = 0; i < n; i++) {

@@ -9,7 +9,36 @@
 
 namespace bgw {
 
-Size lend_table_size(void) { return mul_size(mul_size(Size(guc_workers), kLendPerWorker), sizeof(LendEntry)); }
+Size lend_table_size(void)
+{
+    return add_size(mul_size(mul_size(Size(guc_workers), kLendPerWorker), sizeof(LendEntry)),
+                    mul_size(kVerdicts, sizeof(pg_atomic_uint64)));
+}
+
+namespace {
+
+pg_atomic_uint64 *verdicts(void)
+{
+    return reinterpret_cast<pg_atomic_uint64 *>(lend_entry(lend_table_capacity()));
+}
+
+} // namespace
+
+int lend_verdict(uint64 statement_hash)
+{
+    uint64 v = pg_atomic_read_u64(&verdicts()[statement_hash % kVerdicts]);
+    if (v == 0 || (v & ~uint64(1)) != (statement_hash & ~uint64(1)))
+        return -1;
+    return int(v & 1);
+}
+
+void lend_verdict_set(uint64 statement_hash, bool binary)
+{
+    uint64 v = (statement_hash & ~uint64(1)) | (binary ? 1 : 0);
+    if (v == 0)
+        v = 2; /* 0 is "empty"; this hash is then never known */
+    pg_atomic_write_u64(&verdicts()[statement_hash % kVerdicts], v);
+}
 
 int lend_table_capacity(void) { return proxy_shared->nworkers * kLendPerWorker; }
 
@@ -20,6 +49,8 @@ LendEntry *lend_entry(int i)
 
 void lend_table_init(void)
 {
+    for (int i = 0; i < kVerdicts; i++)
+        pg_atomic_init_u64(&verdicts()[i], 0);
     for (int i = 0; i < lend_table_capacity(); i++) {
         LendEntry *e = lend_entry(i);
         memset(e, 0, sizeof(LendEntry));

@@ -56,6 +56,7 @@ enum LendState : uint32 {
 
 constexpr int kLendPerWorker = 128;  /* entries per worker's region */
 constexpr int kLendKeyLen = 1024;    /* a longer pool key is never lent */
+constexpr int kDirectPrepared = 16;  /* direct calls' prepared statements per connection */
 
 struct LendEntry {
     pg_atomic_uint64 word;           /* generation << 3 | LendState */
@@ -72,6 +73,14 @@ struct LendEntry {
     uint64 key_hash;
     uint32 key_len;
     char key[kLendKeyLen];
+    /* Direct calls' prepared statements on this connection, named
+     * "bgwd_<statement hash>": the hash in slot hash % kDirectPrepared (0:
+     * none; a new one closes the one in its slot). Written and read by the
+     * backend that has the connection; zeroed by the owning worker when it
+     * puts a new connection in the entry. */
+    uint64 prepared[kDirectPrepared];
+    bool no_prepare;                 /* a statement vanished or clashed (a transaction-mode
+                                      * pooler in between): unnamed statements only */
     /* written by the backend that has the connection, before it gives it
      * back BROKEN; read by the owning worker after taking it back */
     bool drain;                      /* the statement went out whole: the worker cancels it and
@@ -84,6 +93,18 @@ struct LendEntry {
 inline uint64 lend_word(uint64 generation, LendState st) { return generation << 3 | uint64(st); }
 inline LendState lend_state(uint64 word) { return LendState(word & 7); }
 inline uint64 lend_generation(uint64 word) { return word >> 3; }
+
+/*
+ * Binary or text, per statement (query and declared result types), for
+ * direct calls (backend/direct_call.cpp): kVerdicts atomics after the
+ * entries, each hash & ~1 | binary, written by any backend that learned it
+ * from a worker's answer, read by any backend. A slot holding another
+ * statement's hash is simply not known.
+ */
+constexpr int kVerdicts = 4096;
+/* -1: not known; 0: text; 1: binary */
+int lend_verdict(uint64 statement_hash);
+void lend_verdict_set(uint64 statement_hash, bool binary);
 
 Size lend_table_size(void);
 void lend_table_init(void);

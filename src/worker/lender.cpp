@@ -39,6 +39,9 @@ int Lender::lend(int slot, const std::string &key, PGconn *pg, uint64_t sock_ino
             }
         if (slot < 0)
             return -1; /* the region is full: this one stays with the worker */
+        LendEntry *fresh = lend_entry(slot);
+        memset(fresh->prepared, 0, sizeof(fresh->prepared)); /* a new session: none yet */
+        fresh->no_prepare = false;
     }
     LendEntry *e = lend_entry(slot);
     uint64 w = pg_atomic_read_u64(&e->word);

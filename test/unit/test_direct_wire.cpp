@@ -174,3 +174,28 @@ TEST(pool_key_is_one_rule)
     append_pool_key(big, "x", 1, "", 0, "", 0, "E", 4294967295u, false);
     CHECK_EQ(big.s, std::string("x\x1f\x1f\x1f" "E\x1f" "4294967295"));
 }
+
+TEST(named_statement_closes_the_old_one_and_binds_by_name)
+{
+    Buf b;
+    const char *values[1] = {"7"};
+    int lengths[1] = {1};
+    MessageWriter<Buf>(b).statement("bgwd_2", "bgwd_1", "SELECT $1", 1, values, lengths, 0);
+    std::vector<Message> m = split(b.s);
+    REQUIRE(m.size() == 6);
+    CHECK_EQ(std::string(1, m[0].type) + m[1].type + m[2].type + m[3].type + m[4].type + m[5].type,
+             std::string("CPBDES"));
+    CHECK_EQ(std::string(m[0].body, m[0].len), std::string("Sbgwd_1\0", 8));
+    CHECK_EQ(std::string(m[1].body, m[1].len), std::string("bgwd_2\0SELECT $1\0", 17) + be16(0));
+    CHECK_EQ(std::string(m[2].body, m[2].len),
+             std::string("\0bgwd_2\0", 8) + be16(0) + be16(1) + be32(1) + "7" + be16(1) + be16(0));
+
+    /* prepared already: Bind by name, no Parse */
+    Buf p;
+    MessageWriter<Buf>(p).statement("bgwd_2", nullptr, nullptr, 1, values, lengths, 1);
+    std::vector<Message> q = split(p.s);
+    REQUIRE(q.size() == 4);
+    CHECK_EQ(std::string(1, q[0].type) + q[1].type + q[2].type + q[3].type, std::string("BDES"));
+    CHECK_EQ(std::string(q[0].body, q[0].len),
+             std::string("\0bgwd_2\0", 8) + be16(0) + be16(1) + be32(1) + "7" + be16(1) + be16(1));
+}
