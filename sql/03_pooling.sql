@@ -227,4 +227,18 @@ RESET ROLE;
 \c bgw_remote
 SELECT usename, count(*) FROM pg_stat_activity WHERE application_name = 'pool_probe' GROUP BY 1 ORDER BY 1;
 \c contrib_regression
-SELECT submitted >= 100 AS submitted_counted, submitted - completed AS outstanding FROM pg_stat_bgw_proxy_queue;
+SELECT submitted - completed AS outstanding FROM pg_stat_bgw_proxy_queue;
+
+-- a call with one target runs in the caller's own backend, on a connection
+-- a worker parked for backends (bgw_proxy.direct_calls): it enters no
+-- queue, and it still shows in the statistics
+SELECT calls AS calls_before FROM pg_stat_bgw_proxy WHERE conninfo LIKE '%pool_probe%' AND role = 'postgres' \gset
+SELECT submitted AS submitted_before FROM pg_stat_bgw_proxy_queue \gset
+SELECT pool_probe(8);
+SELECT submitted = :submitted_before AS went_direct FROM pg_stat_bgw_proxy_queue;
+SELECT calls = :calls_before + 1 AS counted FROM pg_stat_bgw_proxy WHERE conninfo LIKE '%pool_probe%' AND role = 'postgres';
+-- off: the same call goes through a worker
+SET bgw_proxy.direct_calls = off;
+SELECT pool_probe(9);
+SELECT submitted = :submitted_before + 1 AS through_worker FROM pg_stat_bgw_proxy_queue;
+RESET bgw_proxy.direct_calls;

@@ -690,7 +690,9 @@ bool direct_call_run(const CallRequest *req, const ResultSink *sink)
         return false;
     }
     int fd;
-    int entry = borrow(key.si.data, uint32(key.si.len), req->config_version, &fd);
+    /* a CONNECT function's configuration is its string: in the key already */
+    int64 version = req->cluster_name ? req->config_version : -1;
+    int entry = borrow(key.si.data, uint32(key.si.len), version, &fd);
     pfree(key.si.data);
     if (entry < 0)
         return false;
