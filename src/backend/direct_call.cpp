@@ -7,11 +7,14 @@
  * entry's generation says it is the same connection: borrowing again costs
  * one compare-and-swap.
  *
- * While the connection is borrowed, an error of any kind (a remote error
- * is not one: it is read to the end first), a cancel or a timeout gives it
- * back as broken: its worker cancels whatever may still run and closes it.
  * A connection given back as idle has answered ReadyForQuery with no
- * transaction open and nothing left unread, as the worker left it.
+ * transaction open and nothing left unread, as the worker left it. A
+ * remote error is no reason to give it back otherwise: it is read to its
+ * ReadyForQuery first, then raised. An error of our own, a cancel or an
+ * exit in the middle gives it back BROKEN: with `drain` when the statement
+ * went out whole and we know where the stream stands (its worker cancels
+ * the statement, reads on from there and parks it again), else to be
+ * cancelled and closed (a lost connection, a protocol error, query_timeout).
  */
 #include "common/pg_wire.hpp"
 #include "common/pool_key.hpp"
@@ -105,6 +108,9 @@ void give_back(bool idle)
     bool ours = pg_atomic_compare_exchange_u64(&e->word, &expected, to);
     if (!ours || (!idle && !e->drain))
         forget_copy(entry); /* its worker restarted meanwhile, or it is to be closed */
+    /* a backend waiting for it: to borrow it, or to think again */
+    if (uint32 waiter = pg_atomic_exchange_u32(&e->waiter, 0))
+        SetLatch(&GetPGProcByNumber(waiter - 1)->procLatch);
     if (ours && (!idle || pg_atomic_read_u32(&e->want) != 0)) {
         int w = e->worker;
         pg_atomic_write_u32(&worker_state(w)->returns, 1);
@@ -168,15 +174,27 @@ bool quiet(int fd)
 /* Borrow a parked connection of this key and version: its entry (our
  * socket copy in *fd), or -1. Starts in our own worker's region, so the
  * backends spread over the workers' connections. */
-int borrow(const char *key, uint32 len, int64 version, int *fd)
+int borrow(const char *key, uint32 len, int64 version, int *fd, int *lent, int *wait_on)
 {
     uint64 hash = lend_key_hash(key, len);
     int n = lend_table_capacity();
     int start = (MyProcPid % proxy_shared->nworkers) * kLendPerWorker;
+    *lent = 0;
+    *wait_on = -1;
     for (int k = 0; k < n; k++) {
         int i = (start + k) % n;
         LendEntry *e = lend_entry(i);
         uint64 w = pg_atomic_read_u64(&e->word);
+        if (lend_state(w) == LEND_LENT) {
+            /* another backend's: one to wait for, if it comes to that */
+            pg_read_barrier();
+            if (e->key_hash == hash) {
+                (*lent)++;
+                if (*wait_on < 0 && pg_atomic_read_u32(&e->waiter) == 0)
+                    *wait_on = i;
+            }
+            continue;
+        }
         if (lend_state(w) != LEND_PARKED)
             continue;
         pg_read_barrier();
@@ -205,6 +223,46 @@ int borrow(const char *key, uint32 len, int64 version, int *fd)
         return i;
     }
     return -1;
+}
+
+/*
+ * Borrow a connection of the pool, waiting for one when every connection
+ * the pool may have is borrowed by other backends (the limit: per worker,
+ * times the workers): the backend that gives one back wakes us. -1 when
+ * none is parked and the pool may still grow (a worker opens one), or
+ * nothing to wait for: the call goes through a worker. Waits at most
+ * bgw_proxy.pool_wait_timeout, as a worker's queue does.
+ */
+int borrow_or_wait(const CallRequest *req, const char *key, uint32 len, int64 version, int *fd)
+{
+    int limit = (req->max_connections > 0 ? req->max_connections : guc_max_pool_connections) *
+                proxy_shared->nworkers;
+    TimestampTz give_up = guc_pool_wait_timeout_ms > 0
+                              ? TimestampTzPlusMilliseconds(GetCurrentTimestamp(), guc_pool_wait_timeout_ms)
+                              : 0;
+    uint32 me = uint32(MyProc->pgprocno) + 1;
+    for (;;) {
+        int lent, wait_on;
+        int entry = borrow(key, len, version, fd, &lent, &wait_on);
+        if (entry >= 0 || copying_refused || lent < limit || wait_on < 0)
+            return entry;
+        LendEntry *e = lend_entry(wait_on);
+        uint32 none = 0;
+        if (!pg_atomic_compare_exchange_u32(&e->waiter, &none, me))
+            continue; /* another backend waits for that one: look again */
+        /* given back meanwhile? then it has not woken us: look again */
+        if (lend_state(pg_atomic_read_u64(&e->word)) == LEND_LENT)
+            (void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 1000, PG_WAIT_EXTENSION);
+        uint32 still = me;
+        (void) pg_atomic_compare_exchange_u32(&e->waiter, &still, 0);
+        ResetLatch(MyLatch);
+        CHECK_FOR_INTERRUPTS();
+        if (give_up && GetCurrentTimestamp() >= give_up)
+            ereport(ERROR, (errcode(ERRCODE_TOO_MANY_CONNECTIONS),
+                            errmsg("timed out waiting for a pooled connection"),
+                            errdetail("Every connection of this pool (bgw_proxy.max_pool_connections or the "
+                                      "cluster's max_connections) stayed busy for bgw_proxy.pool_wait_timeout.")));
+    }
 }
 
 /* Wait until the socket is readable (or writable), serving interrupts;
@@ -692,7 +750,7 @@ bool direct_call_run(const CallRequest *req, const ResultSink *sink)
     int fd;
     /* a CONNECT function's configuration is its string: in the key already */
     int64 version = req->cluster_name ? req->config_version : -1;
-    int entry = borrow(key.si.data, uint32(key.si.len), version, &fd);
+    int entry = borrow_or_wait(req, key.si.data, uint32(key.si.len), version, &fd);
     pfree(key.si.data);
     if (entry < 0)
         return false;

@@ -58,6 +58,7 @@ void lend_table_init(void)
         pg_atomic_init_u32(&e->want, 0);
         pg_atomic_init_u64(&e->returned_us, 0);
         pg_atomic_init_u64(&e->calls, 0);
+        pg_atomic_init_u32(&e->waiter, 0);
     }
 }
 

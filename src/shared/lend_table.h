@@ -40,6 +40,11 @@
  *               connection back (node_clock_us(), node_table.h); read
  *               by the worker to tell a connection in use from an idle one.
  *   calls       the backends, one add per direct call (for the view).
+ *   waiter      a backend waiting for this connection (its pgprocno + 1; 0:
+ *               none): set by that backend with a CAS from 0 while the entry
+ *               is LENT, then it looks at `word` again; cleared (exchange
+ *               to 0) and woken by the backend that gives the connection
+ *               back, or cleared by the waiter itself when it stops waiting.
  */
 #pragma once
 
@@ -63,6 +68,7 @@ struct LendEntry {
     pg_atomic_uint32 want;
     pg_atomic_uint64 returned_us;
     pg_atomic_uint64 calls;
+    pg_atomic_uint32 waiter;
     /* written by the owning worker while FREE */
     int worker;                      /* its index */
     int32 pid;                       /* its pid, for pidfd_getfd */

@@ -11,6 +11,11 @@
 #     scenario), and no crash line in the proxy's log.
 # Conditions that take effect asynchronously are polled (bounded by
 # $poll_secs); nothing asserts on elapsed time.
+#
+# Scenarios a-g break the worker path: the proxy runs with
+# bgw_proxy.direct_calls = off, so every call goes through a worker. h turns
+# direct calls on: a call running in its own backend on a borrowed
+# connection outlives the worker that lent it.
 use strict;
 use warnings;
 
@@ -51,11 +56,12 @@ $proxy->append_conf(
 	'postgresql.conf', qq{
 shared_preload_libraries = 'bgw_proxy'
 bgw_proxy.workers = 2
+bgw_proxy.direct_calls = off
 log_line_prefix = '%m [%p] %b %a '
 });
 $proxy->start;
 
-my @scenarios = qw(a b c d e f g);
+my @scenarios = qw(a b c d e f g h);
 
 # remote: one sleeping function per scenario (proxy functions call the
 # same-named remote function)
@@ -384,6 +390,34 @@ sub begin_scenario
 	is($remote->safe_psql('postgres', remote_busy_sql('g')),
 		'0', 'g: the abandoned call did not run on the remote');
 	after_checks('g', $base, $logpos);
+}
+
+# ------------------------- h. a direct call outlives the worker that lent it
+{
+	my ($base, $logpos) =
+	  begin_scenario('h', 'both workers killed during a direct call');
+	call_works('h', 'warm-up call works (it parks the connection)');
+	# the statement's first call in a session goes through a worker (which
+	# tells whether its results come in binary); the second runs directly
+	my $h = start_call($proxy, 'caller_h',
+		[ 'SET bgw_proxy.direct_calls = on', 'SELECT nap_h(0)', "SELECT nap_h(3)" ]);
+	ok(wait_remote_active('h'), 'h: the call is running on the remote');
+	is($proxy->safe_psql('postgres', 'SELECT sum(requests_in_flight) FROM pg_stat_bgw_proxy_workers'),
+		'0', 'h: no worker has it: it runs in the caller');
+	my @pids = split /\n/, $proxy->safe_psql('postgres', 'SELECT pid FROM pg_stat_bgw_proxy_workers ORDER BY 1');
+	is(scalar(@pids), 2, 'h: both workers run');
+	ok(kill('TERM', @pids), 'h: sent SIGTERM to both workers');
+	ok( poll_until(
+			$proxy,
+			"SELECT count(*) FROM pg_stat_bgw_proxy_workers WHERE pid IS NOT NULL "
+			  . "AND pid NOT IN (" . join(',', @pids) . ")",
+			'2'),
+		'h: the postmaster restarted both workers');
+	my ($rc, $out, $err) = finish_call($h);
+	is($rc, 0, 'h: the direct call finished regardless') or diag("stderr: $err");
+	is((split /\n/, $out)[-1], '1', 'h: with its answer');
+	call_works('h', 'next call works');
+	after_checks('h', $base, $logpos);
 }
 
 # ------------------------------------------------------------- whole file
