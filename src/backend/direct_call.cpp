@@ -73,6 +73,17 @@ struct Borrowed {
 };
 Borrowed borrowed;
 
+/* The statistics entry whose direct_waiting this backend counts itself
+ * in while it waits for a connection (-1: not waiting). */
+int waiting_in = -1;
+
+void stop_waiting(void)
+{
+    if (waiting_in >= 0)
+        pg_atomic_fetch_sub_u32(&pool_stat(waiting_in)->direct_waiting, 1);
+    waiting_in = -1;
+}
+
 /* pidfd_getfd refused once (an old kernel, a sandbox): this backend goes
  * through the workers from then on. */
 bool copying_refused = false;
@@ -244,12 +255,20 @@ int borrow_or_wait(const CallRequest *req, const char *key, uint32 len, int64 ve
     for (;;) {
         int lent, wait_on;
         int entry = borrow(key, len, version, fd, &lent, &wait_on);
-        if (entry >= 0 || copying_refused || lent < limit || wait_on < 0)
+        if (entry >= 0 || copying_refused || lent < limit || wait_on < 0) {
+            stop_waiting();
             return entry;
+        }
         LendEntry *e = lend_entry(wait_on);
         uint32 none = 0;
         if (!pg_atomic_compare_exchange_u32(&e->waiter, &none, me))
             continue; /* another backend waits for that one: look again */
+        if (waiting_in < 0 && borrowed.stat >= 0) {
+            /* shown in pg_stat_bgw_proxy.calls_waiting (taken off by
+             * stop_waiting, also on the error and exit paths) */
+            waiting_in = borrowed.stat;
+            pg_atomic_fetch_add_u32(&pool_stat(waiting_in)->direct_waiting, 1);
+        }
         /* given back meanwhile? then it has not woken us: look again */
         if (lend_state(pg_atomic_read_u64(&e->word)) == LEND_LENT)
             (void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 1000, PG_WAIT_EXTENSION);
@@ -706,7 +725,10 @@ bool drain_point(LendEntry *e, bool *over)
 
 void direct_call_abandon(void)
 {
-    if (borrowed.entry < 0 || !proxy_shared)
+    if (!proxy_shared)
+        return;
+    stop_waiting();
+    if (borrowed.entry < 0)
         return;
     count_call(nullptr, true);
     LendEntry *e = lend_entry(borrowed.entry);
@@ -747,6 +769,11 @@ bool direct_call_run(const CallRequest *req, const ResultSink *sink)
         pfree(key.si.data);
         return false;
     }
+    /* what the error and exit paths look at, from the moment one is borrowed */
+    borrowed.stat = stat;
+    borrowed.sent = false;
+    borrowed.in.data = nullptr;
+    borrowed.t = Tally();
     int fd;
     /* a CONNECT function's configuration is its string: in the key already */
     int64 version = req->cluster_name ? req->config_version : -1;
@@ -755,11 +782,7 @@ bool direct_call_run(const CallRequest *req, const ResultSink *sink)
     if (entry < 0)
         return false;
 
-    borrowed.stat = stat;
-    borrowed.sent = false;
-    borrowed.in.data = nullptr;
     Tally &t = borrowed.t;
-    t = Tally();
     t.started = GetCurrentTimestamp();
     TimestampTz deadline = req->query_timeout_ms > 0
                                ? TimestampTzPlusMilliseconds(t.started, req->query_timeout_ms)

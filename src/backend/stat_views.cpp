@@ -399,6 +399,7 @@ Datum pg_stat_bgw_proxy_1_1(PG_FUNCTION_ARGS)
         uint64 key_hash = pg_atomic_read_u64(&pool_stat(i)->key_hash);
         if (c.used && key_hash != 0)
             count_borrowed(c.gauges[1], c.gauges[2], borrowed_connections(i / pool_stats_per_worker(), key_hash));
+        c.gauges[5] += pg_atomic_read_u32(&pool_stat(i)->direct_waiting);
         if (c.used && (see_all || has_privs_of_role(me, c.roleid)))
             n++;
     }

@@ -348,6 +348,8 @@ void Connection::on_io(bool readable, bool writable)
         return;
     }
 
+    if (state() == ConnState::Lent)
+        return; /* another process may be reading it: never touched (not watched either) */
     if (raw_) {
         if (readable)
             read_raw();

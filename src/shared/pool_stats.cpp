@@ -76,6 +76,7 @@ void pool_stats_init(void)
             pg_atomic_init_u32(g, 0);
         pg_atomic_init_u64(&e->wait_since, 0);
         pg_atomic_init_u64(&e->key_hash, 0);
+        pg_atomic_init_u32(&e->direct_waiting, 0);
         for (pg_atomic_uint64 *c : {&e->calls, &e->errors, &e->cancels, &e->rows, &e->binary_calls, &e->bytes_sent,
                                     &e->bytes_received, &e->time_us, &e->connects, &e->disconnects,
                                     &e->stats_reset})

@@ -74,6 +74,9 @@ struct PoolStat {
     pg_atomic_uint32 conns_cancelling;
     pg_atomic_uint32 waiting;      /* calls queued for a connection of a full pool */
     pg_atomic_uint64 wait_since;   /* TimestampTz the longest of them started waiting */
+    pg_atomic_uint32 direct_waiting; /* backends waiting for a connection of this pool that
+                                    * other backends borrowed (lend_table.h): each adds 1
+                                    * and takes it off itself; the view adds it to `waiting` */
     pg_atomic_uint64 key_hash;     /* owning worker: lend_key_hash() of the pool key its
                                     * gauges come from (0: none); the view counts the
                                     * connections backends borrowed (lend_table.h) as
