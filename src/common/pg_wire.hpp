@@ -160,11 +160,11 @@ inline int next_message(const char *buf, size_t avail, Message &m, size_t &used)
     return 1;
 }
 
-/* A RowDescription, column by column. */
-class RowDescription {
+/* A message read from the front: a count (u16), then items. */
+class ItemReader {
 public:
-    explicit RowDescription(const Message &m) : p_(m.body), end_(m.body + m.len) {}
-    /* the column count; false if malformed */
+    explicit ItemReader(const Message &m) : p_(m.body), end_(m.body + m.len) {}
+    /* the item count; false if malformed */
     bool count(uint16_t &n)
     {
         if (end_ - p_ < 2)
@@ -173,6 +173,16 @@ public:
         p_ += 2;
         return true;
     }
+    bool at_end() const { return p_ == end_; }
+
+protected:
+    const char *p_, *end_;
+};
+
+/* A RowDescription, column by column. */
+class RowDescription : public ItemReader {
+public:
+    using ItemReader::ItemReader;
     /* name points into the message (NUL-terminated there) */
     bool column(const char *&name, uint32_t &type, int &format)
     {
@@ -188,24 +198,12 @@ public:
         p_ += 18;
         return true;
     }
-    bool at_end() const { return p_ == end_; }
-
-private:
-    const char *p_, *end_;
 };
 
 /* A DataRow, field by field: len -1 is NULL. */
-class DataRow {
+class DataRow : public ItemReader {
 public:
-    explicit DataRow(const Message &m) : p_(m.body), end_(m.body + m.len) {}
-    bool count(uint16_t &n)
-    {
-        if (end_ - p_ < 2)
-            return false;
-        n = get_u16(p_);
-        p_ += 2;
-        return true;
-    }
+    using ItemReader::ItemReader;
     bool field(const char *&data, int32_t &len)
     {
         if (end_ - p_ < 4)
@@ -220,10 +218,6 @@ public:
         p_ += len;
         return true;
     }
-    bool at_end() const { return p_ == end_; }
-
-private:
-    const char *p_, *end_;
 };
 
 /* An ErrorResponse or NoticeResponse: (code, NUL-terminated value) pairs
