@@ -70,6 +70,9 @@ struct Borrowed {
     int entry = -1;
     uint64 word = 0;             /* the entry's word while we hold it (LENT) */
     int stat = -1;               /* the call's pg_stat_bgw_proxy entry */
+    int fd = -1;                 /* our copy of its socket */
+    bool cancel_known = false;   /* the remote backend's cancel key, from the entry */
+    uint32 cancel_pid = 0, cancel_key = 0;
 };
 Borrowed borrowed;
 
@@ -103,6 +106,42 @@ void forget_copy(int entry)
 
 void count_call(const RemoteMessage *error, bool cancelled = false);
 
+/*
+ * Ending a remote session ourselves, when no worker will: we exit in the
+ * middle of a statement, or the worker that lent the connection is gone.
+ * The statement (if one may run) gets a CancelRequest we send to the
+ * address our socket is connected to, bounded by a second; the session a
+ * Terminate message, as libpq's PQfinish would send. Never raises.
+ */
+void end_remote_session(int fd, bool statement_may_run)
+{
+    if (statement_may_run && borrowed.cancel_known) {
+        sockaddr_storage peer;
+        socklen_t len = sizeof(peer);
+        if (getpeername(fd, reinterpret_cast<sockaddr *>(&peer), &len) == 0) {
+            int s = socket(peer.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+            if (s >= 0) {
+                struct timeval second = {1, 0};
+                (void) setsockopt(s, SOL_SOCKET, SO_SNDTIMEO, &second, sizeof(second));
+                (void) setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &second, sizeof(second));
+                char request[16];
+                pgwire::put_u32(request, 16);
+                pgwire::put_u32(request + 4, 80877102); /* the protocol's cancel request code */
+                pgwire::put_u32(request + 8, borrowed.cancel_pid);
+                pgwire::put_u32(request + 12, borrowed.cancel_key);
+                if (connect(s, reinterpret_cast<sockaddr *>(&peer), len) == 0 &&
+                    send(s, request, sizeof(request), MSG_NOSIGNAL) == ssize_t(sizeof(request))) {
+                    char byte;
+                    (void) recv(s, &byte, 1, 0); /* the postmaster closes it once it acted */
+                }
+                close(s);
+            }
+        }
+    }
+    static const char terminate[5] = {'X', 0, 0, 0, 4};
+    (void) send(fd, terminate, sizeof(terminate), MSG_NOSIGNAL | MSG_DONTWAIT);
+}
+
 /* Give the borrowed connection back: idle (ready for the next query) or
  * broken. Wakes its worker if it waits for it, or to close a broken one.
  * Never raises an error. */
@@ -117,6 +156,8 @@ void give_back(bool idle)
     uint64 expected = borrowed.word;
     uint64 to = lend_word(lend_generation(expected), idle ? LEND_PARKED : LEND_BROKEN);
     bool ours = pg_atomic_compare_exchange_u64(&e->word, &expected, to);
+    if (!ours && borrowed.fd >= 0)
+        end_remote_session(borrowed.fd, !idle); /* its worker is gone: nobody else will */
     if (!ours || (!idle && !e->drain))
         forget_copy(entry); /* its worker restarted meanwhile, or it is to be closed */
     /* a backend waiting for it: to borrow it, or to think again */
@@ -220,7 +261,12 @@ int borrow(const char *key, uint32 len, int64 version, int *fd, int *lent, int *
             give_back(true);
             continue;
         }
+        borrowed.cancel_known = e->cancel_known;
+        borrowed.cancel_pid = e->cancel_pid;
+        borrowed.cancel_key = e->cancel_key;
+        borrowed.fd = -1;
         *fd = socket_copy(i, e, lend_generation(w));
+        borrowed.fd = *fd;
         if (*fd < 0) {
             give_back(true);
             if (copying_refused)
@@ -734,6 +780,13 @@ void direct_call_abandon(void)
     LendEntry *e = lend_entry(borrowed.entry);
     bool over;
     e->drain = drain_point(e, &over);
+    if (proc_exit_inprogress && !over && borrowed.fd >= 0) {
+        /* exiting (a terminated session, a server shutting down, when the
+         * workers may be gone already): we end what we started */
+        end_remote_session(borrowed.fd, true);
+        borrowed.fd = -1; /* done: give_back need not */
+        e->drain = false;
+    }
     give_back(over);
 }
 

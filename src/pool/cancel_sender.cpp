@@ -98,6 +98,20 @@ bool read_target(PGconn *conn, CancelTarget &t)
     return true;
 }
 
+} // namespace
+
+bool cancel_key_of(PGconn *conn, uint32_t &pid, uint32_t &key) noexcept
+{
+    CancelTarget t;
+    if (!read_target(conn, t))
+        return false;
+    pid = t.pid;
+    key = t.key;
+    return true;
+}
+
+namespace {
+
 void put32(unsigned char *p, uint32_t v)
 {
     v = htonl(v);

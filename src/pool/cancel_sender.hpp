@@ -42,6 +42,12 @@ enum class CancelOutcome : int {
 
 class CancelRequest;
 
+/* The remote backend's pid and secret key of a connection, as a
+ * CancelRequest carries them; false where this libpq's PGcancel cannot be
+ * read (see cancel_sender.cpp). For a process that sends the request itself
+ * (a backend ending a direct call, backend/direct_call.cpp). */
+bool cancel_key_of(PGconn *conn, uint32_t &pid, uint32_t &key) noexcept;
+
 /* The pool's cancel requests in flight. Sockets are reported to the pool's
  * SocketWatcher like connections' sockets (ids from the same counter). */
 class CancelSender {

@@ -75,6 +75,10 @@ struct LendEntry {
     int fd;                          /* the socket's number in the worker */
     uint64 ino;                      /* the socket's inode: the copy is checked against it */
     int32 server_version;            /* PQserverVersion: binary results from 10 on */
+    bool cancel_known;               /* the remote backend's pid and secret key, for a backend
+                                      * that must cancel the statement itself (exiting) */
+    uint32 cancel_pid;
+    uint32 cancel_key;
     int64 config_version;            /* the cluster version its key was last used with (-1: none) */
     uint64 key_hash;
     uint32 key_len;

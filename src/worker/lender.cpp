@@ -2,6 +2,7 @@
  * lender.cpp — see lender.h; the entry protocol is in lend_table.h.
  */
 #include "worker/lender.h"
+#include "pool/cancel_sender.hpp"
 
 #include "shared/lend_table.h"
 #include "shared/shmem.h"
@@ -60,6 +61,7 @@ int Lender::lend(int slot, const std::string &key, PGconn *pg, uint64_t sock_ino
     e->fd = PQsocket(pg);
     e->ino = sock_ino;
     e->server_version = PQserverVersion(pg);
+    e->cancel_known = cancel_key_of(pg, e->cancel_pid, e->cancel_key);
     auto v = versions_.find(key);
     e->config_version = v == versions_.end() ? -1 : v->second;
     e->key_hash = lend_key_hash(key.data(), key.size());
