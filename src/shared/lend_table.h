@@ -21,11 +21,15 @@
  *     LENT   --that backend (give back, ready for query)------> PARKED
  *     LENT   --that backend (give back mid-statement)---------> BROKEN
  *               (with `drain` and where the stream stands, below)
- *     PARKED, BROKEN --owning worker (take back)-------------> FREE, generation + 1
+ *     PARKED, BROKEN --owning worker (take back)-------------> FREE
+ *               (same generation: the entry stays the connection's while it
+ *               lives, so backends keep their copies of its socket)
+ *     FREE   --owning worker (the connection closed)----------> FREE, generation + 1
  *     any    --a worker starting or exiting over its region---> FREE, generation + 1
  *               The generation names one connection's stay in the entry: a
  *               backend that gives back with a stale generation (its worker
- *               restarted meanwhile) fails its CAS and just closes its copy.
+ *               exited meanwhile) fails its CAS, ends the remote session
+ *               itself and closes its copy.
  *   worker ... key  the owning worker, while the entry is FREE (no backend
  *               can be reading them); read by a backend after it won the
  *               PARKED -> LENT CAS (read before it only as a hint, then
@@ -39,7 +43,8 @@
  *   returned_us the backend, before its give-back CAS: when it gave the
  *               connection back (node_clock_us(), node_table.h); read
  *               by the worker to tell a connection in use from an idle one.
- *   calls       the backends, one add per direct call (for the view).
+ *   calls       the backends, one add per direct call (for diagnostics;
+ *               no view shows it yet).
  *   waiter      a backend waiting for this connection (its pgprocno + 1; 0:
  *               none): set by that backend with a CAS from 0 while the entry
  *               is LENT, then it looks at `word` again; cleared (exchange
@@ -92,7 +97,8 @@ struct LendEntry {
     bool no_prepare;                 /* a statement vanished or clashed (a transaction-mode
                                       * pooler in between): unnamed statements only */
     /* written by the backend that has the connection, before it gives it
-     * back BROKEN; read by the owning worker after taking it back */
+     * back BROKEN; read by the owning worker after taking it back (and
+     * `drain` set false by it whenever it parks the connection) */
     bool drain;                      /* the statement went out whole: the worker cancels it and
                                       * reads the socket to its ReadyForQuery (else: closes) */
     uint32 drain_head_len;           /* the next message's first bytes already read (< 5) */
