@@ -206,13 +206,13 @@ struct KeyCounts : PoolCounts {
 };
 
 /* Told when a connection opens (the handshake succeeded) and when an open
- * connection closes, with the stat_ref of the job it was opened for. Must
- * not throw. */
+ * connection closes (with why), with the stat_ref of the job it was opened
+ * for. Must not throw. */
 class PoolObserver {
 public:
     virtual ~PoolObserver() = default;
     virtual void connected(int64_t stat_ref) = 0;
-    virtual void disconnected(int64_t stat_ref) = 0;
+    virtual void disconnected(int64_t stat_ref, const char *reason) = 0;
 };
 
 /* Lets an event loop keep its wait set up to date instead of rebuilding it

@@ -153,7 +153,7 @@ void Pool::close(Connection &c, const char *reason) noexcept
     }
     c.drop_job(m.close_reason);
     if (c.opened() && observer_)
-        observer_->disconnected(c.stat_ref());
+        observer_->disconnected(c.stat_ref(), m.close_reason);
 }
 
 /* The one place that compares a connection's socket and events with what
@@ -676,7 +676,7 @@ void Pool::close_all(Clock::time_point cancels_until) noexcept
         if (watcher_ && c->membership().sock >= 0)
             watcher_->forget(c, c->id());
         if (c->opened() && observer_)
-            observer_->disconnected(c->stat_ref());
+            observer_->disconnected(c->stat_ref(), "the worker is stopping");
     }
     /* lent ones: taken back, or never written to again (no allocation here) */
     each_live(keys_, [&](Connection *c) {

@@ -266,11 +266,24 @@ void StatBook::connected(int64_t stat_ref)
         add(&pool_stat(first_ + i)->connects, 1);
 }
 
-void StatBook::disconnected(int64_t stat_ref)
+void StatBook::disconnected(int64_t stat_ref, const char *reason)
 {
     int i;
-    if (resolve(stat_ref, &i))
-        add(&pool_stat(first_ + i)->disconnects, 1);
+    if (!resolve(stat_ref, &i))
+        return;
+    PoolStat *s = pool_stat(first_ + i);
+    add(&s->disconnects, 1);
+    if (message_level_is_interesting(DEBUG1)) {
+        /* a log line never ends the worker: an error writing it is dropped */
+        try {
+            pg_call([s, reason] {
+                ereport(DEBUG1, (errmsg("bgw_proxy: closed a connection of pool \"%s\" partition %u: %s",
+                                        s->cluster[0] ? s->cluster : "(connect)", s->partition,
+                                        reason ? reason : "closed")));
+            });
+        } catch (...) {
+        }
+    }
 }
 
 void StatBook::publish(const Pool &pool)

@@ -53,7 +53,8 @@ public:
     void job_ended(JobTally &t, JobOutcome outcome, const char *error = nullptr);
 
     void connected(int64_t stat_ref) override;
-    void disconnected(int64_t stat_ref) override;
+    /* counts it, and logs why (DEBUG1) */
+    void disconnected(int64_t stat_ref, const char *reason) override;
 
     /* Write the gauges of the entries whose pools exist, zero those whose
      * pools are gone. Cost: the pool's keys and connections. */

@@ -63,6 +63,9 @@
 #     0.5 s): remote connections <= 4 per cluster and partition, <= 16 per
 #     cluster, <= 32 in all; connections held by the workers <= the same
 #     total; every remote connection belongs to one of the clusters;
+#   - no connection of the two clusters was closed during the run (the
+#     workers log every close with its reason at DEBUG1): a cancelled
+#     call's connection is drained and reused, whichever process ran it;
 #   - afterwards: submitted = completed, requests_in_flight = 0 in every
 #     worker, both workers served calls and neither was restarted, the remote
 #     connections are exactly those the workers report (nothing leaked), no
@@ -114,6 +117,8 @@ bgw_proxy.workers = $workers
 max_connections = 100
 shared_buffers = 32MB
 log_statement = none
+# the workers log each connection they close, with why
+log_min_messages = debug1
 });
 $proxy->start;
 
@@ -365,6 +370,7 @@ for my $name (@script_order)
 my ($bout, $berr) = ('', '');
 # the run's start and end by the servers' clock (both nodes run here)
 my $bench_start_ts = $remote->safe_psql('postgres', 'SELECT now()');
+my $proxy_log_pos = -s $proxy->logfile;
 my $bench_start = time();
 my $brc;
 {
@@ -388,6 +394,9 @@ my $brc;
 }
 my $bench_secs = time() - $bench_start;
 my $bench_end_ts = $remote->safe_psql('postgres', 'SELECT now()');
+# connections of the two clusters the workers closed during the run
+my @run_closes = grep { /closed a connection of pool "(\Q$clusters[0]\E|\Q$clusters[1]\E)"/ }
+  split /\n/, slurp_file($proxy->logfile, $proxy_log_pos);
 note("pgbench ran for " . sprintf('%.1f', $bench_secs) . " s");
 note("pgbench stdout:\n$bout");
 {
@@ -540,6 +549,10 @@ cmp_ok($max_total, '<=', $bound_total,
 cmp_ok($max_open, '<=', $bound_total,
 	"connections held by the workers stayed <= $bound_total in every sample");
 is($max_stale, '0', "no cancelled nap kept running for ${stale_secs} s during the run");
+# a cancelled call's connection is drained and reused; nothing else ends
+# one under this load (no idle time, no lifetime, a fixed limit)
+is(scalar(@run_closes), 0, 'no pooled connection of the clusters was closed during the run')
+  or diag(join "\n", @run_closes);
 
 # ------------------------------------------------------- nothing left over
 

@@ -70,7 +70,7 @@ struct Sink : QuerySink {
 struct Observer : PoolObserver {
     int connected_n = 0, disconnected_n = 0;
     void connected(int64_t) override { connected_n++; }
-    void disconnected(int64_t) override { disconnected_n++; }
+    void disconnected(int64_t, const char *) override { disconnected_n++; }
 };
 
 /* Keeps what an event loop would: one socket per connection. */
