@@ -134,6 +134,40 @@ SELECT wait_for($$SELECT count(*) = 0 FROM pg_stat_activity WHERE datname = 'bgw
 SELECT mon_call(1);
 SELECT calls, cancels, connects, conns_open FROM pg_stat_bgw_proxy WHERE cluster = 'mon' AND partition = 1 AND role = 'postgres';
 
+-- a call with several targets runs direct too, once every partition has a
+-- parked connection: the statement goes to all, the answers are read in
+-- partition order
+CREATE FUNCTION mon_all_div(d int) RETURNS SETOF int
+    AS $$ CLUSTER 'mon'; RUN ON ALL; SELECT 100 / (whoami() - d); $$ LANGUAGE bgw_proxy;
+SELECT * FROM mon_all_div(9);
+SELECT bgw_proxy_stat_reset('mon');
+SELECT submitted AS submitted_before FROM pg_stat_bgw_proxy_queue \gset
+SELECT * FROM mon_all_div(10);
+SELECT submitted = :submitted_before AS went_direct FROM pg_stat_bgw_proxy_queue;
+SELECT partition, calls, errors, cancels, rows FROM pg_stat_bgw_proxy
+WHERE cluster = 'mon' AND role = 'postgres' ORDER BY partition;
+-- partition 2 fails: the call fails with its error; partition 3's answer,
+-- not read yet, counts as cancelled (the backend counts its direct calls
+-- itself, before the error returns)
+SELECT * FROM mon_all_div(2);
+SELECT submitted = :submitted_before AS went_direct FROM pg_stat_bgw_proxy_queue;
+SELECT partition, calls, errors, cancels, last_error FROM pg_stat_bgw_proxy
+WHERE cluster = 'mon' AND role = 'postgres' ORDER BY partition;
+-- ... and its worker drains it and parks it again: a call goes direct once
+-- more, on the same connections (none was closed)
+CREATE FUNCTION mon_all_went_direct() RETURNS bool LANGUAGE plpgsql AS $$
+DECLARE before bigint; got int[];
+BEGIN
+    SELECT submitted INTO before FROM pg_stat_bgw_proxy_queue;
+    got := ARRAY(SELECT mon_all_div(-1));
+    IF got IS DISTINCT FROM ARRAY[100, 50, 33, 25] THEN
+        RAISE EXCEPTION 'mon_all_div(-1) returned %', got;
+    END IF;
+    RETURN (SELECT submitted FROM pg_stat_bgw_proxy_queue) = before;
+END $$;
+SELECT wait_for('SELECT mon_all_went_direct()') AS direct_again;
+SELECT sum(disconnects) AS disconnects FROM pg_stat_bgw_proxy WHERE cluster = 'mon' AND role = 'postgres';
+
 -- connects and disconnects: a connection past its lifetime is closed when idle
 CREATE SERVER mon_short FOREIGN DATA WRAPPER bgw_proxy OPTIONS (
     p0 'dbname=bgw_part0 application_name=mon_short', connection_lifetime '3');

@@ -415,8 +415,7 @@ void deliver_describe(const CallRequest *req, const ResultSink *sink, int target
     auto *columns = (proto::Column *) palloc0(sizeof(proto::Column) * (n + 1));
     if (!proto::decode_describe(rd, n, columns))
         malformed("column list");
-    if (req->ntargets == 1)
-        direct_call_learn(req, n, columns); /* binary or not, for this statement's direct calls */
+    direct_call_learn(req, n, columns); /* binary or not, for this statement's direct calls */
     sink->describe(sink->arg, target, n, columns);
     pfree(columns);
 }

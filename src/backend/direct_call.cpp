@@ -7,6 +7,9 @@
  * entry's generation says it is the same connection: borrowing again costs
  * one compare-and-swap.
  *
+ * A call borrows one connection per target (direct_call_run says how
+ * several are had without two backends waiting for each other).
+ *
  * A connection given back as idle has answered ReadyForQuery with no
  * transaction open and nothing left unread, as the worker left it. A
  * remote error is no reason to give it back otherwise: it is read to its
@@ -59,9 +62,13 @@ struct Tally {
     TimestampTz started = 0;
 };
 
-/* The connection borrowed now, for the error and exit paths. */
+/* A connection borrowed for one target of the call under way, for the
+ * error and exit paths too. */
 struct Borrowed {
     Tally t;
+    int target = 0;              /* its index in the call */
+    bool ask_binary = false;     /* its results were asked for in binary */
+    bool sending = false;        /* the statement started going out */
     bool sent = false;           /* the statement went out whole */
     uint64 statement = 0;        /* its hash */
     bool named = false;          /* run as a prepared statement of the connection */
@@ -74,7 +81,11 @@ struct Borrowed {
     bool cancel_known = false;   /* the remote backend's cancel key, from the entry */
     uint32 cancel_pid = 0, cancel_key = 0;
 };
-Borrowed borrowed;
+/* One per target of the call under way, in target order; held[i].entry
+ * -1: none borrowed. A call with more targets goes through a worker. */
+constexpr int kDirectTargets = 64;
+Borrowed held[kDirectTargets];
+int nheld = 0;
 
 /* The statistics entry whose direct_waiting this backend counts itself
  * in while it waits for a connection (-1: not waiting). */
@@ -104,7 +115,7 @@ void forget_copy(int entry)
     c.fd = -1;
 }
 
-void count_call(const RemoteMessage *error, bool cancelled = false);
+void count_call(const Borrowed &b, const RemoteMessage *error, bool cancelled = false);
 
 /*
  * Ending a remote session ourselves, when no worker will: we exit in the
@@ -113,9 +124,9 @@ void count_call(const RemoteMessage *error, bool cancelled = false);
  * address our socket is connected to, bounded by a second; the session a
  * Terminate message, as libpq's PQfinish would send. Never raises.
  */
-void end_remote_session(int fd, bool statement_may_run)
+void end_remote_session(const Borrowed &b, int fd, bool statement_may_run)
 {
-    if (statement_may_run && borrowed.cancel_known) {
+    if (statement_may_run && b.cancel_known) {
         sockaddr_storage peer;
         socklen_t len = sizeof(peer);
         if (getpeername(fd, reinterpret_cast<sockaddr *>(&peer), &len) == 0) {
@@ -127,8 +138,8 @@ void end_remote_session(int fd, bool statement_may_run)
                 char request[16];
                 pgwire::put_u32(request, 16);
                 pgwire::put_u32(request + 4, 80877102); /* the protocol's cancel request code */
-                pgwire::put_u32(request + 8, borrowed.cancel_pid);
-                pgwire::put_u32(request + 12, borrowed.cancel_key);
+                pgwire::put_u32(request + 8, b.cancel_pid);
+                pgwire::put_u32(request + 12, b.cancel_key);
                 if (connect(s, reinterpret_cast<sockaddr *>(&peer), len) == 0 &&
                     send(s, request, sizeof(request), MSG_NOSIGNAL) == ssize_t(sizeof(request))) {
                     char byte;
@@ -145,19 +156,19 @@ void end_remote_session(int fd, bool statement_may_run)
 /* Give the borrowed connection back: idle (ready for the next query) or
  * broken. Wakes its worker if it waits for it, or to close a broken one.
  * Never raises an error. */
-void give_back(bool idle)
+void give_back(Borrowed &b, bool idle)
 {
-    int entry = borrowed.entry;
+    int entry = b.entry;
     if (entry < 0)
         return;
-    borrowed.entry = -1;
+    b.entry = -1;
     LendEntry *e = lend_entry(entry);
     pg_atomic_write_u64(&e->returned_us, node_clock_us());
-    uint64 expected = borrowed.word;
+    uint64 expected = b.word;
     uint64 to = lend_word(lend_generation(expected), idle ? LEND_PARKED : LEND_BROKEN);
     bool ours = pg_atomic_compare_exchange_u64(&e->word, &expected, to);
-    if (!ours && borrowed.fd >= 0)
-        end_remote_session(borrowed.fd, !idle); /* its worker is gone: nobody else will */
+    if (!ours && b.fd >= 0)
+        end_remote_session(b, b.fd, !idle); /* its worker is gone: nobody else will */
     if (!ours || (!idle && !e->drain))
         forget_copy(entry); /* its worker restarted meanwhile, or it is to be closed */
     /* a backend waiting for it: to borrow it, or to think again */
@@ -226,7 +237,7 @@ bool quiet(int fd)
 /* Borrow a parked connection of this key and version: its entry (our
  * socket copy in *fd), or -1. Starts in our own worker's region, so the
  * backends spread over the workers' connections. */
-int borrow(const char *key, uint32 len, int64 version, int *fd, int *lent, int *wait_on)
+int borrow(Borrowed &b, const char *key, uint32 len, int64 version, int *fd, int *lent, int *wait_on)
 {
     uint64 hash = lend_key_hash(key, len);
     int n = lend_table_capacity();
@@ -254,27 +265,28 @@ int borrow(const char *key, uint32 len, int64 version, int *fd, int *lent, int *
             continue;
         if (!pg_atomic_compare_exchange_u64(&e->word, &w, lend_word(lend_generation(w), LEND_LENT)))
             continue;
-        borrowed.entry = i;
-        borrowed.word = lend_word(lend_generation(w), LEND_LENT);
+        b.entry = i;
+        b.word = lend_word(lend_generation(w), LEND_LENT);
         /* ours: the fields are stable now */
         if (e->key_len != len || memcmp(e->key, key, len) != 0 || e->config_version != version) {
-            give_back(true);
+            give_back(b, true);
             continue;
         }
-        borrowed.cancel_known = e->cancel_known;
-        borrowed.cancel_pid = e->cancel_pid;
-        borrowed.cancel_key = e->cancel_key;
-        borrowed.fd = -1;
+        b.cancel_known = e->cancel_known;
+        b.cancel_pid = e->cancel_pid;
+        b.cancel_key = e->cancel_key;
+        b.fd = -1;
         *fd = socket_copy(i, e, lend_generation(w));
-        borrowed.fd = *fd;
+        b.fd = *fd;
         if (*fd < 0) {
-            give_back(true);
+            give_back(b, true);
             if (copying_refused)
                 return -1;
             continue;
         }
         if (!quiet(*fd)) {
-            give_back(false); /* its worker closes it */
+            e->drain = false;
+            give_back(b, false); /* its worker closes it */
             continue;
         }
         return i;
@@ -290,7 +302,8 @@ int borrow(const char *key, uint32 len, int64 version, int *fd, int *lent, int *
  * nothing to wait for: the call goes through a worker. Waits at most
  * bgw_proxy.pool_wait_timeout, as a worker's queue does.
  */
-int borrow_or_wait(const CallRequest *req, const char *key, uint32 len, int64 version, int *fd)
+int borrow_or_wait(const CallRequest *req, Borrowed &b, const char *key, uint32 len, int64 version, bool may_wait,
+                   int *fd)
 {
     int limit = (req->max_connections > 0 ? req->max_connections : guc_max_pool_connections) *
                 proxy_shared->nworkers;
@@ -300,8 +313,8 @@ int borrow_or_wait(const CallRequest *req, const char *key, uint32 len, int64 ve
     uint32 me = uint32(MyProc->pgprocno) + 1;
     for (;;) {
         int lent, wait_on;
-        int entry = borrow(key, len, version, fd, &lent, &wait_on);
-        if (entry >= 0 || copying_refused || lent < limit || wait_on < 0) {
+        int entry = borrow(b, key, len, version, fd, &lent, &wait_on);
+        if (entry >= 0 || copying_refused || !may_wait || lent < limit || wait_on < 0) {
             stop_waiting();
             return entry;
         }
@@ -309,10 +322,10 @@ int borrow_or_wait(const CallRequest *req, const char *key, uint32 len, int64 ve
         uint32 none = 0;
         if (!pg_atomic_compare_exchange_u32(&e->waiter, &none, me))
             continue; /* another backend waits for that one: look again */
-        if (waiting_in < 0 && borrowed.stat >= 0) {
+        if (waiting_in < 0 && b.stat >= 0) {
             /* shown in pg_stat_bgw_proxy.calls_waiting (taken off by
              * stop_waiting, also on the error and exit paths) */
-            waiting_in = borrowed.stat;
+            waiting_in = b.stat;
             pg_atomic_fetch_add_u32(&pool_stat(waiting_in)->direct_waiting, 1);
         }
         /* given back meanwhile? then it has not woken us: look again */
@@ -357,8 +370,8 @@ bool wait_socket(int entry, bool for_write, TimestampTz deadline)
 
 /* Our own error about the target, raised as a worker would relay it: the
  * same fields and context lines either way. */
-[[noreturn]] void fail_target(const CallRequest *req, const char *sqlstate, const char *message, const char *detail,
-                              bool reusable = false)
+[[noreturn]] void fail_target(const CallRequest *req, Borrowed &b, const char *sqlstate, const char *message,
+                              const char *detail, bool reusable = false)
 {
     RemoteMessage m;
     memset(&m, 0, sizeof(m));
@@ -366,36 +379,37 @@ bool wait_socket(int entry, bool for_write, TimestampTz deadline)
     m.message = pstrdup(message);
     m.detail = detail ? pstrdup(detail) : nullptr;
     m.severity = pstrdup("ERROR");
-    count_call(&m);
-    give_back(reusable);
-    call_raise_remote(req, 0, false, m);
+    count_call(b, &m);
+    give_back(b, reusable);
+    call_raise_remote(req, b.target, false, m);
     pg_unreachable();
 }
 
-[[noreturn]] void lost_connection(const CallRequest *req, const char *why)
+[[noreturn]] void lost_connection(const CallRequest *req, Borrowed &b, const char *why)
 {
-    fail_target(req, "08006", "lost connection to the remote server", why);
+    fail_target(req, b, "08006", "lost connection to the remote server", why);
 }
 
-[[noreturn]] void timed_out(const CallRequest *req)
+[[noreturn]] void timed_out(const CallRequest *req, Borrowed &b)
 {
-    fail_target(req, "57014", "canceling statement due to query_timeout expired",
+    fail_target(req, b, "57014", "canceling statement due to query_timeout expired",
                 "bgw_proxy cancelled the remote statement and closed its connection.");
 }
 
-[[noreturn]] void violation(const char *what)
+[[noreturn]] void violation(Borrowed &b, const char *what)
 {
-    give_back(false);
+    give_back(b, false);
     ereport(ERROR, (errcode(ERRCODE_PROTOCOL_VIOLATION),
                     errmsg("bgw_proxy: unexpected %s from the remote server", what)));
 }
 
 /* Send all of buf; false if the connection failed before any of it went. */
-void send_all(const CallRequest *req, int entry, int fd, const StringInfoData &buf, TimestampTz deadline)
+void send_all(const CallRequest *req, Borrowed &b, const StringInfoData &buf, TimestampTz deadline)
 {
+    b.sending = true;
     int off = 0;
     while (off < buf.len) {
-        ssize_t n = send(fd, buf.data + off, size_t(buf.len - off), MSG_NOSIGNAL | MSG_DONTWAIT);
+        ssize_t n = send(b.fd, buf.data + off, size_t(buf.len - off), MSG_NOSIGNAL | MSG_DONTWAIT);
         if (n > 0) {
             off += int(n);
             continue;
@@ -403,11 +417,11 @@ void send_all(const CallRequest *req, int entry, int fd, const StringInfoData &b
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-            if (!wait_socket(entry, true, deadline))
-                timed_out(req);
+            if (!wait_socket(b.entry, true, deadline))
+                timed_out(req, b);
             continue;
         }
-        lost_connection(req, n < 0 ? strerror(errno) : "could not send data to the server");
+        lost_connection(req, b, n < 0 ? strerror(errno) : "could not send data to the server");
     }
 }
 
@@ -451,12 +465,13 @@ bool stat_is(PoolStat *s, Oid roleid, const char *cluster, uint32 partition, con
     return same && pg_atomic_read_u32(&s->changecount) == before;
 }
 
-/* The statistics entry a worker keeps for this call's pool, or -1 (none
- * yet: the call then goes through a worker, which makes one). The last
- * one found is tried first. */
+/* The statistics entry a worker keeps for this target's pool, or -1
+ * (none yet: the call then goes through a worker, which makes one). The
+ * last one found for the partition is tried first. */
 int stat_entry(const CallRequest *req, const CallTarget &tg)
 {
-    static int last = -1;
+    static int found[64]; /* by partition: the last one found (checked before use) */
+    int &last = found[tg.partition % 64];
     const char *cluster = req->cluster_name ? req->cluster_name : "";
     const char *user = tg.user ? tg.user : "";
     /* as the worker computes it for a CONNECT function (0 for a cluster) */
@@ -520,13 +535,14 @@ bool binary_allowed(const CallRequest *req, const LendEntry *e)
 
 /* Count the call (before its connection is given back): an error, or a
  * call its caller gave up (cancel, an error of its own, exit). */
-void count_call(const RemoteMessage *error, bool cancelled)
+void count_call(const Borrowed &b, const RemoteMessage *error, bool cancelled)
 {
-    const Tally &t = borrowed.t;
-    pg_atomic_fetch_add_u64(&worker_state(lend_entry(borrowed.entry)->worker)->served, 1);
-    if (borrowed.stat < 0)
+    const Tally &t = b.t;
+    if (b.target == 0) /* a call, served by its first target's worker */
+        pg_atomic_fetch_add_u64(&worker_state(lend_entry(b.entry)->worker)->served, 1);
+    if (b.stat < 0)
         return;
-    PoolStat *s = pool_stat(borrowed.stat);
+    PoolStat *s = pool_stat(b.stat);
     if (cancelled)
         pg_atomic_fetch_add_u64(&s->cancels, 1);
     long secs;
@@ -545,17 +561,61 @@ void count_call(const RemoteMessage *error, bool cancelled)
     }
 }
 
-/* Read and deliver until ReadyForQuery; the connection is then given
- * back, and a remote error raised. `statement`: its hash (for the binary
- * verdict, lend_table.h); `binary`: the results were asked for in binary.
- * False: nothing ran and nothing was delivered, the call is to go through
- * a worker. */
-bool receive(const CallRequest *req, const ResultSink *sink, int fd, TimestampTz deadline, uint64 statement,
-             bool binary)
+/* Send b's target its statement: prepared once per connection, as a
+ * worker does (bgw_proxy.remote_prepare), when `named`, else unnamed. */
+void send_statement(const CallRequest *req, Borrowed &b, TimestampTz deadline, bool named)
 {
-    int entry = borrowed.entry;
-    Tally &t = borrowed.t;
-    StringInfoData &in = borrowed.in;
+    const CallTarget &tg = req->targets[b.target];
+    StringInfoBuf out;
+    initStringInfo(&out.si);
+    const char **values = (const char **) palloc0(sizeof(char *) * (tg.nparams + 1));
+    int *lengths = (int *) palloc0(sizeof(int) * (tg.nparams + 1));
+    uint64 bytes = strlen(req->query);
+    for (int i = 0; i < tg.nparams; i++) {
+        values[i] = tg.values[i];
+        lengths[i] = values[i] ? int(strlen(values[i])) : 0;
+        bytes += uint64(lengths[i]);
+    }
+    b.t.bytes_sent = bytes;
+    LendEntry *e = lend_entry(b.entry);
+    char name[32] = "", close_name[32];
+    const char *close = nullptr, *parse = req->query;
+    b.named = named;
+    b.parse_slot = -1;
+    if (named) {
+        int slot = int(b.statement % kDirectPrepared);
+        snprintf(name, sizeof(name), "bgwd_%016llx", (unsigned long long) b.statement);
+        if (e->prepared[slot] == b.statement) {
+            parse = nullptr;
+        } else {
+            if (e->prepared[slot] != 0) {
+                snprintf(close_name, sizeof(close_name), "bgwd_%016llx", (unsigned long long) e->prepared[slot]);
+                close = close_name;
+                e->prepared[slot] = 0;
+            }
+            b.parse_slot = slot;
+        }
+    }
+    pgwire::MessageWriter<StringInfoBuf>(out).statement(name, close, parse, tg.nparams, values, lengths,
+                                                        b.ask_binary ? 1 : 0);
+    send_all(req, b, out.si, deadline);
+    b.sent = true;
+    pfree(out.si.data);
+    pfree(values);
+    pfree(lengths);
+}
+
+/* Read and deliver b's target's answer until ReadyForQuery; the
+ * connection is then given back, and a remote error raised. */
+void receive(const CallRequest *req, const ResultSink *sink, Borrowed &b, TimestampTz deadline)
+{
+    int entry = b.entry;
+    int fd = b.fd;
+    int target = b.target;
+    uint64 statement = b.statement;
+    bool binary = b.ask_binary;
+    Tally &t = b.t;
+    StringInfoData &in = b.in;
     initStringInfo(&in);
     enlargeStringInfo(&in, 8192);
     bool described = false, have_error = false, changed = false, resend = false;
@@ -573,8 +633,8 @@ bool receive(const CallRequest *req, const ResultSink *sink, int fd, TimestampTz
             in.cursor += int(used);
             switch (m.type) {
             case '1': /* ParseComplete */
-                if (borrowed.parse_slot >= 0)
-                    lend_entry(entry)->prepared[borrowed.parse_slot] = statement;
+                if (b.parse_slot >= 0)
+                    lend_entry(entry)->prepared[b.parse_slot] = statement;
                 break;
             case '3': /* CloseComplete */
             case '2': /* BindComplete */
@@ -588,21 +648,21 @@ bool receive(const CallRequest *req, const ResultSink *sink, int fd, TimestampTz
                 pgwire::RowDescription rd(m);
                 uint16 n;
                 if (described || !rd.count(n))
-                    violation("row description");
+                    violation(b, "row description");
                 columns = (proto::Column *) palloc0(sizeof(proto::Column) * (n + 1));
                 for (int i = 0; i < n; i++) {
                     const char *name;
                     uint32 type;
                     int format;
                     if (!rd.column(name, type, format))
-                        violation("row description");
+                        violation(b, "row description");
                     columns[i].name.data = name;
                     columns[i].name.len = uint32(strlen(name));
                     columns[i].type = type;
                     columns[i].format = uint8(format);
                 }
                 if (!rd.at_end())
-                    violation("row description");
+                    violation(b, "row description");
                 nfields = n;
                 fields = (wire::Span *) palloc0(sizeof(wire::Span) * (n + 1));
                 described = true;
@@ -615,14 +675,14 @@ bool receive(const CallRequest *req, const ResultSink *sink, int fd, TimestampTz
                     break;
                 }
                 t.binary = binary;
-                sink->describe(sink->arg, 0, n, columns);
+                sink->describe(sink->arg, target, n, columns);
                 break;
             }
             case 'D': {
                 pgwire::DataRow row(m);
                 uint16 n;
                 if (!described || !row.count(n) || n != nfields)
-                    violation("data row");
+                    violation(b, "data row");
                 t.rows++;
                 if (changed)
                     break;
@@ -630,28 +690,27 @@ bool receive(const CallRequest *req, const ResultSink *sink, int fd, TimestampTz
                     const char *data;
                     int32 len;
                     if (!row.field(data, len))
-                        violation("data row");
+                        violation(b, "data row");
                     fields[i].data = data;
                     fields[i].len = len < 0 ? 0 : uint32(len);
                     fields[i].is_null = len < 0;
                     t.bytes_received += len < 0 ? 0 : uint64(len);
                 }
                 if (!row.at_end())
-                    violation("data row");
-                sink->row(sink->arg, 0, n, fields);
+                    violation(b, "data row");
+                sink->row(sink->arg, target, n, fields);
                 break;
             }
             case 'E':
                 if (have_error || !remote_message(m, error))
-                    violation("error message");
+                    violation(b, "error message");
                 have_error = true;
-                if (borrowed.named && !described &&
+                if (b.named && !described &&
                     (strcmp(error.sqlstate, "26000") == 0 || strcmp(error.sqlstate, "42P05") == 0)) {
                     /* our statement is not there, or another is: a
                      * transaction-mode pooler hands out other sessions.
-                     * Nothing ran; the call goes through a worker, which
-                     * knows how to live with that, and this connection's
-                     * direct calls prepare no more. */
+                     * Nothing ran; the statement goes again unnamed, and
+                     * this connection's direct calls prepare no more. */
                     LendEntry *e = lend_entry(entry);
                     e->no_prepare = true;
                     memset(e->prepared, 0, sizeof(e->prepared));
@@ -661,38 +720,38 @@ bool receive(const CallRequest *req, const ResultSink *sink, int fd, TimestampTz
             case 'N': {
                 RemoteMessage notice;
                 if (!remote_message(m, notice))
-                    violation("notice");
-                call_raise_remote(req, 0, true, notice);
+                    violation(b, "notice");
+                call_raise_remote(req, target, true, notice);
                 break;
             }
             case 'Z':
                 if (m.len != 1 || in.cursor != in.len)
-                    violation("ready for query");
+                    violation(b, "ready for query");
                 if (m.body[0] != 'I')
-                    violation("transaction state"); /* an open transaction cannot be shared */
+                    violation(b, "transaction state"); /* an open transaction cannot be shared */
                 if (changed && !have_error)
-                    fail_target(req, "0A000", "the remote result's columns changed since the last call",
+                    fail_target(req, b, "0A000", "the remote result's columns changed since the last call",
                                 "Its rows were not used; calling again asks for them in text.", true);
                 if (resend) {
-                    give_back(true);
-                    pfree(in.data);
-                    in.data = nullptr;
-                    return false;
+                    resend = have_error = false;
+                    b.sent = false;
+                    send_statement(req, b, deadline, false);
+                    continue;
                 }
-                count_call(have_error ? &error : nullptr);
-                give_back(true);
+                count_call(b, have_error ? &error : nullptr);
+                give_back(b, true);
                 if (have_error)
-                    call_raise_remote(req, 0, false, error);
-                sink->target_done(sink->arg, 0);
+                    call_raise_remote(req, target, false, error);
+                sink->target_done(sink->arg, target);
                 pfree(in.data);
                 in.data = nullptr;
-                return true;
+                return;
             default:
-                violation("message");
+                violation(b, "message");
             }
         }
         if (got < 0)
-            violation("message length");
+            violation(b, "message length");
         /* room for more: what was read is moved to the front */
         if (in.cursor > 0) {
             memmove(in.data, in.data + in.cursor, size_t(in.len - in.cursor));
@@ -710,16 +769,16 @@ bool receive(const CallRequest *req, const ResultSink *sink, int fd, TimestampTz
             continue;
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
             if (!wait_socket(entry, false, deadline))
-                timed_out(req);
+                timed_out(req, b);
             continue;
         }
         if (have_error) {
             /* the remote said why it ended the session (FATAL) */
-            count_call(&error);
-            give_back(false);
-            call_raise_remote(req, 0, false, error);
+            count_call(b, &error);
+            give_back(b, false);
+            call_raise_remote(req, target, false, error);
         }
-        lost_connection(req, n < 0 ? strerror(errno) : "server closed the connection unexpectedly");
+        lost_connection(req, b, n < 0 ? strerror(errno) : "server closed the connection unexpectedly");
     }
 }
 
@@ -733,23 +792,27 @@ void direct_call_learn(const CallRequest *req, int ncolumns, const proto::Column
     lend_verdict_set(statement_hash(req), binary && columns_match(req, ncolumns, columns));
 }
 
-bool direct_call_active(void) { return borrowed.entry >= 0; }
+bool direct_call_active(void) { return nheld > 0; }
 
-/* Where the stream stands after what we read: the worker drains from
+namespace {
+
+/* Where b's stream stands after what we read: the worker drains from
  * there (lend_table.h). True: it can be drained; *over: a ReadyForQuery
  * is among what we read and nothing follows it (the connection is idle). */
-bool drain_point(LendEntry *e, bool *over)
+bool drain_point(const Borrowed &b, LendEntry *e, bool *over)
 {
     *over = false;
-    if (!borrowed.sent || !borrowed.in.data)
+    if (!b.sent)
         return false;
-    const char *p = borrowed.in.data + borrowed.in.cursor;
-    size_t avail = size_t(borrowed.in.len - borrowed.in.cursor);
+    /* nothing read yet (a later target of the call): from the start */
+    const char *p = b.in.data ? b.in.data + b.in.cursor : nullptr;
+    size_t avail = b.in.data ? size_t(b.in.len - b.in.cursor) : 0;
     for (;;) {
         if (avail < 5) {
             e->drain_skip = 0;
             e->drain_head_len = uint32(avail);
-            memcpy(e->drain_head, p, avail);
+            if (avail > 0)
+                memcpy(e->drain_head, p, avail);
             return true;
         }
         uint32 len = pgwire::get_u32(p + 1);
@@ -769,37 +832,72 @@ bool drain_point(LendEntry *e, bool *over)
     }
 }
 
+/* The connections borrowed for targets that sent nothing go back idle. */
+void give_back_unsent(void)
+{
+    for (int i = 0; i < nheld; i++)
+        if (!held[i].sending)
+            give_back(held[i], true);
+    nheld = 0;
+}
+
+} // namespace
+
 void direct_call_abandon(void)
 {
     if (!proxy_shared)
         return;
     stop_waiting();
-    if (borrowed.entry < 0)
-        return;
-    count_call(nullptr, true);
-    LendEntry *e = lend_entry(borrowed.entry);
-    bool over;
-    e->drain = drain_point(e, &over);
-    if (proc_exit_inprogress && !over && borrowed.fd >= 0) {
-        /* exiting (a terminated session, a server shutting down, when the
-         * workers may be gone already): we end what we started */
-        end_remote_session(borrowed.fd, true);
-        borrowed.fd = -1; /* done: give_back need not */
-        e->drain = false;
+    for (int i = 0; i < nheld; i++) {
+        Borrowed &b = held[i];
+        if (b.entry < 0)
+            continue;
+        if (!b.sending) {
+            give_back(b, true); /* nothing went out: as it was borrowed */
+            continue;
+        }
+        count_call(b, nullptr, true);
+        LendEntry *e = lend_entry(b.entry);
+        bool over;
+        e->drain = drain_point(b, e, &over);
+        if (proc_exit_inprogress && !over && b.fd >= 0) {
+            /* exiting (a terminated session, a server shutting down, when
+             * the workers may be gone already): we end what we started */
+            end_remote_session(b, b.fd, true);
+            b.fd = -1; /* done: give_back need not */
+            e->drain = false;
+        }
+        give_back(b, over);
     }
-    give_back(over);
+    nheld = 0;
 }
 
+/*
+ * A call with several targets (RUN ON ALL, SPLIT, RUN ON an array) runs
+ * direct only if a connection of every target's pool can be had (else
+ * those borrowed go back untouched and a worker runs the call). The
+ * statement is sent to all of them, then their answers are read in
+ * target order, each one's rows waiting in its socket meanwhile: results
+ * come in partition order, in bounded memory. An error of one target ends
+ * the call: the targets not read yet are given back to be drained.
+ * partial_results (a failed target does not fail the call) is left to
+ * the workers.
+ */
 bool direct_call_run(const CallRequest *req, const ResultSink *sink)
 {
-    if (!guc_direct_calls || copying_refused || guc_debug_fault != 0 || req->ntargets != 1)
+    int n = req->ntargets;
+    if (!guc_direct_calls || copying_refused || guc_debug_fault != 0 || n < 1 || n > kDirectTargets ||
+        (n > 1 && req->partial_results))
         return false;
-    const CallTarget &tg = req->targets[0];
-    if (strchr(tg.connstr, ',') != nullptr)
-        return false; /* perhaps several hosts: nodes are the worker's */
-    int stat = stat_entry(req, tg);
-    if (stat < 0)
-        return false; /* the first call of this pool: its worker starts its statistics */
+    int stats[kDirectTargets];
+    for (int i = 0; i < n; i++) {
+        const CallTarget &tg = req->targets[i];
+        if (strchr(tg.connstr, ',') != nullptr)
+            return false; /* perhaps several hosts: nodes are the worker's */
+        stats[i] = stat_entry(req, tg);
+        if (stats[i] < 0)
+            return false; /* the first call of this pool: its worker starts its statistics */
+    }
     uint64 statement = statement_hash(req);
     int verdict = lend_verdict(statement);
     if (verdict < 0)
@@ -811,77 +909,85 @@ bool direct_call_run(const CallRequest *req, const ResultSink *sink)
         for (int i = 0; i < lend_table_capacity(); i++)
             copies[i].fd = -1;
     }
-
-    StringInfoBuf key;
-    initStringInfo(&key.si);
-    const char *user = tg.user ? tg.user : "";
-    const char *password = tg.password ? tg.password : "";
-    append_pool_key(key, tg.connstr, strlen(tg.connstr), user, strlen(user), password, strlen(password),
-                    GetDatabaseEncodingName(), GetUserId(), tg.require_password);
-    if (key.si.len > kLendKeyLen) {
-        pfree(key.si.data);
-        return false;
-    }
-    /* what the error and exit paths look at, from the moment one is borrowed */
-    borrowed.stat = stat;
-    borrowed.sent = false;
-    borrowed.in.data = nullptr;
-    borrowed.t = Tally();
-    int fd;
     /* a CONNECT function's configuration is its string: in the key already */
     int64 version = req->cluster_name ? req->config_version : -1;
-    int entry = borrow_or_wait(req, key.si.data, uint32(key.si.len), version, &fd);
-    pfree(key.si.data);
-    if (entry < 0)
-        return false;
 
-    Tally &t = borrowed.t;
-    t.started = GetCurrentTimestamp();
-    TimestampTz deadline = req->query_timeout_ms > 0
-                               ? TimestampTzPlusMilliseconds(t.started, req->query_timeout_ms)
-                               : 0;
-    bool binary = verdict == 1 && binary_allowed(req, lend_entry(entry));
-
-    StringInfoBuf out;
-    initStringInfo(&out.si);
-    const char **values = (const char **) palloc0(sizeof(char *) * (tg.nparams + 1));
-    int *lengths = (int *) palloc0(sizeof(int) * (tg.nparams + 1));
-    t.bytes_sent = strlen(req->query);
-    for (int i = 0; i < tg.nparams; i++) {
-        values[i] = tg.values[i];
-        lengths[i] = values[i] ? int(strlen(values[i])) : 0;
-        t.bytes_sent += uint64(lengths[i]);
+    /* the targets' pool keys; borrowed in the order of their hashes */
+    char **keys = (char **) palloc(sizeof(char *) * n);
+    uint32 *lens = (uint32 *) palloc(sizeof(uint32) * n);
+    uint64 *hashes = (uint64 *) palloc(sizeof(uint64) * n);
+    int *order = (int *) palloc(sizeof(int) * n);
+    bool fits = true;
+    for (int i = 0; i < n; i++) {
+        const CallTarget &tg = req->targets[i];
+        const char *user = tg.user ? tg.user : "";
+        const char *password = tg.password ? tg.password : "";
+        StringInfoBuf key;
+        initStringInfo(&key.si);
+        append_pool_key(key, tg.connstr, strlen(tg.connstr), user, strlen(user), password, strlen(password),
+                        GetDatabaseEncodingName(), GetUserId(), tg.require_password);
+        keys[i] = key.si.data;
+        lens[i] = uint32(key.si.len);
+        hashes[i] = lend_key_hash(keys[i], lens[i]);
+        fits = fits && key.si.len <= kLendKeyLen;
+        int k = i; /* insertion sort: a handful of targets */
+        for (; k > 0 && hashes[order[k - 1]] > hashes[i]; k--)
+            order[k] = order[k - 1];
+        order[k] = i;
     }
-    /* prepared once per connection, as a worker does (bgw_proxy.remote_prepare) */
-    LendEntry *e = lend_entry(entry);
-    char name[32] = "", close_name[32];
-    const char *close = nullptr, *parse = req->query;
-    borrowed.statement = statement;
-    borrowed.named = guc_remote_prepare && !e->no_prepare;
-    borrowed.parse_slot = -1;
-    if (borrowed.named) {
-        int slot = int(statement % kDirectPrepared);
-        snprintf(name, sizeof(name), "bgwd_%016llx", (unsigned long long) statement);
-        if (e->prepared[slot] == statement) {
-            parse = nullptr;
-        } else {
-            if (e->prepared[slot] != 0) {
-                snprintf(close_name, sizeof(close_name), "bgwd_%016llx", (unsigned long long) e->prepared[slot]);
-                close = close_name;
-                e->prepared[slot] = 0;
-            }
-            borrowed.parse_slot = slot;
+    /* what the error and exit paths look at, from the moment one is borrowed */
+    for (int i = 0; i < n; i++) {
+        Borrowed &b = held[i];
+        b.entry = -1;
+        b.fd = -1;
+        b.target = i;
+        b.stat = stats[i];
+        b.statement = statement;
+        b.sending = b.sent = false;
+        b.in.data = nullptr;
+        b.t = Tally();
+    }
+    nheld = fits ? n : 0;
+    /*
+     * A backend holding connections waits only for a pool whose key hash
+     * is above theirs: every backend waits in the same order, so none
+     * waits for another that waits for it (the workers hold a connection
+     * only while its statement runs). No waiting for a second connection
+     * of a pool it holds one of: the call goes through a worker.
+     */
+    for (int k = 0; k < nheld; k++) {
+        int i = order[k];
+        bool may_wait = k == 0 || hashes[i] != hashes[order[k - 1]];
+        int fd;
+        if (borrow_or_wait(req, held[i], keys[i], lens[i], version, may_wait, &fd) < 0) {
+            give_back_unsent();
+            break;
         }
     }
-    pgwire::MessageWriter<StringInfoBuf>(out).statement(name, close, parse, tg.nparams, values, lengths,
-                                                        binary ? 1 : 0);
-    pg_atomic_fetch_add_u64(&lend_entry(entry)->calls, 1);
-    send_all(req, entry, fd, out.si, deadline);
-    borrowed.sent = true;
-    pfree(out.si.data);
-    pfree(values);
-    pfree(lengths);
-    return receive(req, sink, fd, deadline, statement, binary);
+    for (int i = 0; i < n; i++)
+        pfree(keys[i]);
+    pfree(keys);
+    pfree(lens);
+    pfree(hashes);
+    pfree(order);
+    if (nheld == 0)
+        return false;
+
+    TimestampTz started = GetCurrentTimestamp();
+    TimestampTz deadline = req->query_timeout_ms > 0 ? TimestampTzPlusMilliseconds(started, req->query_timeout_ms)
+                                                     : 0;
+    for (int i = 0; i < n; i++) {
+        Borrowed &b = held[i];
+        LendEntry *e = lend_entry(b.entry);
+        b.t.started = started;
+        b.ask_binary = verdict == 1 && binary_allowed(req, e);
+        pg_atomic_fetch_add_u64(&e->calls, 1);
+        send_statement(req, b, deadline, guc_remote_prepare && !e->no_prepare);
+    }
+    for (int i = 0; i < n; i++)
+        receive(req, sink, held[i], deadline);
+    nheld = 0;
+    return true;
 }
 
 } // namespace bgw

@@ -1,6 +1,6 @@
 /*
- * direct_call.h — a call with one target, run by the backend itself on an
- * idle pooled connection it borrows from a worker (shared/lend_table.h):
+ * direct_call.h — a call run by the backend itself on idle pooled
+ * connections it borrows from the workers (shared/lend_table.h):
  * no request slot, no worker wake-up, rows read straight from the socket.
  *
  * Backend code in the PostgreSQL style (palloc, ereport; no C++ object
@@ -13,14 +13,14 @@
 namespace bgw {
 
 /* Run the call directly if it can be: true when it ran (its rows went to
- * the sink; a remote error has been raised). False when it cannot (not
- * one plain target, bgw_proxy.direct_calls off, no parked connection of
- * its pool): nothing was sent, the caller goes through a worker. */
+ * the sink; a remote error has been raised). False when it cannot (a
+ * multi-host target, bgw_proxy.direct_calls off, no parked connection of
+ * a target's pool): nothing was sent, the caller goes through a worker. */
 bool direct_call_run(const CallRequest *req, const ResultSink *sink);
 
-/* A worker ran this one-target call's statement: whether it asked for its
- * results in binary (it prepared and described it) decides for the
- * statement's direct calls of this backend too. */
+/* A worker ran this call's statement on a target: whether it asked for
+ * its results in binary (it prepared and described it) decides for the
+ * statement's direct calls too. */
 void direct_call_learn(const CallRequest *req, int ncolumns, const proto::Column *columns);
 
 /* A direct call is under way (a nested call must not start). */

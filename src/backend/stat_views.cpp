@@ -99,30 +99,41 @@ uint64 since_reset(pg_atomic_uint64 *counter, pg_atomic_uint64 *base)
 
 } // namespace
 
-/* Connections backends have borrowed (lend_table.h) are busy, though
- * their worker, not woken by a direct call, counts them idle: of worker w,
- * and of those the number with this pool key hash (0: any). */
-static int borrowed_connections(int w, uint64 key_hash)
+/* Connections backends have borrowed (lend_table.h) are busy, and those
+ * given back broken are being cancelled (their worker has yet to take them
+ * back), though the worker, not woken by a direct call, counts them idle:
+ * of worker w, and of those with this pool key hash (0: any). */
+struct Borrowed {
+    uint32 lent = 0;
+    uint32 broken = 0;
+};
+
+static Borrowed borrowed_connections(int w, uint64 key_hash)
 {
-    int n = 0;
+    Borrowed n;
     for (int i = w * kLendPerWorker; i < (w + 1) * kLendPerWorker; i++) {
         LendEntry *e = lend_entry(i);
-        if (lend_state(pg_atomic_read_u64(&e->word)) != LEND_LENT)
+        uint32 state = lend_state(pg_atomic_read_u64(&e->word));
+        if (state != LEND_LENT && state != LEND_BROKEN)
             continue;
         pg_read_barrier();
         if (key_hash == 0 || e->key_hash == key_hash)
-            n++;
+            (state == LEND_LENT ? n.lent : n.broken)++;
     }
     return n;
 }
 
-/* Move n connections from idle to active (the idle count may already be
- * behind: the gauges are published a little later than they change). */
-static void count_borrowed(uint32 &idle, uint32 &active, int n)
+/* Move them from idle to active and cancelling (the idle count may
+ * already be behind: the gauges are published a little later than they
+ * change). */
+static void count_borrowed(uint32 &idle, uint32 &active, uint32 &cancelling, Borrowed n)
 {
-    uint32 moved = Min(idle, uint32(n));
+    uint32 moved = Min(idle, n.lent);
     idle -= moved;
     active += moved;
+    moved = Min(idle, n.broken);
+    idle -= moved;
+    cancelling += moved;
 }
 
 Datum pg_stat_bgw_proxy_workers_1_0(PG_FUNCTION_ARGS)
@@ -147,7 +158,9 @@ Datum pg_stat_bgw_proxy_workers_1_0(PG_FUNCTION_ARGS)
         nulls[3] = (pid == 0);
         uint32 idle = pg_atomic_read_u32(&w->conns_idle);
         uint32 active = pg_atomic_read_u32(&w->conns_active);
-        count_borrowed(idle, active, borrowed_connections(i, 0));
+        uint32 cancelling = 0; /* not a column of this view: busy */
+        count_borrowed(idle, active, cancelling, borrowed_connections(i, 0));
+        active += cancelling;
         values[4] = Int32GetDatum((int32) pg_atomic_read_u32(&w->conns_open));
         values[5] = Int32GetDatum((int32) idle);
         values[6] = Int32GetDatum((int32) active);
@@ -398,7 +411,8 @@ Datum pg_stat_bgw_proxy_1_1(PG_FUNCTION_ARGS)
         copy_pool_stat(pool_stat(i), c);
         uint64 key_hash = pg_atomic_read_u64(&pool_stat(i)->key_hash);
         if (c.used && key_hash != 0)
-            count_borrowed(c.gauges[1], c.gauges[2], borrowed_connections(i / pool_stats_per_worker(), key_hash));
+            count_borrowed(c.gauges[1], c.gauges[2], c.gauges[4],
+                           borrowed_connections(i / pool_stats_per_worker(), key_hash));
         c.gauges[5] += pg_atomic_read_u32(&pool_stat(i)->direct_waiting);
         if (c.used && (see_all || has_privs_of_role(me, c.roleid)))
             n++;
