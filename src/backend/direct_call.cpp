@@ -93,8 +93,10 @@ int waiting_in = -1;
 
 void stop_waiting(void)
 {
-    if (waiting_in >= 0)
+    if (waiting_in >= 0) {
         pg_atomic_fetch_sub_u32(&pool_stat(waiting_in)->direct_waiting, 1);
+        ConditionVariableCancelSleep();
+    }
     waiting_in = -1;
 }
 
@@ -164,6 +166,7 @@ void give_back(Borrowed &b, bool idle)
     b.entry = -1;
     LendEntry *e = lend_entry(entry);
     pg_atomic_write_u64(&e->returned_us, node_clock_us());
+    uint64 key_hash = e->key_hash; /* ours to read until the CAS */
     uint64 expected = b.word;
     uint64 to = lend_word(lend_generation(expected), idle ? LEND_PARKED : LEND_BROKEN);
     bool ours = pg_atomic_compare_exchange_u64(&e->word, &expected, to);
@@ -171,9 +174,8 @@ void give_back(Borrowed &b, bool idle)
         end_remote_session(b, b.fd, !idle); /* its worker is gone: nobody else will */
     if (!ours || (!idle && !e->drain))
         forget_copy(entry); /* its worker restarted meanwhile, or it is to be closed */
-    /* a backend waiting for it: to borrow it, or to think again */
-    if (uint32 waiter = pg_atomic_exchange_u32(&e->waiter, 0))
-        SetLatch(&GetPGProcByNumber(waiter - 1)->procLatch);
+    /* the longest waiting backend of its pool: to borrow it, or to think again */
+    ConditionVariableSignal(lend_channel(key_hash));
     if (ours && (!idle || pg_atomic_read_u32(&e->want) != 0)) {
         int w = e->worker;
         pg_atomic_write_u32(&worker_state(w)->returns, 1);
@@ -236,26 +238,30 @@ bool quiet(int fd)
 
 /* Borrow a parked connection of this key and version: its entry (our
  * socket copy in *fd), or -1. Starts in our own worker's region, so the
- * backends spread over the workers' connections. */
-int borrow(Borrowed &b, const char *key, uint32 len, int64 version, int *fd, int *lent, int *wait_on)
+ * backends spread over the workers' connections. Counts the pool's
+ * connections on the way: lent to backends, and all the workers have
+ * (live entries). */
+int borrow(Borrowed &b, const char *key, uint32 len, int64 version, int *fd, int *lent, int *live)
 {
     uint64 hash = lend_key_hash(key, len);
     int n = lend_table_capacity();
     int start = (MyProcPid % proxy_shared->nworkers) * kLendPerWorker;
     *lent = 0;
-    *wait_on = -1;
+    *live = 0;
     for (int k = 0; k < n; k++) {
         int i = (start + k) % n;
         LendEntry *e = lend_entry(i);
         uint64 w = pg_atomic_read_u64(&e->word);
+        if (pg_atomic_read_u32(&e->live) != 0) {
+            pg_read_barrier();
+            if (e->key_hash == hash)
+                (*live)++;
+        }
         if (lend_state(w) == LEND_LENT) {
             /* another backend's: one to wait for, if it comes to that */
             pg_read_barrier();
-            if (e->key_hash == hash) {
+            if (e->key_hash == hash)
                 (*lent)++;
-                if (*wait_on < 0 && pg_atomic_read_u32(&e->waiter) == 0)
-                    *wait_on = i;
-            }
             continue;
         }
         if (lend_state(w) != LEND_PARKED)
@@ -295,11 +301,12 @@ int borrow(Borrowed &b, const char *key, uint32 len, int64 version, int *fd, int
 }
 
 /*
- * Borrow a connection of the pool, waiting for one when every connection
- * the pool may have is borrowed by other backends (the limit: per worker,
- * times the workers): the backend that gives one back wakes us. -1 when
- * none is parked and the pool may still grow (a worker opens one), or
- * nothing to wait for: the call goes through a worker. Waits at most
+ * Borrow a connection of the pool, waiting for one when the pool has every
+ * connection it may have (the limit: per worker, times the workers) and
+ * none is parked: a backend that gives one back, or a worker that parks
+ * one, signals its channel (lend_table.h), which wakes the longest waiter.
+ * -1 when none is parked and the pool may still grow (a worker opens
+ * one), or when we may not wait: the call goes through a worker. Waits at most
  * bgw_proxy.pool_wait_timeout, as a worker's queue does.
  */
 int borrow_or_wait(const CallRequest *req, Borrowed &b, const char *key, uint32 len, int64 version, bool may_wait,
@@ -310,31 +317,27 @@ int borrow_or_wait(const CallRequest *req, Borrowed &b, const char *key, uint32 
     TimestampTz give_up = guc_pool_wait_timeout_ms > 0
                               ? TimestampTzPlusMilliseconds(GetCurrentTimestamp(), guc_pool_wait_timeout_ms)
                               : 0;
-    uint32 me = uint32(MyProc->pgprocno) + 1;
+    ConditionVariable *channel = lend_channel(lend_key_hash(key, len));
     for (;;) {
-        int lent, wait_on;
-        int entry = borrow(b, key, len, version, fd, &lent, &wait_on);
-        if (entry >= 0 || copying_refused || !may_wait || lent < limit || wait_on < 0) {
+        int lent, live;
+        int entry = borrow(b, key, len, version, fd, &lent, &live);
+        if (entry >= 0 || copying_refused || !may_wait || (lent < limit && live < limit)) {
             stop_waiting();
             return entry;
         }
-        LendEntry *e = lend_entry(wait_on);
-        uint32 none = 0;
-        if (!pg_atomic_compare_exchange_u32(&e->waiter, &none, me))
-            continue; /* another backend waits for that one: look again */
-        if (waiting_in < 0 && b.stat >= 0) {
-            /* shown in pg_stat_bgw_proxy.calls_waiting (taken off by
-             * stop_waiting, also on the error and exit paths) */
+        if (waiting_in < 0) {
+            /* on the channel's list first, then look again: a connection
+             * given back before we were on it signalled someone else.
+             * Shown in pg_stat_bgw_proxy.calls_waiting (taken off by
+             * stop_waiting, also on the error and exit paths). */
+            ConditionVariablePrepareToSleep(channel);
             waiting_in = b.stat;
             pg_atomic_fetch_add_u32(&pool_stat(waiting_in)->direct_waiting, 1);
+            continue;
         }
-        /* given back meanwhile? then it has not woken us: look again */
-        if (lend_state(pg_atomic_read_u64(&e->word)) == LEND_LENT)
-            (void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 1000, PG_WAIT_EXTENSION);
-        uint32 still = me;
-        (void) pg_atomic_compare_exchange_u32(&e->waiter, &still, 0);
-        ResetLatch(MyLatch);
-        CHECK_FOR_INTERRUPTS();
+        /* checks for interrupts; 1 s: a signal can go to a waiter of
+         * another pool on the same channel */
+        (void) ConditionVariableTimedSleep(channel, 1000, PG_WAIT_EXTENSION);
         if (give_up && GetCurrentTimestamp() >= give_up)
             ereport(ERROR, (errcode(ERRCODE_TOO_MANY_CONNECTIONS),
                             errmsg("timed out waiting for a pooled connection"),

@@ -11,8 +11,9 @@ namespace bgw {
 
 Size lend_table_size(void)
 {
-    return add_size(mul_size(mul_size(Size(guc_workers), kLendPerWorker), sizeof(LendEntry)),
-                    mul_size(kVerdicts, sizeof(pg_atomic_uint64)));
+    return add_size(add_size(mul_size(mul_size(Size(guc_workers), kLendPerWorker), sizeof(LendEntry)),
+                             mul_size(kVerdicts, sizeof(pg_atomic_uint64))),
+                    mul_size(kLendChannels, sizeof(ConditionVariable)));
 }
 
 namespace {
@@ -21,6 +22,9 @@ pg_atomic_uint64 *verdicts(void)
 {
     return reinterpret_cast<pg_atomic_uint64 *>(lend_entry(lend_table_capacity()));
 }
+
+/* after the verdicts */
+ConditionVariable *channels(void) { return reinterpret_cast<ConditionVariable *>(verdicts() + kVerdicts); }
 
 } // namespace
 
@@ -40,6 +44,8 @@ void lend_verdict_set(uint64 statement_hash, bool binary)
     pg_atomic_write_u64(&verdicts()[statement_hash % kVerdicts], v);
 }
 
+ConditionVariable *lend_channel(uint64 key_hash) { return &channels()[key_hash % kLendChannels]; }
+
 int lend_table_capacity(void) { return proxy_shared->nworkers * kLendPerWorker; }
 
 LendEntry *lend_entry(int i)
@@ -51,6 +57,8 @@ void lend_table_init(void)
 {
     for (int i = 0; i < kVerdicts; i++)
         pg_atomic_init_u64(&verdicts()[i], 0);
+    for (int i = 0; i < kLendChannels; i++)
+        ConditionVariableInit(&channels()[i]);
     for (int i = 0; i < lend_table_capacity(); i++) {
         LendEntry *e = lend_entry(i);
         memset(e, 0, sizeof(LendEntry));
@@ -58,7 +66,7 @@ void lend_table_init(void)
         pg_atomic_init_u32(&e->want, 0);
         pg_atomic_init_u64(&e->returned_us, 0);
         pg_atomic_init_u64(&e->calls, 0);
-        pg_atomic_init_u32(&e->waiter, 0);
+        pg_atomic_init_u32(&e->live, 0);
     }
 }
 
@@ -71,6 +79,7 @@ void lend_region_reset(int worker)
 {
     for (int i = worker * kLendPerWorker; i < (worker + 1) * kLendPerWorker; i++) {
         LendEntry *e = lend_entry(i);
+        pg_atomic_write_u32(&e->live, 0);
         uint64 w = pg_atomic_read_u64(&e->word);
         while (!pg_atomic_compare_exchange_u64(&e->word, &w, lend_word(lend_generation(w) + 1, LEND_FREE))) {
         }

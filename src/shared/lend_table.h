@@ -1,11 +1,11 @@
 /*
  * lend_table.h — pooled connections a worker lends to backends, so that a
- * call with one target runs without a worker hop (backend/direct_call.h).
+ * call runs without a worker hop (backend/direct_call.h).
  *
  * A worker parks each idle connection a backend could use (no TLS or GSS
  * encryption, one host; worker/lender.h) in an entry of its own region of
- * this table. A backend whose call has one target looks for a parked
- * connection of its pool key (common/pool_key.hpp), borrows it, copies the
+ * this table. A backend looks for a parked connection of each target's pool
+ * key (common/pool_key.hpp), borrows it, copies the
  * worker's socket into its own process once (pidfd_getfd; kept for as long
  * as the entry holds the same connection), runs the statement itself and
  * gives the connection back, ready for the next query. Nothing wakes the
@@ -45,11 +45,22 @@
  *               by the worker to tell a connection in use from an idle one.
  *   calls       the backends, one add per direct call (for diagnostics;
  *               no view shows it yet).
- *   waiter      a backend waiting for this connection (its pgprocno + 1; 0:
- *               none): set by that backend with a CAS from 0 while the entry
- *               is LENT, then it looks at `word` again; cleared (exchange
- *               to 0) and woken by the backend that gives the connection
- *               back, or cleared by the waiter itself when it stops waiting.
+ *   live        the owning worker: 1 from a connection's first parking in
+ *               the entry (after `key_hash`) to its close or the region's
+ *               reset, when it writes 0. A backend counts the live entries
+ *               of its pool's key hash: the connections the workers have
+ *               for it (an estimate: read without a lock).
+ *
+ * Waiting: a backend that finds every connection its pool may have lent
+ * out sleeps on the condition variable of the pool's channel (key hash %
+ * kLendChannels): it joins the channel's list, then looks at the entries
+ * again, then sleeps. A backend giving a connection back (any state), and
+ * a worker parking one, signal the channel after their CAS, which wakes
+ * the longest waiter. So
+ * either the waiter sees the connection back or it is on the list when
+ * the signal comes. Two pools may share a channel: a waiter woken for the
+ * other pool's connection misses nothing for longer than its 1 s
+ * timeout.
  */
 #pragma once
 
@@ -73,7 +84,7 @@ struct LendEntry {
     pg_atomic_uint32 want;
     pg_atomic_uint64 returned_us;
     pg_atomic_uint64 calls;
-    pg_atomic_uint32 waiter;
+    pg_atomic_uint32 live;
     /* written by the owning worker while FREE */
     int worker;                      /* its index */
     int32 pid;                       /* its pid, for pidfd_getfd */
@@ -121,6 +132,9 @@ constexpr int kVerdicts = 4096;
 /* -1: not known; 0: text; 1: binary */
 int lend_verdict(uint64 statement_hash);
 void lend_verdict_set(uint64 statement_hash, bool binary);
+
+constexpr int kLendChannels = 256;
+ConditionVariable *lend_channel(uint64 key_hash);
 
 Size lend_table_size(void);
 void lend_table_init(void);

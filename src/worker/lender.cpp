@@ -69,8 +69,11 @@ int Lender::lend(int slot, const std::string &key, PGconn *pg, uint64_t sock_ino
     memcpy(e->key, key.data(), key.size());
     e->drain = false;
     pg_atomic_write_u32(&e->want, 0);
+    pg_atomic_write_u32(&e->live, 1);
     if (!pg_atomic_compare_exchange_u64(&e->word, &w, lend_word(lend_generation(w), LEND_PARKED)))
         return -1;
+    /* a backend waiting for a connection of this pool (lend_table.h) */
+    ConditionVariableSignal(lend_channel(e->key_hash));
     return slot;
 }
 
@@ -113,6 +116,7 @@ ConnectionLender::Back Lender::take_back(int slot, DrainFrom *from)
 void Lender::release(int slot)
 {
     LendEntry *e = lend_entry(slot);
+    pg_atomic_write_u32(&e->live, 0);
     uint64 w = pg_atomic_read_u64(&e->word);
     /* a new generation: the backends' copies of its socket are stale */
     while (!pg_atomic_compare_exchange_u64(&e->word, &w, lend_word(lend_generation(w) + 1, LEND_FREE))) {
