@@ -18,13 +18,15 @@
 
 BENCH_KEYS=100000 # keys over all partitions; get_value looks up random(1, BENCH_KEYS)
 
-# free_port VAR: sets VAR to a port from 59000-59899 that nothing listens on
+# free_port VAR: sets VAR to a port from 29000-29899 that nothing listens on
 # yet (bash's /dev/tcp probes it) and that no earlier call handed out.
+# Below Linux's ephemeral range (32768 and up), so no client connection of
+# this machine can hold it between the probe and the server's bind.
 BENCH_PORTS_TAKEN=""
 free_port() {
   local p
   while :; do
-    p=$((59000 + RANDOM % 900))
+    p=$((29000 + RANDOM % 900))
     case " $BENCH_PORTS_TAKEN " in *" $p "*) continue ;; esac
     (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null && continue
     BENCH_PORTS_TAKEN+=" $p"
