@@ -148,11 +148,11 @@ void define_gucs(void)
 
     DefineCustomBoolVariable(
         "bgw_proxy.direct_calls",
-        "Lets a call with one target run on an idle pooled connection borrowed from a worker.",
-        "The backend then sends the statement and reads its rows itself, on a copy of the "
-        "worker's socket: no worker wake-up on the way. Calls with several targets, to "
-        "multi-host partitions, over TLS or GSS-encrypted connections, or when no idle "
-        "connection of the pool is parked, go through a worker as before.",
+        "Lets a call run on idle pooled connections borrowed from the workers, one per target.",
+        "The backend then sends the statement and reads its rows itself, on copies of the "
+        "workers' sockets: no worker wake-up on the way. Calls to multi-host partitions, over "
+        "TLS or GSS-encrypted connections, RUN ON ALL with partial_results, or when a target's "
+        "pool has no idle connection parked, go through a worker as before.",
         &guc_direct_calls, true, PGC_USERSET, 0, nullptr, nullptr, nullptr);
 
     DefineCustomEnumVariable(
