@@ -168,6 +168,23 @@ END $$;
 SELECT wait_for('SELECT mon_all_went_direct()') AS direct_again;
 SELECT sum(disconnects) AS disconnects FROM pg_stat_bgw_proxy WHERE cluster = 'mon' AND role = 'postgres';
 
+-- cancelled in the middle (statement_timeout while partition 1 sleeps):
+-- every partition's connection is given back to be drained, none closed,
+-- and the remote statement ends
+CREATE FUNCTION mon_all_nap(s float8) RETURNS SETOF int
+    AS $$ CLUSTER 'mon'; RUN ON ALL;
+          SELECT whoami() FROM pg_sleep(CASE WHEN whoami() = 1 THEN s ELSE 0 END); $$ LANGUAGE bgw_proxy;
+SELECT * FROM mon_all_nap(0);
+SELECT submitted AS submitted_before FROM pg_stat_bgw_proxy_queue \gset
+SET statement_timeout = '300ms';
+SELECT * FROM mon_all_nap(30);
+RESET statement_timeout;
+SELECT submitted = :submitted_before AS went_direct FROM pg_stat_bgw_proxy_queue;
+SELECT wait_for($$SELECT count(*) = 0 FROM pg_stat_activity WHERE datname = 'bgw_part1' AND state = 'active' AND query LIKE '%pg_sleep%'$$)
+    AS remote_statement_ended;
+SELECT wait_for('SELECT mon_all_went_direct()') AS direct_again;
+SELECT sum(disconnects) AS disconnects FROM pg_stat_bgw_proxy WHERE cluster = 'mon' AND role = 'postgres';
+
 -- connects and disconnects: a connection past its lifetime is closed when idle
 CREATE SERVER mon_short FOREIGN DATA WRAPPER bgw_proxy OPTIONS (
     p0 'dbname=bgw_part0 application_name=mon_short', connection_lifetime '3');

@@ -306,8 +306,8 @@ int borrow(Borrowed &b, const char *key, uint32 len, int64 version, int *fd, int
  * none is parked: a backend that gives one back, or a worker that parks
  * one, signals its channel (lend_table.h), which wakes the longest waiter.
  * -1 when none is parked and the pool may still grow (a worker opens
- * one), or when we may not wait: the call goes through a worker. Waits at most
- * bgw_proxy.pool_wait_timeout, as a worker's queue does.
+ * one), or when we may not wait: the call goes through a worker. Waits
+ * at most bgw_proxy.pool_wait_timeout, as a worker's queue does.
  */
 int borrow_or_wait(const CallRequest *req, Borrowed &b, const char *key, uint32 len, int64 version, bool may_wait,
                    int *fd)

@@ -103,14 +103,14 @@ uint64 since_reset(pg_atomic_uint64 *counter, pg_atomic_uint64 *base)
  * given back broken are being cancelled (their worker has yet to take them
  * back), though the worker, not woken by a direct call, counts them idle:
  * of worker w, and of those with this pool key hash (0: any). */
-struct Borrowed {
+struct LentCounts {
     uint32 lent = 0;
     uint32 broken = 0;
 };
 
-static Borrowed borrowed_connections(int w, uint64 key_hash)
+static LentCounts borrowed_connections(int w, uint64 key_hash)
 {
-    Borrowed n;
+    LentCounts n;
     for (int i = w * kLendPerWorker; i < (w + 1) * kLendPerWorker; i++) {
         LendEntry *e = lend_entry(i);
         uint32 state = lend_state(pg_atomic_read_u64(&e->word));
@@ -126,7 +126,7 @@ static Borrowed borrowed_connections(int w, uint64 key_hash)
 /* Move them from idle to active and cancelling (the idle count may
  * already be behind: the gauges are published a little later than they
  * change). */
-static void count_borrowed(uint32 &idle, uint32 &active, uint32 &cancelling, Borrowed n)
+static void count_borrowed(uint32 &idle, uint32 &active, uint32 &cancelling, LentCounts n)
 {
     uint32 moved = Min(idle, n.lent);
     idle -= moved;

@@ -4,11 +4,11 @@
  *
  * A worker parks each idle connection a backend could use (no TLS or GSS
  * encryption, one host; worker/lender.h) in an entry of its own region of
- * this table. A backend looks for a parked connection of each target's pool
- * key (common/pool_key.hpp), borrows it, copies the
- * worker's socket into its own process once (pidfd_getfd; kept for as long
- * as the entry holds the same connection), runs the statement itself and
- * gives the connection back, ready for the next query. Nothing wakes the
+ * this table. A backend looks for a parked connection of each target's
+ * pool key (common/pool_key.hpp), borrows it, copies the worker's socket
+ * into its own process once (pidfd_getfd; kept for as long as the entry
+ * holds the same connection), runs the statement itself and gives the
+ * connection back, ready for the next query. Nothing wakes the
  * worker on the way: it takes a connection back only when it needs it (a
  * job of its own, an expiry, a retirement).
  *
@@ -51,16 +51,16 @@
  *               of its pool's key hash: the connections the workers have
  *               for it (an estimate: read without a lock).
  *
- * Waiting: a backend that finds every connection its pool may have lent
- * out sleeps on the condition variable of the pool's channel (key hash %
- * kLendChannels): it joins the channel's list, then looks at the entries
- * again, then sleeps. A backend giving a connection back (any state), and
- * a worker parking one, signal the channel after their CAS, which wakes
- * the longest waiter. So
- * either the waiter sees the connection back or it is on the list when
- * the signal comes. Two pools may share a channel: a waiter woken for the
- * other pool's connection misses nothing for longer than its 1 s
- * timeout.
+ * Waiting: a backend that finds none of its pool's connections parked
+ * while the pool has all it may have (lent, or live) sleeps on the
+ * condition variable of the pool's channel (key hash % kLendChannels): it
+ * joins the channel's list, then looks at the entries again, then sleeps.
+ * A backend giving a connection back (any state), and a worker parking
+ * one, signal the channel after their CAS, which wakes the longest
+ * waiter. So either the waiter sees the connection back or it is on the
+ * list when the signal comes. Two pools may share a channel: a waiter
+ * woken for the other pool's connection misses nothing for longer than
+ * its 1 s timeout.
  */
 #pragma once
 
