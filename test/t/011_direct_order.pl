@@ -1,0 +1,115 @@
+# 011_direct_order.pl — direct calls with several targets never wait for
+# each other.
+#
+# A direct call with several targets (RUN ON ALL) holds one borrowed
+# connection per target while it borrows the next; when a pool has all the
+# connections it may have, it waits for one to be given back. Two calls
+# that borrowed in different orders could then each hold what the other
+# waits for, until bgw_proxy.pool_wait_timeout fails them both. The rule
+# (backend/direct_call.cpp): pools are borrowed in the order of their key
+# hashes, whatever the order of the targets.
+#
+# Setup: one remote database and four pools on it (four connection strings
+# that differ by application_name), each limited to one connection
+# (bgw_proxy.workers = 1, max_pool_connections = 1). Cluster "fwd" lists
+# them as partitions 0..3, cluster "rev" in the reverse order, so their
+# calls need the same four connections in opposite target orders.
+# pool_wait_timeout is 3 s: a deadlock would fail calls with 53300.
+#
+# Workload: pgbench, 8 clients, each call RUN ON ALL on "fwd" or "rev" at
+# random, the remote holding each connection a little (pg_sleep 2 ms).
+#
+# Asserted: every transaction ran and none failed (no 53300, right
+# answers); most calls ran direct (the workers' queue saw few of them), so
+# the waits were backends waiting for each other; afterwards each pool
+# still has its one connection (none closed) and both clusters answer.
+use strict;
+use warnings;
+
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use IPC::Run;
+
+my $clients = 8;
+my $per_client = 60;
+
+my $remote = PostgreSQL::Test::Cluster->new('remote11');
+$remote->init;
+$remote->start;
+$remote->safe_psql('postgres', q{
+CREATE FUNCTION part_of(s float8) RETURNS int LANGUAGE sql
+    AS $$ SELECT substr(current_setting('application_name'), 4)::int FROM pg_sleep(s) $$;
+});
+
+my $proxy = PostgreSQL::Test::Cluster->new('proxy11');
+$proxy->init;
+$proxy->append_conf('postgresql.conf',
+	"shared_preload_libraries = 'bgw_proxy'\nbgw_proxy.workers = 1\n"
+	  . "bgw_proxy.max_pool_connections = 1\nbgw_proxy.pool_wait_timeout = '3s'\n"
+	  . "max_connections = 40\n");
+$proxy->start;
+
+my ($host, $port) = ($remote->host, $remote->port);
+my @conn = map { "'host=$host port=$port dbname=postgres application_name=ord$_'" } 0 .. 3;
+$proxy->safe_psql('postgres', qq{
+CREATE EXTENSION bgw_proxy;
+CREATE SERVER fwd FOREIGN DATA WRAPPER bgw_proxy OPTIONS (p0 $conn[0], p1 $conn[1], p2 $conn[2], p3 $conn[3]);
+CREATE SERVER rev FOREIGN DATA WRAPPER bgw_proxy OPTIONS (p0 $conn[3], p1 $conn[2], p2 $conn[1], p3 $conn[0]);
+CREATE FUNCTION ident(c text) RETURNS text LANGUAGE sql AS 'SELECT c';
+CREATE FUNCTION part_of(c text, s float8) RETURNS SETOF int
+    AS \$\$ CLUSTER ident(c); RUN ON ALL; SELECT part_of(s); \$\$ LANGUAGE bgw_proxy;
+-- a wrong answer is a plain error: it aborts the pgbench client
+CREATE FUNCTION check_all(c text) RETURNS int LANGUAGE plpgsql AS \$\$
+DECLARE got int[] := ARRAY(SELECT part_of(c, 0.002));
+BEGIN
+    IF got IS DISTINCT FROM (CASE c WHEN 'fwd' THEN ARRAY[0, 1, 2, 3] ELSE ARRAY[3, 2, 1, 0] END) THEN
+        RAISE EXCEPTION 'order: % got %', c, got;
+    END IF;
+    RETURN 1;
+END \$\$;
+});
+
+# the first calls go through the worker (a pool's statistics row, the
+# statement's result format); later ones run direct
+for my $c ('fwd', 'rev', 'fwd', 'rev')
+{
+	is($proxy->safe_psql('postgres', "SELECT check_all('$c')"), '1', "a call on $c works");
+}
+my $submitted_sql = 'SELECT submitted FROM pg_stat_bgw_proxy_queue';
+my $submitted_before = $proxy->safe_psql('postgres', $submitted_sql);
+
+my $script = PostgreSQL::Test::Utils::tempdir() . '/order.sql';
+open my $fh, '>', $script or die "cannot write $script: $!";
+print $fh "\\set r random(0, 1)\nSELECT check_all(CASE :r WHEN 0 THEN 'fwd' ELSE 'rev' END);\n";
+close $fh;
+my ($out, $err) = ('', '');
+my $rc = IPC::Run::run(
+	[
+		'pgbench', '-n', '-c', $clients, '-j', 1, '-t', $per_client, '-f', $script,
+		'-h', $proxy->host, '-p', $proxy->port, 'postgres'
+	],
+	'<', \undef, '>', \$out, '2>', \$err, IPC::Run::timeout(300));
+ok($rc, 'pgbench exited 0') or diag("stdout:\n$out\nstderr:\n$err");
+my $total = $clients * $per_client;
+like($out, qr/number of transactions actually processed: $total\/$total/,
+	"all $total calls ran, none failed")
+  or diag("stdout:\n$out\nstderr:\n$err");
+unlike($err, qr/53300|timed out waiting/, 'no call timed out waiting for a connection');
+
+my $through_worker = $proxy->safe_psql('postgres', $submitted_sql) - $submitted_before;
+note("$through_worker of $total calls went through the worker");
+cmp_ok($through_worker, '<', $total / 2, 'most calls ran direct');
+
+is( $proxy->safe_psql('postgres',
+		"SELECT sum(disconnects) FROM pg_stat_bgw_proxy WHERE cluster IN ('fwd', 'rev')"),
+	'0', 'no pooled connection was closed');
+is( $remote->safe_psql('postgres',
+		"SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE 'ord_'"),
+	'4', 'the remote sees one connection per pool');
+for my $c ('fwd', 'rev')
+{
+	is($proxy->safe_psql('postgres', "SELECT check_all('$c')"), '1', "$c still answers");
+}
+
+done_testing();
