@@ -26,9 +26,9 @@ void direct_call_learn(const CallRequest *req, int ncolumns, const proto::Column
 /* A direct call is under way (a nested call must not start). */
 bool direct_call_active(void);
 
-/* The error and exit paths: a connection still borrowed is given back as
- * broken (its worker cancels what may still run and closes it). Never
- * raises an error. */
+/* The error and exit paths: each connection still borrowed is given back,
+ * idle if nothing was sent on it, else broken (its worker cancels what may
+ * still run, then drains it or closes it). Never raises an error. */
 void direct_call_abandon(void);
 
 } // namespace bgw

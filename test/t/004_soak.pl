@@ -551,8 +551,9 @@ cmp_ok($max_open, '<=', $bound_total,
 is($max_stale, '0', "no cancelled nap kept running for ${stale_secs} s during the run");
 # a cancelled call's connection is drained and reused; nothing else ends
 # one under this load (no idle time, no lifetime, a fixed limit)
-is(scalar(@run_closes), 0, 'no pooled connection of the clusters was closed during the run')
-  or diag(join "\n", @run_closes);
+# (on stdout, beside the test's other notes: CI shows those)
+note("closed during the run: " . (@run_closes ? "\n" . join("\n", @run_closes) : 'none'));
+is(scalar(@run_closes), 0, 'no pooled connection of the clusters was closed during the run');
 
 # ------------------------------------------------------- nothing left over
 
