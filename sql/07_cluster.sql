@@ -85,6 +85,30 @@ CREATE FUNCTION on_array(hs int[]) RETURNS SETOF int AS $$ CLUSTER 'quad'; RUN O
 SELECT * FROM on_array(ARRAY[1, 3, 7]) ORDER BY 1;
 CREATE FUNCTION on_series(n int) RETURNS SETOF int AS $$ CLUSTER 'quad'; RUN ON generate_series(0, n); SELECT whoami(); $$ LANGUAGE bgw_proxy;
 SELECT * FROM on_series(1) ORDER BY 1;
+-- a RUN ON function runs through SPI the first time, then as an expression
+-- when it is one (not a set-returning function): same values, same errors
+SELECT * FROM on_series(2) ORDER BY 1;
+CREATE FUNCTION picky_hash(key text) RETURNS int LANGUAGE plpgsql AS $$
+BEGIN
+    IF key = 'bad' THEN RAISE EXCEPTION 'no partition for %', key; END IF;
+    RETURN hashtext(key);
+END $$;
+CREATE FUNCTION picky(key text) RETURNS int AS $$ CLUSTER 'quad'; RUN ON picky_hash(key); SELECT whoami(); $$ LANGUAGE bgw_proxy;
+CREATE FUNCTION picky_too(key text) RETURNS int AS $$ CLUSTER 'quad'; RUN ON picky_hash(key); SELECT whoami(); $$ LANGUAGE bgw_proxy;
+SELECT picky_too('bad');
+SELECT picky(k) = hashtext(k) & 3 AS right_partition FROM unnest(ARRAY['bob', 'ann', 'eve', 'joe']) k;
+SELECT picky('bad');
+-- a RUN ON function reading a table sees the transaction's own changes
+CREATE TABLE key_home (key text PRIMARY KEY, part int);
+INSERT INTO key_home VALUES ('ann', 1);
+CREATE FUNCTION home_of(k text) RETURNS int LANGUAGE sql STABLE AS $$ SELECT part FROM key_home WHERE key = k $$;
+CREATE FUNCTION at_home(key text) RETURNS int AS $$ CLUSTER 'quad'; RUN ON home_of(key); SELECT whoami(); $$ LANGUAGE bgw_proxy;
+SELECT at_home('ann') AS first, at_home('ann') AS again;
+BEGIN;
+UPDATE key_home SET part = 2;
+SELECT at_home('ann') AS moved;
+ROLLBACK;
+SELECT at_home('ann') AS back;
 -- a NULL hash is an error, as is a partition that does not exist
 SELECT on_arg(NULL);
 CREATE FUNCTION on_nine() RETURNS int AS $$ CLUSTER 'quad'; RUN ON 9; SELECT whoami(); $$ LANGUAGE bgw_proxy;

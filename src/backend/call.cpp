@@ -407,7 +407,15 @@ void malformed(const char *what)
     ereport(ERROR, (errcode(ERRCODE_PROTOCOL_VIOLATION), errmsg("bgw_proxy: malformed %s from worker", what)));
 }
 
-void deliver_describe(const CallRequest *req, const ResultSink *sink, int target, wire::Reader &rd)
+/* Where a call's responses go. */
+struct Delivery {
+    const CallRequest *req;
+    const ResultSink *sink;
+    PartialFailures *failed;     /* RUN ON ALL with partial_results, else NULL */
+    int *verdict;                /* taught to direct calls: -1 none yet, 0 text, 1 binary */
+};
+
+void deliver_describe(const Delivery &d, int target, wire::Reader &rd)
 {
     uint16 n;
     if (!proto::decode_describe_count(rd, n))
@@ -415,8 +423,15 @@ void deliver_describe(const CallRequest *req, const ResultSink *sink, int target
     auto *columns = (proto::Column *) palloc0(sizeof(proto::Column) * (n + 1));
     if (!proto::decode_describe(rd, n, columns))
         malformed("column list");
-    direct_call_learn(req, n, columns); /* binary or not, for this statement's direct calls */
-    sink->describe(sink->arg, target, n, columns);
+    /* binary or not, for this statement's direct calls: binary only when
+     * every target's answer was (learnt once per call, and again only when
+     * a later target says text) */
+    bool binary = direct_call_binary(d.req, n, columns);
+    if (*d.verdict < 0 || (*d.verdict == 1 && !binary)) {
+        direct_call_learn(d.req, binary);
+        *d.verdict = binary ? 1 : 0;
+    }
+    d.sink->describe(d.sink->arg, target, n, columns);
     pfree(columns);
 }
 
@@ -437,12 +452,6 @@ void deliver_rows(const ResultSink *sink, int target, wire::Reader &rd)
     pfree(fields);
 }
 
-/* Where a call's responses go. */
-struct Delivery {
-    const CallRequest *req;
-    const ResultSink *sink;
-    PartialFailures *failed;     /* RUN ON ALL with partial_results, else NULL */
-};
 
 /* An Error of one target of a call with partial results: kept for the
  * WARNING, and the target is done; the call fails only when every target
@@ -514,7 +523,7 @@ bool deliver_message(const Delivery &d, const void *data, Size len, bool in_batc
             malformed("batch");
         return deliver_batch(d, rd);
     case proto::Kind::Describe:
-        deliver_describe(d.req, d.sink, target, rd);
+        deliver_describe(d, target, rd);
         break;
     case proto::Kind::Rows:
         deliver_rows(d.sink, target, rd);
@@ -596,7 +605,8 @@ void run_call(const CallRequest *req, const ResultSink *sink)
 
     StringInfoBuf buf;
     encode_request(req, buf);
-    Delivery d = {req, sink, partial_failures_for(req)};
+    int verdict = -1;
+    Delivery d = {req, sink, partial_failures_for(req), &verdict};
     prepare_slot(s, idx, worker, buf);
 
     /* a request too large for the area streams through it: what fits is

@@ -5,6 +5,7 @@
 #include "common/node_weights.hpp"
 #include "shared/wire_codec.hpp"
 #include "backend/cluster.h"
+#include "backend/simple_query.h"
 #include "backend/string_info_buf.h"
 #include "common/guc.h"
 #include "shared/shmem.h"
@@ -585,6 +586,7 @@ ConfigFunctions config_fns;
  * SQL-language function, which a call through fmgr would parse anew in
  * every transaction. */
 SPIPlanPtr version_plan = nullptr;
+constexpr const char *kVersionQuery = "SELECT plproxy.get_cluster_version($1)";
 
 void invalidate_config_functions(Datum arg, int cacheid, uint32 hashvalue)
 {
@@ -605,13 +607,34 @@ const ConfigFunctions &config_functions()
     return config_fns;
 }
 
+int32 version_value(const char *name, Datum v, bool isnull)
+{
+    if (isnull)
+        ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+                        errmsg("plproxy.get_cluster_version returned NULL for cluster \"%s\"", name)));
+    return DatumGetInt32(v);
+}
+
 int32 call_version_function(const char *name)
 {
+    Datum arg = CStringGetTextDatum(name);
+    if (version_plan) {
+        /* one function call (or the SQL function's body, inlined): no
+         * executor. Not an int4: SPI's path says what is wrong. */
+        static SimpleVerdict simple = SimpleVerdict::Unknown;
+        Oid argtype = TEXTOID;
+        Datum v;
+        bool isnull;
+        Oid type;
+        if (simple_query_eval(version_plan, kVersionQuery, &simple, 1, &argtype, &arg, nullptr, &v, &isnull, &type) &&
+            type == INT4OID)
+            return version_value(name, v, isnull);
+    }
     if (SPI_connect() != SPI_OK_CONNECT)
         elog(ERROR, "bgw_proxy: SPI_connect failed");
     if (!version_plan) {
         Oid argtype = TEXTOID;
-        SPIPlanPtr plan = SPI_prepare("SELECT plproxy.get_cluster_version($1)", 1, &argtype);
+        SPIPlanPtr plan = SPI_prepare(kVersionQuery, 1, &argtype);
         if (!plan)
             elog(ERROR, "bgw_proxy: could not prepare the call of plproxy.get_cluster_version: %s",
                  SPI_result_code_string(SPI_result));
@@ -619,17 +642,13 @@ int32 call_version_function(const char *name)
             elog(ERROR, "bgw_proxy: SPI_keepplan failed");
         version_plan = plan;
     }
-    Datum arg = CStringGetTextDatum(name);
     if (SPI_execute_plan(version_plan, &arg, nullptr, false, 1) != SPI_OK_SELECT || SPI_processed != 1 ||
         SPI_tuptable->tupdesc->natts != 1 || SPI_gettypeid(SPI_tuptable->tupdesc, 1) != INT4OID)
         ereport(ERROR, (errcode(ERRCODE_INVALID_FUNCTION_DEFINITION),
                         errmsg("plproxy.get_cluster_version must return one int4 value")));
     bool isnull;
     Datum v = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-    if (isnull)
-        ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-                        errmsg("plproxy.get_cluster_version returned NULL for cluster \"%s\"", name)));
-    int32 version = DatumGetInt32(v);
+    int32 version = version_value(name, v, isnull);
     SPI_finish();
     return version;
 }
@@ -709,6 +728,14 @@ void load_entry(ClusterConfig *c, ForeignServer *server, int32 version, Oid part
     PG_END_TRY();
 }
 
+/* The caller may use the cluster's server (USAGE), as for any foreign server. */
+void check_server_usage(Oid serverid, const char *name)
+{
+    AclResult acl = pg_foreign_server_aclcheck(serverid, GetUserId(), ACL_USAGE);
+    if (acl != ACLCHECK_OK)
+        aclcheck_error(acl, OBJECT_FOREIGN_SERVER, name);
+}
+
 } // namespace
 
 ClusterConfig *cluster_get(const char *name)
@@ -717,16 +744,26 @@ ClusterConfig *cluster_get(const char *name)
         ereport(ERROR, (errcode(ERRCODE_NAME_TOO_LONG), errmsg("cluster name \"%s\" is too long", name)));
     create_cache();
 
+    /* the common case, a SQL/MED cluster loaded and still current: its
+     * server's OID is all it takes (an entry is loaded only from a server
+     * of ours, and any change to the server marks it stale) */
+    Oid serverid = get_foreign_server_oid(name, true);
+    if (OidIsValid(serverid)) {
+        auto *c = static_cast<ClusterConfig *>(hash_search(clusters, name, HASH_FIND, nullptr));
+        if (c && c->cxt && c->serverid == serverid && !c->stale) {
+            check_server_usage(serverid, name);
+            return c;
+        }
+    }
+
     /* SQL/MED first: it wins over the configuration functions */
-    ForeignServer *server = GetForeignServerByName(name, true);
+    ForeignServer *server = OidIsValid(serverid) ? GetForeignServer(serverid) : nullptr;
     if (server && !is_our_server(server))
         server = nullptr;
     Oid partitions_fn = InvalidOid;
     int32 version = 0;
     if (server) {
-        AclResult acl = pg_foreign_server_aclcheck(server->serverid, GetUserId(), ACL_USAGE);
-        if (acl != ACLCHECK_OK)
-            aclcheck_error(acl, OBJECT_FOREIGN_SERVER, server->servername);
+        check_server_usage(server->serverid, server->servername);
     } else {
         version = function_cluster_version(name, &partitions_fn);
     }

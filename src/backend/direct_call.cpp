@@ -238,32 +238,16 @@ bool quiet(int fd)
 
 /* Borrow a parked connection of this key and version: its entry (our
  * socket copy in *fd), or -1. Starts in our own worker's region, so the
- * backends spread over the workers' connections. Counts the pool's
- * connections on the way: lent to backends, and all the workers have
- * (live entries). */
-int borrow(Borrowed &b, const char *key, uint32 len, int64 version, int *fd, int *lent, int *live)
+ * backends spread over the workers' connections. */
+int borrow(Borrowed &b, const char *key, uint32 len, int64 version, int *fd)
 {
     uint64 hash = lend_key_hash(key, len);
     int n = lend_table_capacity();
     int start = (MyProcPid % proxy_shared->nworkers) * kLendPerWorker;
-    *lent = 0;
-    *live = 0;
     for (int k = 0; k < n; k++) {
         int i = (start + k) % n;
         LendEntry *e = lend_entry(i);
         uint64 w = pg_atomic_read_u64(&e->word);
-        if (pg_atomic_read_u32(&e->live) != 0) {
-            pg_read_barrier();
-            if (e->key_hash == hash)
-                (*live)++;
-        }
-        if (lend_state(w) == LEND_LENT) {
-            /* another backend's: one to wait for, if it comes to that */
-            pg_read_barrier();
-            if (e->key_hash == hash)
-                (*lent)++;
-            continue;
-        }
         if (lend_state(w) != LEND_PARKED)
             continue;
         pg_read_barrier();
@@ -300,6 +284,28 @@ int borrow(Borrowed &b, const char *key, uint32 len, int64 version, int *fd, int
     return -1;
 }
 
+/* Whether the pool has every connection it may have: lent to backends, or
+ * held by the workers (live entries), up to the limit. Only when nothing
+ * was parked, so not on the common path. */
+bool pool_full(const char *key, uint32 len, int limit)
+{
+    uint64 hash = lend_key_hash(key, len);
+    int lent = 0, live = 0;
+    for (int i = 0; i < lend_table_capacity(); i++) {
+        LendEntry *e = lend_entry(i);
+        bool is_lent = lend_state(pg_atomic_read_u64(&e->word)) == LEND_LENT;
+        bool is_live = pg_atomic_read_u32(&e->live) != 0;
+        if (!is_lent && !is_live)
+            continue;
+        pg_read_barrier();
+        if (e->key_hash != hash)
+            continue;
+        lent += is_lent;
+        live += is_live;
+    }
+    return lent >= limit || live >= limit;
+}
+
 /*
  * Borrow a connection of the pool, waiting for one when the pool has every
  * connection it may have (the limit: per worker, times the workers) and
@@ -319,9 +325,8 @@ int borrow_or_wait(const CallRequest *req, Borrowed &b, const char *key, uint32 
                               : 0;
     ConditionVariable *channel = lend_channel(lend_key_hash(key, len));
     for (;;) {
-        int lent, live;
-        int entry = borrow(b, key, len, version, fd, &lent, &live);
-        if (entry >= 0 || copying_refused || !may_wait || (lent < limit && live < limit)) {
+        int entry = borrow(b, key, len, version, fd);
+        if (entry >= 0 || copying_refused || !may_wait || !pool_full(key, len, limit)) {
             stop_waiting();
             return entry;
         }
@@ -787,13 +792,15 @@ void receive(const CallRequest *req, const ResultSink *sink, Borrowed &b, Timest
 
 } // namespace
 
-void direct_call_learn(const CallRequest *req, int ncolumns, const proto::Column *columns)
+bool direct_call_binary(const CallRequest *req, int ncolumns, const proto::Column *columns)
 {
     bool binary = ncolumns > 0;
     for (int i = 0; i < ncolumns; i++)
         binary = binary && columns[i].format == 1;
-    lend_verdict_set(statement_hash(req), binary && columns_match(req, ncolumns, columns));
+    return binary && columns_match(req, ncolumns, columns);
 }
+
+void direct_call_learn(const CallRequest *req, bool binary) { lend_verdict_set(statement_hash(req), binary); }
 
 bool direct_call_active(void) { return nheld > 0; }
 

@@ -20,8 +20,10 @@ bool direct_call_run(const CallRequest *req, const ResultSink *sink);
 
 /* A worker ran this call's statement on a target: whether it asked for
  * its results in binary (it prepared and described it) decides for the
- * statement's direct calls too. */
-void direct_call_learn(const CallRequest *req, int ncolumns, const proto::Column *columns);
+ * statement's direct calls too. direct_call_binary reads that from the
+ * target's columns; direct_call_learn remembers it for the statement. */
+bool direct_call_binary(const CallRequest *req, int ncolumns, const proto::Column *columns);
+void direct_call_learn(const CallRequest *req, bool binary);
 
 /* A direct call is under way (a nested call must not start). */
 bool direct_call_active(void);

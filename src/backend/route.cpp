@@ -4,6 +4,7 @@
 #include "backend/route.h"
 #include "backend/cluster.h"
 #include "backend/cluster_gate.h"
+#include "backend/simple_query.h"
 #include "common/guc.h"
 #include "shared/node_table.h"
 
@@ -66,6 +67,24 @@ void null_hash_error(ProxyFunction *pf)
 template <typename F>
 void eval_query(LocalExpr *x, const CallArgs &a, int e, F on_value)
 {
+    Datum *values = (Datum *) palloc0(sizeof(Datum) * (x->nparams + 1));
+    char *nulls = (char *) palloc0(x->nparams + 1);
+    for (int i = 0; i < x->nparams; i++) {
+        bool isnull;
+        arg_value(a, x->param_arg[i], e, &values[i], &isnull);
+        nulls[i] = isnull ? 'n' : ' ';
+    }
+    Datum v;
+    bool isnull;
+    Oid type;
+    /* one expression (RUN ON hashtext(k::text)): no executor, once SPI
+     * prepared it */
+    if (x->plan && simple_query_eval(static_cast<SPIPlanPtr>(x->plan), x->query, &x->simple, x->nparams,
+                                     x->param_types, values, nulls, &v, &isnull, &type)) {
+        on_value(v, isnull, type);
+        return;
+    }
+
     /* on_value runs in the caller's context: what it keeps must outlive
      * SPI_finish, which frees SPI's memory */
     MemoryContext caller_cxt = CurrentMemoryContext;
@@ -78,21 +97,13 @@ void eval_query(LocalExpr *x, const CallArgs &a, int e, F on_value)
         SPI_keepplan(plan);
         x->plan = plan;
     }
-    Datum *values = (Datum *) palloc0(sizeof(Datum) * (x->nparams + 1));
-    char *nulls = (char *) palloc0(x->nparams + 1);
-    for (int i = 0; i < x->nparams; i++) {
-        bool isnull;
-        arg_value(a, x->param_arg[i], e, &values[i], &isnull);
-        nulls[i] = isnull ? 'n' : ' ';
-    }
     int rc = SPI_execute_plan(static_cast<SPIPlanPtr>(x->plan), values, nulls, false, 0);
     if (rc != SPI_OK_SELECT)
         elog(ERROR, "bgw_proxy: local query failed: %s", SPI_result_code_string(rc));
     TupleDesc d = SPI_tuptable->tupdesc;
-    Oid type = SPI_gettypeid(d, 1);
+    type = SPI_gettypeid(d, 1);
     for (uint64 r = 0; r < SPI_processed; r++) {
-        bool isnull;
-        Datum v = SPI_getbinval(SPI_tuptable->vals[r], d, 1, &isnull);
+        v = SPI_getbinval(SPI_tuptable->vals[r], d, 1, &isnull);
         MemoryContext spi_cxt = MemoryContextSwitchTo(caller_cxt);
         on_value(v, isnull, type);
         MemoryContextSwitchTo(spi_cxt);

@@ -1,0 +1,37 @@
+/*
+ * simple_query.h — a kept SPI plan whose query is one expression (SELECT
+ * expr: no FROM, no set-returning function, no subquery), evaluated
+ * without the executor.
+ *
+ * RUN ON hashtext(k::text) and plproxy.get_cluster_version($1) run on
+ * every call; through SPI each costs a query's executor start, run and end
+ * (memory contexts, a result tuple store). Evaluating the plan's one
+ * expression gives the same value, with the same snapshot rules as
+ * SPI_execute_plan(read_only = false) and the same error context.
+ */
+#pragma once
+
+#include "common/pg_headers.h"
+
+extern "C" {
+#include "executor/spi.h"
+}
+
+namespace bgw {
+
+/* Whether a plan was found to be simple (cached by the caller, so a plan
+ * that is not is not looked at again). */
+enum class SimpleVerdict : int8 { Unknown, Yes, No };
+
+/*
+ * Evaluate `plan` (prepared and kept by SPI, with nparams parameters of
+ * `types`; nulls as SPI's: 'n' or ' ') for one value: true with *value
+ * (copied into the current memory context), *isnull and *type, or false
+ * when the plan is not one expression (then nothing ran: use SPI, and
+ * *verdict says No from then on). `query` is the plan's text, for the
+ * error context. Errors of the expression propagate (ereport).
+ */
+bool simple_query_eval(SPIPlanPtr plan, const char *query, SimpleVerdict *verdict, int nparams, const Oid *types,
+                       const Datum *values, const char *nulls, Datum *value, bool *isnull, Oid *type);
+
+} // namespace bgw
