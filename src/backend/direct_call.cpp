@@ -569,6 +569,17 @@ void count_call(const Borrowed &b, const RemoteMessage *error, bool cancelled)
     }
 }
 
+/* A direct call's prepared statement: "bgwd_" and the statement's hash in
+ * 16 hex digits (written by hand: this runs on every call). */
+void statement_name(char (&buf)[32], uint64 statement)
+{
+    static const char digits[] = "0123456789abcdef";
+    memcpy(buf, "bgwd_", 5);
+    for (int i = 15; i >= 0; i--, statement >>= 4)
+        buf[5 + i] = digits[statement & 15];
+    buf[21] = '\0';
+}
+
 /* Send b's target its statement: prepared once per connection, as a
  * worker does (bgw_proxy.remote_prepare), when `named`, else unnamed. */
 void send_statement(const CallRequest *req, Borrowed &b, TimestampTz deadline, bool named)
@@ -592,12 +603,12 @@ void send_statement(const CallRequest *req, Borrowed &b, TimestampTz deadline, b
     b.parse_slot = -1;
     if (named) {
         int slot = int(b.statement % kDirectPrepared);
-        snprintf(name, sizeof(name), "bgwd_%016llx", (unsigned long long) b.statement);
+        statement_name(name, b.statement);
         if (e->prepared[slot] == b.statement) {
             parse = nullptr;
         } else {
             if (e->prepared[slot] != 0) {
-                snprintf(close_name, sizeof(close_name), "bgwd_%016llx", (unsigned long long) e->prepared[slot]);
+                statement_name(close_name, e->prepared[slot]);
                 close = close_name;
                 e->prepared[slot] = 0;
             }
