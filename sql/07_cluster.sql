@@ -98,6 +98,12 @@ CREATE FUNCTION picky_too(key text) RETURNS int AS $$ CLUSTER 'quad'; RUN ON pic
 SELECT picky_too('bad');
 SELECT picky(k) = hashtext(k) & 3 AS right_partition FROM unnest(ARRAY['bob', 'ann', 'eve', 'joe']) k;
 SELECT picky('bad');
+-- the RUN ON function gone after its first use: re-planning fails, and the
+-- error points into the local query, as SPI's would
+ALTER FUNCTION picky_hash(text) RENAME TO picky_hash_gone;
+SELECT picky('bob');
+ALTER FUNCTION picky_hash_gone(text) RENAME TO picky_hash;
+SELECT picky('bob') = hashtext('bob') & 3 AS back;
 -- a RUN ON function reading a table sees the transaction's own changes
 CREATE TABLE key_home (key text PRIMARY KEY, part int);
 INSERT INTO key_home VALUES ('ann', 1);

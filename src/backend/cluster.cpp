@@ -626,8 +626,8 @@ int32 call_version_function(const char *name)
         Datum v;
         bool isnull;
         Oid type;
-        if (simple_query_eval(version_plan, kVersionQuery, &simple, 1, &argtype, &arg, nullptr, &v, &isnull, &type) &&
-            type == INT4OID)
+        if (simple_query_eval(version_plan, kVersionQuery, &simple, INT4OID, 1, &argtype, &arg, nullptr, &v, &isnull,
+                              &type))
             return version_value(name, v, isnull);
     }
     if (SPI_connect() != SPI_OK_CONNECT)

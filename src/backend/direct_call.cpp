@@ -236,31 +236,44 @@ bool quiet(int fd)
     return poll(&p, 1, 0) == 0;
 }
 
-/* Borrow a parked connection of this key and version: its entry (our
- * socket copy in *fd), or -1. Starts in our own worker's region, so the
- * backends spread over the workers' connections. */
-int borrow(Borrowed &b, const char *key, uint32 len, int64 version, int *fd)
+/* Each entry a worker may have parked a connection in (below its region's
+ * high-water mark, lend_table.h), our own worker's region first, so the
+ * backends spread over the workers' connections; until f returns true. */
+template <typename F>
+void for_each_lendable(F f)
 {
-    uint64 hash = lend_key_hash(key, len);
-    int n = lend_table_capacity();
-    int start = (MyProcPid % proxy_shared->nworkers) * kLendPerWorker;
-    for (int k = 0; k < n; k++) {
-        int i = (start + k) % n;
-        LendEntry *e = lend_entry(i);
+    int nworkers = proxy_shared->nworkers;
+    int own = MyProcPid % nworkers;
+    for (int k = 0; k < nworkers; k++) {
+        int w = (own + k) % nworkers;
+        int first = w * kLendPerWorker;
+        int end = first + lend_region_used(w);
+        for (int i = first; i < end; i++)
+            if (f(i, lend_entry(i)))
+                return;
+    }
+}
+
+/* Borrow a parked connection of this key (hash: lend_key_hash) and
+ * version: its entry (our socket copy in *fd), or -1. */
+int borrow(Borrowed &b, const char *key, uint32 len, uint64 hash, int64 version, int *fd)
+{
+    int found = -1;
+    for_each_lendable([&](int i, LendEntry *e) {
         uint64 w = pg_atomic_read_u64(&e->word);
         if (lend_state(w) != LEND_PARKED)
-            continue;
+            return false;
         pg_read_barrier();
         if (e->key_hash != hash)
-            continue;
+            return false;
         if (!pg_atomic_compare_exchange_u64(&e->word, &w, lend_word(lend_generation(w), LEND_LENT)))
-            continue;
+            return false;
         b.entry = i;
         b.word = lend_word(lend_generation(w), LEND_LENT);
         /* ours: the fields are stable now */
         if (e->key_len != len || memcmp(e->key, key, len) != 0 || e->config_version != version) {
             give_back(b, true);
-            continue;
+            return false;
         }
         b.cancel_known = e->cancel_known;
         b.cancel_pid = e->cancel_pid;
@@ -270,39 +283,37 @@ int borrow(Borrowed &b, const char *key, uint32 len, int64 version, int *fd)
         b.fd = *fd;
         if (*fd < 0) {
             give_back(b, true);
-            if (copying_refused)
-                return -1;
-            continue;
+            return copying_refused; /* then none will do */
         }
         if (!quiet(*fd)) {
             e->drain = false;
             give_back(b, false); /* its worker closes it */
-            continue;
+            return false;
         }
-        return i;
-    }
-    return -1;
+        found = i;
+        return true;
+    });
+    return found;
 }
 
 /* Whether the pool has every connection it may have: lent to backends, or
  * held by the workers (live entries), up to the limit. Only when nothing
  * was parked, so not on the common path. */
-bool pool_full(const char *key, uint32 len, int limit)
+bool pool_full(uint64 hash, int limit)
 {
-    uint64 hash = lend_key_hash(key, len);
     int lent = 0, live = 0;
-    for (int i = 0; i < lend_table_capacity(); i++) {
-        LendEntry *e = lend_entry(i);
+    for_each_lendable([&](int, LendEntry *e) {
         bool is_lent = lend_state(pg_atomic_read_u64(&e->word)) == LEND_LENT;
         bool is_live = pg_atomic_read_u32(&e->live) != 0;
-        if (!is_lent && !is_live)
-            continue;
-        pg_read_barrier();
-        if (e->key_hash != hash)
-            continue;
-        lent += is_lent;
-        live += is_live;
-    }
+        if (is_lent || is_live) {
+            pg_read_barrier();
+            if (e->key_hash == hash) {
+                lent += is_lent;
+                live += is_live;
+            }
+        }
+        return false;
+    });
     return lent >= limit || live >= limit;
 }
 
@@ -315,22 +326,22 @@ bool pool_full(const char *key, uint32 len, int limit)
  * one), or when we may not wait: the call goes through a worker. Waits
  * at most bgw_proxy.pool_wait_timeout, as a worker's queue does.
  */
-int borrow_or_wait(const CallRequest *req, Borrowed &b, const char *key, uint32 len, int64 version, bool may_wait,
-                   int *fd)
+int borrow_or_wait(const CallRequest *req, Borrowed &b, const char *key, uint32 len, uint64 hash, int64 version,
+                   bool may_wait, int *fd)
 {
     int limit = (req->max_connections > 0 ? req->max_connections : guc_max_pool_connections) *
                 proxy_shared->nworkers;
-    TimestampTz give_up = guc_pool_wait_timeout_ms > 0
-                              ? TimestampTzPlusMilliseconds(GetCurrentTimestamp(), guc_pool_wait_timeout_ms)
-                              : 0;
-    ConditionVariable *channel = lend_channel(lend_key_hash(key, len));
+    TimestampTz give_up = 0;
+    ConditionVariable *channel = lend_channel(hash);
     for (;;) {
-        int entry = borrow(b, key, len, version, fd);
-        if (entry >= 0 || copying_refused || !may_wait || !pool_full(key, len, limit)) {
+        int entry = borrow(b, key, len, hash, version, fd);
+        if (entry >= 0 || copying_refused || !may_wait || !pool_full(hash, limit)) {
             stop_waiting();
             return entry;
         }
         if (waiting_in < 0) {
+            if (guc_pool_wait_timeout_ms > 0)
+                give_up = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), guc_pool_wait_timeout_ms);
             /* on the channel's list first, then look again: a connection
              * given back before we were on it signalled someone else.
              * Shown in pg_stat_bgw_proxy.calls_waiting (taken off by
@@ -980,7 +991,7 @@ bool direct_call_run(const CallRequest *req, const ResultSink *sink)
         int i = order[k];
         bool may_wait = k == 0 || hashes[i] != hashes[order[k - 1]];
         int fd;
-        if (borrow_or_wait(req, held[i], keys[i], lens[i], version, may_wait, &fd) < 0) {
+        if (borrow_or_wait(req, held[i], keys[i], lens[i], hashes[i], version, may_wait, &fd) < 0) {
             give_back_unsent();
             break;
         }

@@ -79,8 +79,10 @@ void eval_query(LocalExpr *x, const CallArgs &a, int e, F on_value)
     Oid type;
     /* one expression (RUN ON hashtext(k::text)): no executor, once SPI
      * prepared it */
-    if (x->plan && simple_query_eval(static_cast<SPIPlanPtr>(x->plan), x->query, &x->simple, x->nparams,
-                                     x->param_types, values, nulls, &v, &isnull, &type)) {
+    if (x->plan && simple_query_eval(static_cast<SPIPlanPtr>(x->plan), x->query, &x->simple, InvalidOid,
+                                     x->nparams, x->param_types, values, nulls, &v, &isnull, &type)) {
+        pfree(values);
+        pfree(nulls);
         on_value(v, isnull, type);
         return;
     }
@@ -98,6 +100,8 @@ void eval_query(LocalExpr *x, const CallArgs &a, int e, F on_value)
         x->plan = plan;
     }
     int rc = SPI_execute_plan(static_cast<SPIPlanPtr>(x->plan), values, nulls, false, 0);
+    pfree(values);
+    pfree(nulls);
     if (rc != SPI_OK_SELECT)
         elog(ERROR, "bgw_proxy: local query failed: %s", SPI_result_code_string(rc));
     TupleDesc d = SPI_tuptable->tupdesc;

@@ -7,6 +7,7 @@ extern "C" {
 #include "executor/executor.h"
 #include "nodes/nodeFuncs.h"
 #include "optimizer/optimizer.h"
+#include "tcop/pquery.h"
 #include "nodes/params.h"
 #include "utils/datum.h"
 #include "utils/plancache.h"
@@ -56,14 +57,27 @@ Expr *simple_expr(CachedPlan *cplan)
     return tle->expr;
 }
 
-/* The context line SPI gives an error of a query it runs, so an error
- * reads the same on either way. */
-void statement_context(void *arg) { errcontext("SQL statement \"%s\"", static_cast<const char *>(arg)); }
+/* What SPI adds to an error of a query it runs, so an error reads the
+ * same either way: a position (an error of re-parsing it after an
+ * invalidation) points into the query, else a context line. */
+void statement_context(void *arg)
+{
+    const char *query = static_cast<const char *>(arg);
+    int position = geterrposition();
+    if (position > 0) {
+        errposition(0);
+        internalerrposition(position);
+        internalerrquery(query);
+    } else {
+        errcontext("SQL statement \"%s\"", query);
+    }
+}
 
 } // namespace
 
-bool simple_query_eval(SPIPlanPtr plan, const char *query, SimpleVerdict *verdict, int nparams, const Oid *types,
-                       const Datum *values, const char *nulls, Datum *value, bool *isnull, Oid *type)
+bool simple_query_eval(SPIPlanPtr plan, const char *query, SimpleVerdict *verdict, Oid want_type, int nparams,
+                       const Oid *types, const Datum *values, const char *nulls, Datum *value, bool *isnull,
+                       Oid *type)
 {
     if (*verdict == SimpleVerdict::No)
         return false;
@@ -82,7 +96,7 @@ bool simple_query_eval(SPIPlanPtr plan, const char *query, SimpleVerdict *verdic
      * resource owner, so an error releases it */
     CachedPlan *cplan = GetCachedPlan(source, nullptr, CurrentResourceOwner, nullptr);
     Expr *expr = simple_expr(cplan);
-    if (!expr) {
+    if (!expr || (OidIsValid(want_type) && exprType((Node *) expr) != want_type)) {
         ReleaseCachedPlan(cplan, CurrentResourceOwner);
         error_context_stack = context.previous;
         *verdict = SimpleVerdict::No;
@@ -92,7 +106,10 @@ bool simple_query_eval(SPIPlanPtr plan, const char *query, SimpleVerdict *verdic
     *type = exprType((Node *) expr);
 
     /* as SPI_execute_plan(read_only = false): a new snapshot that sees
-     * this transaction's earlier commands */
+     * this transaction's earlier commands (and, in a procedure after a
+     * COMMIT, a portal snapshot left behind for what the value points to),
+     * a command counter increment after */
+    EnsurePortalSnapshotExists();
     PushActiveSnapshot(GetTransactionSnapshot());
     CommandCounterIncrement();
     UpdateActiveSnapshotCommandId();
@@ -123,6 +140,7 @@ bool simple_query_eval(SPIPlanPtr plan, const char *query, SimpleVerdict *verdic
     }
     FreeExprContext(econtext, true);
     PopActiveSnapshot();
+    CommandCounterIncrement();
 
     error_context_stack = context.previous;
     ReleaseCachedPlan(cplan, CurrentResourceOwner);

@@ -27,11 +27,14 @@ enum class SimpleVerdict : int8 { Unknown, Yes, No };
  * Evaluate `plan` (prepared and kept by SPI, with nparams parameters of
  * `types`; nulls as SPI's: 'n' or ' ') for one value: true with *value
  * (copied into the current memory context), *isnull and *type, or false
- * when the plan is not one expression (then nothing ran: use SPI, and
- * *verdict says No from then on). `query` is the plan's text, for the
- * error context. Errors of the expression propagate (ereport).
+ * when the plan is not one expression, or not of want_type when that is
+ * given (then nothing ran: use SPI, and *verdict says No from then on).
+ * `query` is the plan's text, for errors. Errors of the expression
+ * propagate (ereport). Unlike SPI, no executor hooks see it (e.g.
+ * pg_stat_statements' nested statements).
  */
-bool simple_query_eval(SPIPlanPtr plan, const char *query, SimpleVerdict *verdict, int nparams, const Oid *types,
-                       const Datum *values, const char *nulls, Datum *value, bool *isnull, Oid *type);
+bool simple_query_eval(SPIPlanPtr plan, const char *query, SimpleVerdict *verdict, Oid want_type, int nparams,
+                       const Oid *types, const Datum *values, const char *nulls, Datum *value, bool *isnull,
+                       Oid *type);
 
 } // namespace bgw

@@ -11,9 +11,10 @@ namespace bgw {
 
 Size lend_table_size(void)
 {
-    return add_size(add_size(mul_size(mul_size(Size(guc_workers), kLendPerWorker), sizeof(LendEntry)),
-                             mul_size(kVerdicts, sizeof(pg_atomic_uint64))),
-                    mul_size(kLendChannels, sizeof(ConditionVariable)));
+    Size size = mul_size(mul_size(Size(guc_workers), kLendPerWorker), sizeof(LendEntry));
+    size = add_size(size, mul_size(kVerdicts, sizeof(pg_atomic_uint64)));
+    size = add_size(size, mul_size(kLendChannels, sizeof(ConditionVariable)));
+    return add_size(size, mul_size(Size(guc_workers), sizeof(pg_atomic_uint32)));
 }
 
 namespace {
@@ -25,6 +26,9 @@ pg_atomic_uint64 *verdicts(void)
 
 /* after the verdicts */
 ConditionVariable *channels(void) { return reinterpret_cast<ConditionVariable *>(verdicts() + kVerdicts); }
+
+/* after the channels, one per worker */
+pg_atomic_uint32 *high_water(void) { return reinterpret_cast<pg_atomic_uint32 *>(channels() + kLendChannels); }
 
 } // namespace
 
@@ -46,6 +50,15 @@ void lend_verdict_set(uint64 statement_hash, bool binary)
 
 ConditionVariable *lend_channel(uint64 key_hash) { return &channels()[key_hash % kLendChannels]; }
 
+int lend_region_used(int worker) { return int(pg_atomic_read_u32(&high_water()[worker])); }
+
+void lend_region_note_use(int worker, int slot)
+{
+    uint32 used = uint32(slot - worker * kLendPerWorker + 1);
+    if (pg_atomic_read_u32(&high_water()[worker]) < used)
+        pg_atomic_write_u32(&high_water()[worker], used);
+}
+
 int lend_table_capacity(void) { return proxy_shared->nworkers * kLendPerWorker; }
 
 LendEntry *lend_entry(int i)
@@ -59,6 +72,8 @@ void lend_table_init(void)
         pg_atomic_init_u64(&verdicts()[i], 0);
     for (int i = 0; i < kLendChannels; i++)
         ConditionVariableInit(&channels()[i]);
+    for (int w = 0; w < proxy_shared->nworkers; w++)
+        pg_atomic_init_u32(&high_water()[w], 0);
     for (int i = 0; i < lend_table_capacity(); i++) {
         LendEntry *e = lend_entry(i);
         memset(e, 0, sizeof(LendEntry));
@@ -84,6 +99,7 @@ void lend_region_reset(int worker)
         while (!pg_atomic_compare_exchange_u64(&e->word, &w, lend_word(lend_generation(w) + 1, LEND_FREE))) {
         }
     }
+    pg_atomic_write_u32(&high_water()[worker], 0);
 }
 
 } // namespace bgw

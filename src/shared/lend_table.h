@@ -51,6 +51,12 @@
  *               of its pool's key hash: the connections the workers have
  *               for it (an estimate: read without a lock).
  *
+ * High-water mark, per region: 1 + the highest entry its worker ever
+ * parked a connection in since the region's reset (a worker fills its
+ * region from the start). Written by the owning worker before the CAS that
+ * parks such an entry, set to 0 by the region's reset; backends look no
+ * further than it when they look for their pool's connections.
+ *
  * Waiting: a backend that finds none of its pool's connections parked
  * while the pool has all it may have (lent, or live) sleeps on the
  * condition variable of the pool's channel (key hash % kLendChannels): it
@@ -135,6 +141,12 @@ void lend_verdict_set(uint64 statement_hash, bool binary);
 
 constexpr int kLendChannels = 256;
 ConditionVariable *lend_channel(uint64 key_hash);
+
+/* Entries of worker w's region that may ever have been parked: those
+ * below [w * kLendPerWorker + lend_region_used(w)). lend_region_note_use:
+ * the owning worker, before parking a connection in `slot`. */
+int lend_region_used(int worker);
+void lend_region_note_use(int worker, int slot);
 
 Size lend_table_size(void);
 void lend_table_init(void);

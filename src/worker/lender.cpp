@@ -70,6 +70,7 @@ int Lender::lend(int slot, const std::string &key, PGconn *pg, uint64_t sock_ino
     e->drain = false;
     pg_atomic_write_u32(&e->want, 0);
     pg_atomic_write_u32(&e->live, 1);
+    lend_region_note_use(worker_, slot);
     if (!pg_atomic_compare_exchange_u64(&e->word, &w, lend_word(lend_generation(w), LEND_PARKED)))
         return -1;
     /* a backend waiting for a connection of this pool (lend_table.h) */
