@@ -66,6 +66,10 @@
 #   - no connection of the two clusters was closed during the run (the
 #     workers log every close with its reason at DEBUG1): a cancelled
 #     call's connection is drained and reused, whichever process ran it;
+#     except after a cancel the remote postmaster had not handled within
+#     5 s (the statement may still run: the connection is closed, and its
+#     remote session lives until the cancel arrives, so each such close
+#     allows one more remote connection in the bounds above);
 #   - afterwards: submitted = completed, requests_in_flight = 0 in every
 #     worker, both workers served calls and neither was restarted, the remote
 #     connections are exactly those the workers report (nothing leaked), no
@@ -394,9 +398,17 @@ my $brc;
 }
 my $bench_secs = time() - $bench_start;
 my $bench_end_ts = $remote->safe_psql('postgres', 'SELECT now()');
-# connections of the two clusters the workers closed during the run
+# connections of the two clusters the workers closed during the run; those
+# whose cancel the remote postmaster had not handled within
+# cancel_wait_ms (5 s): the statement may still run, so the connection
+# cannot be reused, and its remote session lives on until the late cancel
+# ends it (a remote postmaster forking for ~150 cancel requests a second
+# on a saturated machine can be that far behind)
 my @run_closes = grep { /closed a connection of pool "(\Q$clusters[0]\E|\Q$clusters[1]\E)"/ }
   split /\n/, slurp_file($proxy->logfile, $proxy_log_pos);
+my $late_cancel = qr/: (cancel request not confirmed|cancel did not finish in time)$/;
+my $late_closes = grep { /$late_cancel/ } @run_closes;
+my @other_closes = grep { !/$late_cancel/ } @run_closes;
 note("pgbench ran for " . sprintf('%.1f', $bench_secs) . " s");
 note("pgbench stdout:\n$bout");
 {
@@ -540,20 +552,25 @@ is($pspan_ok, 't', 'the proxy samples cover the whole run');
 cmp_ok($pnsamples, '>=', $min_samples, 'the proxy was sampled at least every 0.5 s');
 cmp_ok($max_part, '>', 0, 'the samples saw the pools\' remote connections');
 is($max_other, '0', 'every remote connection to the partitions is one of the clusters\'');
-cmp_ok($max_part, '<=', $per_part,
-	"remote connections per cluster and partition stayed <= $per_part (workers x max_connections) in every sample");
-cmp_ok($max_cluster, '<=', $per_part * $nparts,
-	"remote connections per cluster stayed <= " . $per_part * $nparts . " in every sample");
-cmp_ok($max_total, '<=', $bound_total,
-	"remote connections in total stayed <= $bound_total in every sample");
+# a connection closed after a late cancel leaves its remote session until
+# the cancel arrives: each such close may add one to a sample
+cmp_ok($max_part, '<=', $per_part + $late_closes,
+	"remote connections per cluster and partition stayed <= $per_part (workers x max_connections) "
+	  . "+ $late_closes (closed after a late cancel) in every sample");
+cmp_ok($max_cluster, '<=', $per_part * $nparts + $late_closes,
+	"remote connections per cluster stayed <= " . $per_part * $nparts . " + $late_closes in every sample");
+cmp_ok($max_total, '<=', $bound_total + $late_closes,
+	"remote connections in total stayed <= $bound_total + $late_closes in every sample");
 cmp_ok($max_open, '<=', $bound_total,
 	"connections held by the workers stayed <= $bound_total in every sample");
 is($max_stale, '0', "no cancelled nap kept running for ${stale_secs} s during the run");
 # a cancelled call's connection is drained and reused; nothing else ends
-# one under this load (no idle time, no lifetime, a fixed limit)
+# one under this load (no idle time, no lifetime, a fixed limit), but a
+# cancel the remote handled too late
 # (on stdout, beside the test's other notes: CI shows those)
 note("closed during the run: " . (@run_closes ? "\n" . join("\n", @run_closes) : 'none'));
-is(scalar(@run_closes), 0, 'no pooled connection of the clusters was closed during the run');
+is(scalar(@other_closes), 0,
+	'no pooled connection of the clusters was closed during the run but after a late cancel');
 
 # ------------------------------------------------------- nothing left over
 
