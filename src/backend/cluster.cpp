@@ -587,6 +587,8 @@ ConfigFunctions config_fns;
  * every transaction. */
 SPIPlanPtr version_plan = nullptr;
 constexpr const char *kVersionQuery = "SELECT plproxy.get_cluster_version($1)";
+SimpleVerdict version_simple = SimpleVerdict::Unknown; /* of version_plan: looked at again
+                                                        * after a change to pg_proc */
 
 void invalidate_config_functions(Datum arg, int cacheid, uint32 hashvalue)
 {
@@ -594,6 +596,7 @@ void invalidate_config_functions(Datum arg, int cacheid, uint32 hashvalue)
     (void) cacheid;
     (void) hashvalue;
     config_fns.valid = false;
+    version_simple = SimpleVerdict::Unknown;
 }
 
 const ConfigFunctions &config_functions()
@@ -621,12 +624,11 @@ int32 call_version_function(const char *name)
     if (version_plan) {
         /* one function call (or the SQL function's body, inlined): no
          * executor. Not an int4: SPI's path says what is wrong. */
-        static SimpleVerdict simple = SimpleVerdict::Unknown;
         Oid argtype = TEXTOID;
         Datum v;
         bool isnull;
         Oid type;
-        if (simple_query_eval(version_plan, kVersionQuery, &simple, INT4OID, 1, &argtype, &arg, nullptr, &v, &isnull,
+        if (simple_query_eval(version_plan, kVersionQuery, &version_simple, INT4OID, 1, &argtype, &arg, nullptr, &v, &isnull,
                               &type))
             return version_value(name, v, isnull);
     }

@@ -50,10 +50,14 @@ void lend_verdict_set(uint64 statement_hash, bool binary)
 
 ConditionVariable *lend_channel(uint64 key_hash) { return &channels()[key_hash % kLendChannels]; }
 
-int lend_region_used(int worker) { return int(pg_atomic_read_u32(&high_water()[worker])); }
+int lend_region_used(int worker)
+{
+    return Min(int(pg_atomic_read_u32(&high_water()[worker])), kLendPerWorker);
+}
 
 void lend_region_note_use(int worker, int slot)
 {
+    Assert(slot >= worker * kLendPerWorker && slot < (worker + 1) * kLendPerWorker);
     uint32 used = uint32(slot - worker * kLendPerWorker + 1);
     if (pg_atomic_read_u32(&high_water()[worker]) < used)
         pg_atomic_write_u32(&high_water()[worker], used);

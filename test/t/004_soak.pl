@@ -67,9 +67,10 @@
 #     workers log every close with its reason at DEBUG1): a cancelled
 #     call's connection is drained and reused, whichever process ran it;
 #     except after a cancel the remote postmaster had not handled within
-#     5 s (the statement may still run: the connection is closed, and its
-#     remote session lives until the cancel arrives, so each such close
-#     allows one more remote connection in the bounds above);
+#     5 s (the connection cannot be reused: it is closed, and its remote
+#     session may live on for a while, so each such close allows one more
+#     remote connection to its partition's, cluster's and the total bound
+#     above);
 #   - afterwards: submitted = completed, requests_in_flight = 0 in every
 #     worker, both workers served calls and neither was restarted, the remote
 #     connections are exactly those the workers report (nothing leaked), no
@@ -398,17 +399,32 @@ my $brc;
 }
 my $bench_secs = time() - $bench_start;
 my $bench_end_ts = $remote->safe_psql('postgres', 'SELECT now()');
-# connections of the two clusters the workers closed during the run; those
-# whose cancel the remote postmaster had not handled within
-# cancel_wait_ms (5 s): the statement may still run, so the connection
-# cannot be reused, and its remote session lives on until the late cancel
-# ends it (a remote postmaster forking for ~150 cancel requests a second
-# on a saturated machine can be that far behind)
+# connections of the two clusters the workers closed during the run, and
+# those closed after a cancel the remote postmaster had not handled within
+# cancel_wait_ms (5 s; a remote postmaster forking for ~150 cancel
+# requests a second on a saturated machine can be that far behind): "did
+# not finish in time", the statement still runs and its remote session
+# lives on until the late cancel ends it; "not confirmed", the statement
+# ended but the cancel could still hit the next one, so the session is
+# ended at once, yet a sample may see it beside its replacement. Either
+# may add one remote session, for a while, to its cluster and partition.
 my @run_closes = grep { /closed a connection of pool "(\Q$clusters[0]\E|\Q$clusters[1]\E)"/ }
   split /\n/, slurp_file($proxy->logfile, $proxy_log_pos);
 my $late_cancel = qr/: (cancel request not confirmed|cancel did not finish in time)$/;
-my $late_closes = grep { /$late_cancel/ } @run_closes;
 my @other_closes = grep { !/$late_cancel/ } @run_closes;
+my (%late_at, %late_in);    # late closes per cluster and partition, per cluster
+for (grep { /$late_cancel/ } @run_closes)
+{
+	my ($cluster, $part) = /pool "([^"]+)" partition (\d+)/;
+	$late_at{"$cluster/$part"}++;
+	$late_in{$cluster}++;
+}
+my $late_closes = 0;
+$late_closes += $_ for values %late_in;
+my $most_late_at = 0;
+$most_late_at = $_ > $most_late_at ? $_ : $most_late_at for values %late_at;
+my $most_late_in = 0;
+$most_late_in = $_ > $most_late_in ? $_ : $most_late_in for values %late_in;
 note("pgbench ran for " . sprintf('%.1f', $bench_secs) . " s");
 note("pgbench stdout:\n$bout");
 {
@@ -552,13 +568,14 @@ is($pspan_ok, 't', 'the proxy samples cover the whole run');
 cmp_ok($pnsamples, '>=', $min_samples, 'the proxy was sampled at least every 0.5 s');
 cmp_ok($max_part, '>', 0, 'the samples saw the pools\' remote connections');
 is($max_other, '0', 'every remote connection to the partitions is one of the clusters\'');
-# a connection closed after a late cancel leaves its remote session until
-# the cancel arrives: each such close may add one to a sample
-cmp_ok($max_part, '<=', $per_part + $late_closes,
+# a connection closed after a late cancel may leave its remote session for
+# a while: each such close may add one to its partition's and cluster's
+# samples (the most of them at one partition, in one cluster)
+cmp_ok($max_part, '<=', $per_part + $most_late_at,
 	"remote connections per cluster and partition stayed <= $per_part (workers x max_connections) "
-	  . "+ $late_closes (closed after a late cancel) in every sample");
-cmp_ok($max_cluster, '<=', $per_part * $nparts + $late_closes,
-	"remote connections per cluster stayed <= " . $per_part * $nparts . " + $late_closes in every sample");
+	  . "+ $most_late_at (closed after a late cancel) in every sample");
+cmp_ok($max_cluster, '<=', $per_part * $nparts + $most_late_in,
+	"remote connections per cluster stayed <= " . $per_part * $nparts . " + $most_late_in in every sample");
 cmp_ok($max_total, '<=', $bound_total + $late_closes,
 	"remote connections in total stayed <= $bound_total + $late_closes in every sample");
 cmp_ok($max_open, '<=', $bound_total,
