@@ -587,8 +587,8 @@ ConfigFunctions config_fns;
  * every transaction. */
 SPIPlanPtr version_plan = nullptr;
 constexpr const char *kVersionQuery = "SELECT plproxy.get_cluster_version($1)";
-SimpleVerdict version_simple = SimpleVerdict::Unknown; /* of version_plan: looked at again
-                                                        * after a change to pg_proc */
+bool version_not_simple = false; /* version_plan is not one expression (simple_query.h):
+                                  * looked at again after a change to pg_proc */
 
 void invalidate_config_functions(Datum arg, int cacheid, uint32 hashvalue)
 {
@@ -596,7 +596,7 @@ void invalidate_config_functions(Datum arg, int cacheid, uint32 hashvalue)
     (void) cacheid;
     (void) hashvalue;
     config_fns.valid = false;
-    version_simple = SimpleVerdict::Unknown;
+    version_not_simple = false;
 }
 
 const ConfigFunctions &config_functions()
@@ -628,8 +628,8 @@ int32 call_version_function(const char *name)
         Datum v;
         bool isnull;
         Oid type;
-        if (simple_query_eval(version_plan, kVersionQuery, &version_simple, INT4OID, 1, &argtype, &arg, nullptr, &v, &isnull,
-                              &type))
+        if (simple_query_eval(version_plan, kVersionQuery, &version_not_simple, INT4OID, 1, &argtype, &arg, nullptr,
+                              &v, &isnull, &type))
             return version_value(name, v, isnull);
     }
     if (SPI_connect() != SPI_OK_CONNECT)

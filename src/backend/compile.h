@@ -11,8 +11,6 @@
 
 namespace bgw {
 
-enum class SimpleVerdict : int8; /* simple_query.h */
-
 /* An operand of CLUSTER / CONNECT / RUN ON, evaluated locally per call. */
 enum ExprKind {
     EXPR_NONE,
@@ -34,7 +32,7 @@ struct LocalExpr {
     int *param_arg;             /* fcinfo index of each parameter */
     Oid *param_types;           /* its type (a SPLIT argument's element type in RUN ON) */
     void *plan;                 /* SPIPlanPtr, prepared on first use and kept */
-    SimpleVerdict simple;       /* whether plan is one expression (zeroed: unknown) */
+    bool not_simple;            /* plan is not one expression (simple_query.h) */
 };
 
 struct ProxyFunction {

@@ -79,7 +79,7 @@ void eval_query(LocalExpr *x, const CallArgs &a, int e, F on_value)
     Oid type;
     /* one expression (RUN ON hashtext(k::text)): no executor, once SPI
      * prepared it */
-    if (x->plan && simple_query_eval(static_cast<SPIPlanPtr>(x->plan), x->query, &x->simple, InvalidOid,
+    if (x->plan && simple_query_eval(static_cast<SPIPlanPtr>(x->plan), x->query, &x->not_simple, InvalidOid,
                                      x->nparams, x->param_types, values, nulls, &v, &isnull, &type)) {
         pfree(values);
         pfree(nulls);

@@ -75,15 +75,15 @@ void statement_context(void *arg)
 
 } // namespace
 
-bool simple_query_eval(SPIPlanPtr plan, const char *query, SimpleVerdict *verdict, Oid want_type, int nparams,
+bool simple_query_eval(SPIPlanPtr plan, const char *query, bool *not_simple, Oid want_type, int nparams,
                        const Oid *types, const Datum *values, const char *nulls, Datum *value, bool *isnull,
                        Oid *type)
 {
-    if (*verdict == SimpleVerdict::No)
+    if (*not_simple)
         return false;
     List *sources = SPI_plan_get_plan_sources(plan);
     if (list_length(sources) != 1) {
-        *verdict = SimpleVerdict::No;
+        *not_simple = true;
         return false;
     }
     auto *source = (CachedPlanSource *) linitial(sources);
@@ -99,10 +99,9 @@ bool simple_query_eval(SPIPlanPtr plan, const char *query, SimpleVerdict *verdic
     if (!expr || (OidIsValid(want_type) && exprType((Node *) expr) != want_type)) {
         ReleaseCachedPlan(cplan, CurrentResourceOwner);
         error_context_stack = context.previous;
-        *verdict = SimpleVerdict::No;
+        *not_simple = true;
         return false;
     }
-    *verdict = SimpleVerdict::Yes;
     *type = exprType((Node *) expr);
 
     /* as SPI_execute_plan(read_only = false): a new snapshot that sees

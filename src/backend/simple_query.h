@@ -19,21 +19,18 @@ extern "C" {
 
 namespace bgw {
 
-/* Whether a plan was found to be simple (cached by the caller, so a plan
- * that is not is not looked at again). */
-enum class SimpleVerdict : int8 { Unknown, Yes, No };
-
 /*
  * Evaluate `plan` (prepared and kept by SPI, with nparams parameters of
  * `types`; nulls as SPI's: 'n' or ' ') for one value: true with *value
  * (copied into the current memory context), *isnull and *type, or false
  * when the plan is not one expression, or not of want_type when that is
- * given (then nothing ran: use SPI, and *verdict says No from then on).
+ * given (then nothing ran: use SPI, and *not_simple is set, so the caller
+ * does not look at this plan again).
  * `query` is the plan's text, for errors. Errors of the expression
  * propagate (ereport). Unlike SPI, no executor hooks see it (e.g.
  * pg_stat_statements' nested statements).
  */
-bool simple_query_eval(SPIPlanPtr plan, const char *query, SimpleVerdict *verdict, Oid want_type, int nparams,
+bool simple_query_eval(SPIPlanPtr plan, const char *query, bool *not_simple, Oid want_type, int nparams,
                        const Oid *types, const Datum *values, const char *nulls, Datum *value, bool *isnull,
                        Oid *type);
 

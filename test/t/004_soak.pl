@@ -83,6 +83,7 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use List::Util qw(max sum0);
 use IPC::Run;
 use Time::HiRes qw(usleep time);
 
@@ -419,12 +420,9 @@ for (grep { /$late_cancel/ } @run_closes)
 	$late_at{"$cluster/$part"}++;
 	$late_in{$cluster}++;
 }
-my $late_closes = 0;
-$late_closes += $_ for values %late_in;
-my $most_late_at = 0;
-$most_late_at = $_ > $most_late_at ? $_ : $most_late_at for values %late_at;
-my $most_late_in = 0;
-$most_late_in = $_ > $most_late_in ? $_ : $most_late_in for values %late_in;
+my $late_closes = sum0(values %late_in);
+my $most_late_at = max(0, values %late_at);
+my $most_late_in = max(0, values %late_in);
 note("pgbench ran for " . sprintf('%.1f', $bench_secs) . " s");
 note("pgbench stdout:\n$bout");
 {
