@@ -636,8 +636,10 @@ void send_statement(const CallRequest *req, Borrowed &b, TimestampTz deadline, b
 }
 
 /* Read and deliver b's target's answer until ReadyForQuery; the
- * connection is then given back, and a remote error raised. */
-void receive(const CallRequest *req, const ResultSink *sink, Borrowed &b, TimestampTz deadline)
+ * connection is then given back, and a remote error raised. just_sent:
+ * the statement went a moment ago, so its answer cannot be there yet: we
+ * wait before the first read rather than try one that would fail. */
+void receive(const CallRequest *req, const ResultSink *sink, Borrowed &b, TimestampTz deadline, bool just_sent)
 {
     int entry = b.entry;
     int fd = b.fd;
@@ -790,6 +792,11 @@ void receive(const CallRequest *req, const ResultSink *sink, Borrowed &b, Timest
         }
         if (in.maxlen - in.len < 8192)
             enlargeStringInfo(&in, 8192);
+        if (just_sent) {
+            just_sent = false;
+            if (!wait_socket(entry, false, deadline))
+                timed_out(req, b);
+        }
         ssize_t n = recv(fd, in.data + in.len, size_t(in.maxlen - in.len - 1), MSG_DONTWAIT);
         if (n > 0) {
             in.len += int(n);
@@ -1016,8 +1023,10 @@ bool direct_call_run(const CallRequest *req, const ResultSink *sink)
         pg_atomic_fetch_add_u64(&e->calls, 1);
         send_statement(req, b, deadline, guc_remote_prepare && !e->no_prepare);
     }
+    /* the first target's answer is the one still on its way; the others
+     * have had the time to arrive while it was read */
     for (int i = 0; i < n; i++)
-        receive(req, sink, held[i], deadline);
+        receive(req, sink, held[i], deadline, i == 0);
     nheld = 0;
     return true;
 }
