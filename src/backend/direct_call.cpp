@@ -175,7 +175,7 @@ void give_back(Borrowed &b, bool idle)
     if (!ours || (!idle && !e->drain))
         forget_copy(entry); /* its worker restarted meanwhile, or it is to be closed */
     /* the longest waiting backend of its pool: to borrow it, or to think again */
-    ConditionVariableSignal(lend_channel(key_hash));
+    lend_channel_signal(key_hash);
     if (ours && (!idle || pg_atomic_read_u32(&e->want) != 0)) {
         int w = e->worker;
         pg_atomic_write_u32(&worker_state(w)->returns, 1);
@@ -346,13 +346,14 @@ int borrow_or_wait(const CallRequest *req, Borrowed &b, const char *key, uint32 
              * given back before we were on it signalled someone else.
              * Shown in pg_stat_bgw_proxy.calls_waiting (taken off by
              * stop_waiting, also on the error and exit paths). */
+            lend_channel_note_waiter(hash);
             ConditionVariablePrepareToSleep(channel);
             waiting_in = b.stat;
             pg_atomic_fetch_add_u32(&pool_stat(waiting_in)->direct_waiting, 1);
             continue;
         }
-        /* checks for interrupts; 1 s: a signal can go to a waiter of
-         * another pool on the same channel */
+        /* checks for interrupts; 1 s: a safety net (the channel's
+         * signalling, lend_table.h, wakes the pool's waiter) */
         (void) ConditionVariableTimedSleep(channel, 1000, PG_WAIT_EXTENSION);
         if (give_up && GetCurrentTimestamp() >= give_up)
             ereport(ERROR, (errcode(ERRCODE_TOO_MANY_CONNECTIONS),

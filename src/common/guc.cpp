@@ -12,6 +12,7 @@
 namespace bgw {
 
 int guc_workers = 2;
+int guc_debug_wait_channels = 1024;
 int guc_request_buffer_kb = 16;
 int guc_response_buffer_kb = 64;
 int guc_max_clusters = 64;
@@ -162,6 +163,14 @@ void define_gucs(void)
         "or error of each target), to prove that only that call fails: the worker goes on serving "
         "every other call. Never set it in production.",
         &guc_debug_fault, 0, debug_fault_options, PGC_SUSET, GUC_NOT_IN_SAMPLE, nullptr, nullptr, nullptr);
+
+    DefineCustomIntVariable(
+        "bgw_proxy.debug_wait_channels",
+        "Number of channels the backends waiting for a pooled connection sleep on (for tests).",
+        "Each pool waits on one channel, chosen by its key's hash; pools that share a channel are "
+        "woken together. A test sets 1 so that every pool shares it. Leave it at its default.",
+        &guc_debug_wait_channels, 1024, 1, 65536, PGC_POSTMASTER, GUC_NOT_IN_SAMPLE, nullptr, nullptr,
+        nullptr);
 
     DefineCustomBoolVariable(
         "bgw_proxy.mapping_password_required",

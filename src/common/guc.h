@@ -8,6 +8,7 @@ namespace bgw {
 
 /* postmaster context: they size shared memory or the worker pool */
 extern int guc_workers;
+extern int guc_debug_wait_channels;
 extern int guc_request_buffer_kb;
 extern int guc_response_buffer_kb;
 extern int guc_max_clusters;

@@ -13,7 +13,8 @@ Size lend_table_size(void)
 {
     Size size = mul_size(mul_size(Size(guc_workers), kLendPerWorker), sizeof(LendEntry));
     size = add_size(size, mul_size(kVerdicts, sizeof(pg_atomic_uint64)));
-    size = add_size(size, mul_size(kLendChannels, sizeof(ConditionVariable)));
+    size = add_size(size, mul_size(Size(guc_debug_wait_channels), sizeof(pg_atomic_uint64)));
+    size = add_size(size, mul_size(Size(guc_debug_wait_channels), sizeof(ConditionVariable)));
     return add_size(size, mul_size(Size(guc_workers), sizeof(pg_atomic_uint32)));
 }
 
@@ -24,11 +25,19 @@ pg_atomic_uint64 *verdicts(void)
     return reinterpret_cast<pg_atomic_uint64 *>(lend_entry(lend_table_capacity()));
 }
 
-/* after the verdicts */
-ConditionVariable *channels(void) { return reinterpret_cast<ConditionVariable *>(verdicts() + kVerdicts); }
+/* after the verdicts: which pool waits on each channel (lend_table.h) */
+pg_atomic_uint64 *channel_pools(void) { return verdicts() + kVerdicts; }
+
+/* the values of a channel_pools entry besides a pool's key hash */
+constexpr uint64 kNoPool = 0, kSeveralPools = ~uint64(0);
+
+uint64 pool_mark(uint64 key_hash) { return key_hash == kNoPool || key_hash == kSeveralPools ? 1 : key_hash; }
+
+/* after the channels' pools */
+ConditionVariable *channels(void) { return reinterpret_cast<ConditionVariable *>(channel_pools() + proxy_shared->nwait_channels); }
 
 /* after the channels, one per worker */
-pg_atomic_uint32 *high_water(void) { return reinterpret_cast<pg_atomic_uint32 *>(channels() + kLendChannels); }
+pg_atomic_uint32 *high_water(void) { return reinterpret_cast<pg_atomic_uint32 *>(channels() + proxy_shared->nwait_channels); }
 
 } // namespace
 
@@ -48,7 +57,30 @@ void lend_verdict_set(uint64 statement_hash, bool binary)
     pg_atomic_write_u64(&verdicts()[statement_hash % kVerdicts], v);
 }
 
-ConditionVariable *lend_channel(uint64 key_hash) { return &channels()[key_hash % kLendChannels]; }
+ConditionVariable *lend_channel(uint64 key_hash) { return &channels()[key_hash % uint64(proxy_shared->nwait_channels)]; }
+
+void lend_channel_note_waiter(uint64 key_hash)
+{
+    pg_atomic_uint64 *pools = &channel_pools()[key_hash % uint64(proxy_shared->nwait_channels)];
+    uint64 mark = pool_mark(key_hash);
+    uint64 seen = pg_atomic_read_u64(pools);
+    if (seen == mark || seen == kSeveralPools)
+        return;
+    if (seen == kNoPool && pg_atomic_compare_exchange_u64(pools, &seen, mark))
+        return;
+    if (seen != mark) /* another pool's, now or since the CAS above failed */
+        pg_atomic_write_u64(pools, kSeveralPools);
+}
+
+void lend_channel_signal(uint64 key_hash)
+{
+    ConditionVariable *cv = lend_channel(key_hash);
+    ConditionVariableSignal(cv);
+    /* after the signal's spinlock: a waiter of another pool that was on
+     * the list then had marked the channel before it joined */
+    if (pg_atomic_read_u64(&channel_pools()[key_hash % uint64(proxy_shared->nwait_channels)]) == kSeveralPools)
+        ConditionVariableBroadcast(cv);
+}
 
 int lend_region_used(int worker)
 {
@@ -74,8 +106,10 @@ void lend_table_init(void)
 {
     for (int i = 0; i < kVerdicts; i++)
         pg_atomic_init_u64(&verdicts()[i], 0);
-    for (int i = 0; i < kLendChannels; i++)
+    for (int i = 0; i < proxy_shared->nwait_channels; i++) {
+        pg_atomic_init_u64(&channel_pools()[i], kNoPool);
         ConditionVariableInit(&channels()[i]);
+    }
     for (int w = 0; w < proxy_shared->nworkers; w++)
         pg_atomic_init_u32(&high_water()[w], 0);
     for (int i = 0; i < lend_table_capacity(); i++) {

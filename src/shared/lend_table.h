@@ -59,14 +59,21 @@
  *
  * Waiting: a backend that finds none of its pool's connections parked
  * while the pool has all it may have (lent, or live) sleeps on the
- * condition variable of the pool's channel (key hash % kLendChannels): it
- * joins the channel's list, then looks at the entries again, then sleeps.
+ * condition variable of the pool's channel (key hash % the number of
+ * channels, bgw_proxy.debug_wait_channels: 1024 but in tests): it joins
+ * the channel's list, then looks at the entries again, then sleeps.
  * A backend giving a connection back (any state), and a worker parking
  * one, signal the channel after their CAS, which wakes the longest
  * waiter. So either the waiter sees the connection back or it is on the
- * list when the signal comes. Two pools may share a channel: a waiter
- * woken for the other pool's connection misses nothing for longer than
- * its 1 s timeout.
+ * list when the signal comes. Two pools may share a channel; then the
+ * signal could wake the other pool's waiter, which finds nothing and
+ * sleeps again, while the pool's own waiter sleeps on until its 1 s
+ * timeout. So a waiter notes its pool on the channel before it joins the
+ * list (lend_channel_note_waiter: the pool's key hash, or "several" once
+ * a second pool's waiter came), and a channel noted "several" is woken
+ * all at once (lend_channel_signal): each waiter looks again for its own
+ * pool. The note stays until the server restarts; with 1024 channels few
+ * pools share one.
  */
 #pragma once
 
@@ -139,8 +146,12 @@ constexpr int kVerdicts = 4096;
 int lend_verdict(uint64 statement_hash);
 void lend_verdict_set(uint64 statement_hash, bool binary);
 
-constexpr int kLendChannels = 256;
 ConditionVariable *lend_channel(uint64 key_hash);
+/* A backend about to join the channel's list to wait for pool key_hash. */
+void lend_channel_note_waiter(uint64 key_hash);
+/* A connection of pool key_hash was given back or parked: wake its
+ * longest waiter, or every waiter of a channel several pools wait on. */
+void lend_channel_signal(uint64 key_hash);
 
 /* Entries of worker w's region that may ever have been parked: those
  * below [w * kLendPerWorker + lend_region_used(w)). lend_region_note_use:

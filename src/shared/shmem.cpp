@@ -85,6 +85,7 @@ static void shmem_startup(void)
         memset(sh, 0, sizeof(ProxyShared));
         sh->magic = kSharedMagic;
         sh->nworkers = guc_workers;
+        sh->nwait_channels = guc_debug_wait_channels;
         sh->nslots = MaxBackends;
         sh->request_ring_size = request_ring_size();
         sh->response_ring_size = response_ring_size();

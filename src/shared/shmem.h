@@ -246,6 +246,7 @@ struct PoolCommand {
 struct ProxyShared {
     uint32 magic;
     int nworkers;
+    int nwait_channels;          /* bgw_proxy.debug_wait_channels (lend_table.h) */
     int nslots;
     Size request_ring_size;
     Size response_ring_size;

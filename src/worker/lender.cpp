@@ -74,7 +74,7 @@ int Lender::lend(int slot, const std::string &key, PGconn *pg, uint64_t sock_ino
     if (!pg_atomic_compare_exchange_u64(&e->word, &w, lend_word(lend_generation(w), LEND_PARKED)))
         return -1;
     /* a backend waiting for a connection of this pool (lend_table.h) */
-    ConditionVariableSignal(lend_channel(e->key_hash));
+    lend_channel_signal(e->key_hash);
     return slot;
 }
 

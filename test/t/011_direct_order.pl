@@ -23,6 +23,10 @@
 # answers); most calls ran direct (the workers' queue saw few of them), so
 # the waits were backends waiting for each other; afterwards each pool
 # still has its one connection (none closed) and both clusters answer.
+# Then all again with every pool waiting on one channel
+# (bgw_proxy.debug_wait_channels = 1): a wake-up that went to another
+# pool's waiter used to leave the pool's own waiters asleep past
+# pool_wait_timeout.
 use strict;
 use warnings;
 
@@ -70,46 +74,66 @@ BEGIN
 END \$\$;
 });
 
-# the first calls go through the worker (a pool's statistics row, the
-# statement's result format); later ones run direct
-for my $c ('fwd', 'rev', 'fwd', 'rev')
-{
-	is($proxy->safe_psql('postgres', "SELECT check_all('$c')"), '1', "a call on $c works");
-}
 my $submitted_sql = 'SELECT submitted FROM pg_stat_bgw_proxy_queue';
-my $submitted_before = $proxy->safe_psql('postgres', $submitted_sql);
-
 my $script = PostgreSQL::Test::Utils::tempdir() . '/order.sql';
 open my $fh, '>', $script or die "cannot write $script: $!";
 print $fh "\\set r random(0, 1)\nSELECT check_all(CASE :r WHEN 0 THEN 'fwd' ELSE 'rev' END);\n";
 close $fh;
-my ($out, $err) = ('', '');
-my $rc = IPC::Run::run(
-	[
-		'pgbench', '-n', '-c', $clients, '-j', 1, '-t', $per_client, '-f', $script,
-		'-h', $proxy->host, '-p', $proxy->port, 'postgres'
-	],
-	'<', \undef, '>', \$out, '2>', \$err, IPC::Run::timeout(300));
-ok($rc, 'pgbench exited 0') or diag("stdout:\n$out\nstderr:\n$err");
-my $total = $clients * $per_client;
-like($out, qr/number of transactions actually processed: $total\/$total/,
-	"all $total calls ran, none failed")
-  or diag("stdout:\n$out\nstderr:\n$err");
-unlike($err, qr/53300|timed out waiting/, 'no call timed out waiting for a connection');
 
-my $through_worker = $proxy->safe_psql('postgres', $submitted_sql) - $submitted_before;
-note("$through_worker of $total calls went through the worker");
-cmp_ok($through_worker, '<', $total / 2, 'most calls ran direct');
-
-is( $proxy->safe_psql('postgres',
-		"SELECT sum(disconnects) FROM pg_stat_bgw_proxy WHERE cluster IN ('fwd', 'rev')"),
-	'0', 'no pooled connection was closed');
-is( $remote->safe_psql('postgres',
-		"SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE 'ord_'"),
-	'4', 'the remote sees one connection per pool');
-for my $c ('fwd', 'rev')
+# The workload and its assertions; $how names the configuration.
+sub run_workload
 {
-	is($proxy->safe_psql('postgres', "SELECT check_all('$c')"), '1', "$c still answers");
+	my ($how) = @_;
+
+	# the first calls go through the worker (a pool's statistics row, the
+	# statement's result format); later ones run direct
+	for my $c ('fwd', 'rev', 'fwd', 'rev')
+	{
+		is($proxy->safe_psql('postgres', "SELECT check_all('$c')"), '1', "$how: a call on $c works");
+	}
+	my $submitted_before = $proxy->safe_psql('postgres', $submitted_sql);
+
+	my ($out, $err) = ('', '');
+	my $rc = IPC::Run::run(
+		[
+			'pgbench', '-n', '-c', $clients, '-j', 1, '-t', $per_client, '-f', $script,
+			'-h', $proxy->host, '-p', $proxy->port, 'postgres'
+		],
+		'<', \undef, '>', \$out, '2>', \$err, IPC::Run::timeout(300));
+	ok($rc, "$how: pgbench exited 0") or diag("stdout:\n$out\nstderr:\n$err");
+	my $total = $clients * $per_client;
+	like($out, qr/number of transactions actually processed: $total\/$total/,
+		"$how: all $total calls ran, none failed")
+	  or diag("stdout:\n$out\nstderr:\n$err");
+	unlike($err, qr/53300|timed out waiting/, "$how: no call timed out waiting for a connection");
+
+	my $through_worker = $proxy->safe_psql('postgres', $submitted_sql) - $submitted_before;
+	note("$how: $through_worker of $total calls went through the worker");
+	cmp_ok($through_worker, '<', $total / 2, "$how: most calls ran direct");
+
+	is( $proxy->safe_psql('postgres',
+			"SELECT sum(disconnects) FROM pg_stat_bgw_proxy WHERE cluster IN ('fwd', 'rev')"),
+		'0', "$how: no pooled connection was closed");
+	is( $remote->safe_psql('postgres',
+			"SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE 'ord_'"),
+		'4', "$how: the remote sees one connection per pool");
+	for my $c ('fwd', 'rev')
+	{
+		is($proxy->safe_psql('postgres', "SELECT check_all('$c')"), '1', "$how: $c still answers");
+	}
 }
+
+run_workload('default channels');
+
+# Every pool waiting on the same channel (lend_table.h): a connection
+# given back must still wake a waiter of its own pool, not only another
+# pool's, which would find nothing and sleep on while the pool's own
+# waiters sleep until pool_wait_timeout (53300).
+$proxy->append_conf('postgresql.conf', "bgw_proxy.debug_wait_channels = 1\n");
+$proxy->restart;
+$remote->poll_query_until('postgres',
+	"SELECT count(*) = 0 FROM pg_stat_activity WHERE application_name LIKE 'ord_'")
+  or die "the old proxy's connections did not end";
+run_workload('all pools on one channel');
 
 done_testing();
