@@ -38,19 +38,6 @@ void call_error_context(void *arg)
         errcontext("bgw_proxy function %s", static_cast<const CallRequest *>(arg)->function_name);
 }
 
-int my_slot_index(void)
-{
-#if PG_VERSION_NUM >= 170000
-    int idx = MyProcNumber;
-#else
-    int idx = MyBackendId - 1;
-#endif
-    if (idx < 0 || idx >= proxy_shared->nslots)
-        ereport(ERROR, (errcode(ERRCODE_INTERNAL_ERROR),
-                        errmsg("bgw_proxy: no request slot for this process")));
-    return idx;
-}
-
 /* What pg_stat_activity shows while a call waits for its worker. Custom
  * wait event names exist from PostgreSQL 17; before, every extension wait
  * shows as wait_event_type and wait_event "Extension". */
@@ -595,7 +582,7 @@ void receive_responses(const Delivery &d, RequestSlot *s, int worker, StringInfo
 /* The body of call_run, between PG_TRY and the clean-up. */
 void run_call(const CallRequest *req, const ResultSink *sink)
 {
-    int idx = my_slot_index();
+    int idx = call_slot_index();
     RequestSlot *s = acquire_slot(idx);
     if (!req->cluster_name && gate_depth() == 0)
         pg_atomic_write_u64(&s->gate_cluster, 0); /* no pause applies (shmem.h); a call
@@ -682,7 +669,7 @@ void call_raise_remote(const CallRequest *req, int target, bool notice, RemoteMe
 
 RequestSlot *call_free_slot(void)
 {
-    return acquire_slot(my_slot_index());
+    return acquire_slot(call_slot_index());
 }
 
 void call_register_exit_hook(void)
@@ -723,6 +710,20 @@ void call_run(const CallRequest *req, const ResultSink *sink)
     }
     PG_END_TRY();
     error_context_stack = cb.previous;
+}
+
+/* This backend's RequestSlot (shmem.h). */
+int call_slot_index(void)
+{
+#if PG_VERSION_NUM >= 170000
+    int idx = MyProcNumber;
+#else
+    int idx = MyBackendId - 1;
+#endif
+    if (idx < 0 || idx >= proxy_shared->nslots)
+        ereport(ERROR, (errcode(ERRCODE_INTERNAL_ERROR),
+                        errmsg("bgw_proxy: no request slot for this process")));
+    return idx;
 }
 
 } // namespace bgw

@@ -82,6 +82,9 @@ void call_run(const CallRequest *req, const ResultSink *sink);
 struct RequestSlot;
 RequestSlot *call_free_slot(void);
 
+/* This backend's index among the RequestSlots (shmem.h); raises if none. */
+int call_slot_index(void);
+
 /* Registered once per backend: an exiting backend abandons its call. */
 void call_register_exit_hook(void);
 

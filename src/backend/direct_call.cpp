@@ -88,13 +88,16 @@ Borrowed held[kDirectTargets];
 int nheld = 0;
 
 /* The statistics entry whose direct_waiting this backend counts itself
- * in while it waits for a connection (-1: not waiting). */
+ * in while it waits for a connection (-1: not waiting), and our request
+ * slot, where the wait shows for longest_wait (shmem.h). */
 int waiting_in = -1;
+RequestSlot *waiting_slot = nullptr;
 
 void stop_waiting(void)
 {
     if (waiting_in >= 0) {
         pg_atomic_fetch_sub_u32(&pool_stat(waiting_in)->direct_waiting, 1);
+        pg_atomic_write_u32(&waiting_slot->direct_wait_stat, 0);
         ConditionVariableCancelSleep();
     }
     waiting_in = -1;
@@ -340,14 +343,20 @@ int borrow_or_wait(const CallRequest *req, Borrowed &b, const char *key, uint32 
             return entry;
         }
         if (waiting_in < 0) {
+            TimestampTz now = GetCurrentTimestamp();
             if (guc_pool_wait_timeout_ms > 0)
-                give_up = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), guc_pool_wait_timeout_ms);
+                give_up = TimestampTzPlusMilliseconds(now, guc_pool_wait_timeout_ms);
             /* on the channel's list first, then look again: a connection
              * given back before we were on it signalled someone else.
-             * Shown in pg_stat_bgw_proxy.calls_waiting (taken off by
-             * stop_waiting, also on the error and exit paths). */
+             * Shown in pg_stat_bgw_proxy.calls_waiting and longest_wait
+             * (taken off by stop_waiting, also on the error and exit
+             * paths). */
+            waiting_slot = request_slot(call_slot_index());
             lend_channel_note_waiter(hash);
             ConditionVariablePrepareToSleep(channel);
+            pg_atomic_write_u64(&waiting_slot->direct_wait_since, uint64(now));
+            pg_write_barrier();
+            pg_atomic_write_u32(&waiting_slot->direct_wait_stat, uint32(b.stat + 1));
             waiting_in = b.stat;
             pg_atomic_fetch_add_u32(&pool_stat(waiting_in)->direct_waiting, 1);
             continue;

@@ -391,6 +391,25 @@ void pool_stat_row(const PoolStatCopy &c, TimestampTz now, Datum *values, bool *
     Assert(k == kPoolStatCols);
 }
 
+/* When the longest direct call waiting for a connection of each
+ * statistics entry started (0: none waits), from the backends' request
+ * slots (shmem.h). */
+TimestampTz *direct_wait_starts(void)
+{
+    auto *since = (TimestampTz *) palloc0(sizeof(TimestampTz) * (proxy_shared->npool_stats + 1));
+    for (int i = 0; i < proxy_shared->nslots; i++) {
+        RequestSlot *s = request_slot(i);
+        uint32 stat = pg_atomic_read_u32(&s->direct_wait_stat);
+        if (stat == 0 || int(stat) > proxy_shared->npool_stats)
+            continue;
+        pg_read_barrier();
+        TimestampTz t = TimestampTz(pg_atomic_read_u64(&s->direct_wait_since));
+        if (since[stat - 1] == 0 || t < since[stat - 1])
+            since[stat - 1] = t;
+    }
+    return since;
+}
+
 } // namespace
 
 /* One row per tracked pool, the entries of every worker serving it added
@@ -405,6 +424,7 @@ Datum pg_stat_bgw_proxy_1_1(PG_FUNCTION_ARGS)
     bool see_all = has_privs_of_role(me, ROLE_PG_READ_ALL_STATS);
     TimestampTz now = GetCurrentTimestamp();
     auto *copies = (PoolStatCopy *) palloc(sizeof(PoolStatCopy) * (proxy_shared->npool_stats + 1));
+    TimestampTz *direct_since = direct_wait_starts();
     int n = 0;
     for (int i = 0; i < proxy_shared->npool_stats; i++) {
         PoolStatCopy &c = copies[n];
@@ -414,6 +434,8 @@ Datum pg_stat_bgw_proxy_1_1(PG_FUNCTION_ARGS)
             count_borrowed(c.gauges[1], c.gauges[2], c.gauges[4],
                            borrowed_connections(i / pool_stats_per_worker(), key_hash));
         c.gauges[5] += pg_atomic_read_u32(&pool_stat(i)->direct_waiting);
+        if (direct_since[i] != 0 && (c.wait_since == 0 || direct_since[i] < c.wait_since))
+            c.wait_since = direct_since[i];
         if (c.used && (see_all || has_privs_of_role(me, c.roleid)))
             n++;
     }

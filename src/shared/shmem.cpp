@@ -149,6 +149,8 @@ static void shmem_startup(void)
             pg_atomic_init_u64(&s->gate_cluster, 0);
             pg_atomic_init_u64(&s->gate_parts, 0);
             pg_atomic_init_u32(&s->gate_in, 0);
+            pg_atomic_init_u32(&s->direct_wait_stat, 0);
+            pg_atomic_init_u64(&s->direct_wait_since, 0);
         }
     }
     LWLockRelease(AddinShmemInitLock);

@@ -122,6 +122,15 @@ struct RequestSlot {
     pg_atomic_uint64 gate_cluster;
     pg_atomic_uint64 gate_parts;
     pg_atomic_uint32 gate_in;
+
+    /* A direct call of this backend waiting for a pooled connection
+     * (backend/direct_call.cpp), for pg_stat_bgw_proxy.longest_wait.
+     * Written by the owning backend only: since when it waits, then (after
+     * a write barrier) 1 + the pool's statistics entry; 0 again when it
+     * stops. Read by the view: the entry, a read barrier, then since (a
+     * wait that has just ended may still be seen). */
+    pg_atomic_uint32 direct_wait_stat;
+    pg_atomic_uint64 direct_wait_since; /* TimestampTz */
 };
 
 enum WorkerRunState : uint32 {

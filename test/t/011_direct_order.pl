@@ -26,7 +26,9 @@
 # Then all again with every pool waiting on one channel
 # (bgw_proxy.debug_wait_channels = 1): a wake-up that went to another
 # pool's waiter used to leave the pool's own waiters asleep past
-# pool_wait_timeout.
+# pool_wait_timeout. Last, a direct call waiting for a connection shows
+# in pg_stat_bgw_proxy's calls_waiting and longest_wait (the holder's
+# remote statement runs until the test lets it end: no timing).
 use strict;
 use warnings;
 
@@ -44,6 +46,16 @@ $remote->start;
 $remote->safe_psql('postgres', q{
 CREATE FUNCTION part_of(s float8) RETURNS int LANGUAGE sql
     AS $$ SELECT substr(current_setting('application_name'), 4)::int FROM pg_sleep(s) $$;
+-- runs until the test sets ctl.go (each loop reads it afresh)
+CREATE TABLE ctl (go bool NOT NULL);
+INSERT INTO ctl VALUES (true);
+CREATE FUNCTION hold() RETURNS int LANGUAGE plpgsql AS $$
+BEGIN
+    WHILE NOT (SELECT go FROM ctl) LOOP
+        PERFORM pg_sleep(0.01);
+    END LOOP;
+    RETURN 1;
+END $$;
 });
 
 my $proxy = PostgreSQL::Test::Cluster->new('proxy11');
@@ -63,6 +75,8 @@ CREATE SERVER rev FOREIGN DATA WRAPPER bgw_proxy OPTIONS (p0 $conn[3], p1 $conn[
 CREATE FUNCTION ident(c text) RETURNS text LANGUAGE sql AS 'SELECT c';
 CREATE FUNCTION part_of(c text, s float8) RETURNS SETOF int
     AS \$\$ CLUSTER ident(c); RUN ON ALL; SELECT part_of(s); \$\$ LANGUAGE bgw_proxy;
+CREATE FUNCTION hold() RETURNS int
+    AS \$\$ CLUSTER 'fwd'; RUN ON 0; \$\$ LANGUAGE bgw_proxy;
 -- a wrong answer is a plain error: it aborts the pgbench client
 CREATE FUNCTION check_all(c text) RETURNS int LANGUAGE plpgsql AS \$\$
 DECLARE got int[] := ARRAY(SELECT part_of(c, 0.002));
@@ -135,5 +149,43 @@ $remote->poll_query_until('postgres',
 	"SELECT count(*) = 0 FROM pg_stat_activity WHERE application_name LIKE 'ord_'")
   or die "the old proxy's connections did not end";
 run_workload('all pools on one channel');
+
+# A direct call waiting for the pool's one connection shows in
+# pg_stat_bgw_proxy: calls_waiting and longest_wait (which counted only
+# the calls queued at a worker before).
+is($proxy->safe_psql('postgres', 'SELECT hold() + hold()'), '2', 'hold() works, direct from its second call');
+$remote->safe_psql('postgres', 'UPDATE ctl SET go = false');
+my $waits_sql = q{SELECT calls_waiting, longest_wait > 0 FROM pg_stat_bgw_proxy
+    WHERE cluster = 'fwd' AND partition = 0};
+my $submitted_before = $proxy->safe_psql('postgres', $submitted_sql);
+my @sessions;
+for my $who ('holder', 'waiter')
+{
+	my $h = { out => '', err => '' };
+	$h->{run} = IPC::Run::start(
+		[
+			'psql', '-XAtq', '-h', $proxy->host, '-p', $proxy->port, '-d', 'postgres',
+			'-c', "SET bgw_proxy.pool_wait_timeout = '10min'", '-c', 'SELECT hold()'
+		],
+		'<', \undef, '>', \$h->{out}, '2>', \$h->{err}, IPC::Run::timeout(300));
+	push @sessions, $h;
+	if ($who eq 'holder')
+	{
+		$remote->poll_query_until('postgres',
+			"SELECT count(*) = 1 FROM pg_stat_activity WHERE application_name = 'ord0' AND state = 'active'")
+		  or die 'the holder\'s call did not reach the remote';
+	}
+}
+ok($proxy->poll_query_until('postgres', $waits_sql, "1|t"),
+	'a direct call waiting for the connection: calls_waiting 1, longest_wait > 0')
+  or diag($proxy->safe_psql('postgres', $waits_sql));
+is($proxy->safe_psql('postgres', $submitted_sql), $submitted_before, 'both calls are direct: none went to the worker');
+$remote->safe_psql('postgres', 'UPDATE ctl SET go = true');
+for my $h (@sessions)
+{
+	$h->{run}->finish;
+	is($h->{out}, "1\n", 'the held call and the waiting one both got their answer') or diag($h->{err});
+}
+is($proxy->safe_psql('postgres', $waits_sql), '0|f', 'no call waits any more');
 
 done_testing();
