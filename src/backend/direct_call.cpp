@@ -186,6 +186,22 @@ void give_back(Borrowed &b, bool idle)
     }
 }
 
+/* One of our socket copies per call, in turn, closed if its connection
+ * is gone (the entry's generation moved on: lend_table.h). Otherwise a
+ * copy lives until we borrow that entry again, and the socket of a
+ * connection the worker closed stays open (CLOSE_WAIT) in every backend
+ * that once borrowed it. */
+void close_stale_copy(void)
+{
+    static int next = 0;
+    if (next >= lend_table_capacity())
+        next = 0;
+    const CopiedSocket &c = copies[next];
+    if (c.fd >= 0 && lend_generation(pg_atomic_read_u64(&lend_entry(next)->word)) != c.generation)
+        forget_copy(next);
+    next++;
+}
+
 /* Our copy of entry i's socket (and its wait set), made if needed; -1 if
  * it cannot be had. */
 int socket_copy(int i, const LendEntry *e, uint64 generation)
@@ -1038,6 +1054,7 @@ bool direct_call_run(const CallRequest *req, const ResultSink *sink)
     for (int i = 0; i < n; i++)
         receive(req, sink, held[i], deadline, i == 0);
     nheld = 0;
+    close_stale_copy();
     return true;
 }
 

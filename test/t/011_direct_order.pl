@@ -28,7 +28,9 @@
 # pool's waiter used to leave the pool's own waiters asleep past
 # pool_wait_timeout. Last, a direct call waiting for a connection shows
 # in pg_stat_bgw_proxy's calls_waiting and longest_wait (the holder's
-# remote statement runs until the test lets it end: no timing).
+# remote statement runs until the test lets it end: no timing); and a
+# session closes its copies of the sockets of connections the workers
+# closed.
 use strict;
 use warnings;
 
@@ -77,6 +79,8 @@ CREATE FUNCTION part_of(c text, s float8) RETURNS SETOF int
     AS \$\$ CLUSTER ident(c); RUN ON ALL; SELECT part_of(s); \$\$ LANGUAGE bgw_proxy;
 CREATE FUNCTION hold() RETURNS int
     AS \$\$ CLUSTER 'fwd'; RUN ON 0; \$\$ LANGUAGE bgw_proxy;
+CREATE FUNCTION one() RETURNS int
+    AS \$\$ CLUSTER 'fwd'; RUN ON 1; SELECT 1; \$\$ LANGUAGE bgw_proxy;
 -- a wrong answer is a plain error: it aborts the pgbench client
 CREATE FUNCTION check_all(c text) RETURNS int LANGUAGE plpgsql AS \$\$
 DECLARE got int[] := ARRAY(SELECT part_of(c, 0.002));
@@ -187,5 +191,33 @@ for my $h (@sessions)
 	is($h->{out}, "1\n", 'the held call and the waiting one both got their answer') or diag($h->{err});
 }
 is($proxy->safe_psql('postgres', $waits_sql), '0|f', 'no call waits any more');
+
+# A backend's copies of the workers' sockets do not outlive their
+# connections: after the workers closed theirs, a backend that borrowed
+# them closes its copies as it goes on making calls (one checked per
+# call), instead of keeping them open until it borrows the same entry
+# again. Counted: the session's sockets (its client's, and its copies).
+sub sockets_of
+{
+	my ($pid) = @_;
+	opendir(my $d, "/proc/$pid/fd") or die "cannot read /proc/$pid/fd: $!";
+	my $n = grep { (readlink("/proc/$pid/fd/$_") // '') =~ /^socket:/ } readdir $d;
+	closedir $d;
+	return $n;
+}
+
+my $session = $proxy->background_psql('postgres');
+my $session_pid = $session->query_safe('SELECT pg_backend_pid()');
+$session->query_safe("SELECT check_all('fwd') + check_all('fwd')");
+is(sockets_of($session_pid), 5, 'a session that called every partition: its client socket and 4 copies');
+$proxy->safe_psql('postgres', 'SELECT bgw_proxy_disconnect_idle()');
+ok( $remote->poll_query_until('postgres',
+		"SELECT count(*) = 0 FROM pg_stat_activity WHERE application_name LIKE 'ord_'"),
+	'the workers closed their connections');
+is($session->query_safe('SELECT count(one()) FROM generate_series(1, 600)'), '600',
+	'then 600 calls on one partition');
+is(sockets_of($session_pid), 2,
+	'the session closed its copies of the closed connections (left: its client, the one in use)');
+$session->quit;
 
 done_testing();
