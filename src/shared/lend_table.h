@@ -8,8 +8,8 @@
  * pool key (common/pool_key.hpp), borrows it, copies the worker's socket
  * into its own process once (pidfd_getfd; kept for as long as the entry
  * holds the same connection: the backend closes a copy whose entry's
- * generation moved on, checking one per call), runs the statement itself and gives the
- * connection back, ready for the next query. Nothing wakes the
+ * generation moved on, checking one per call), runs the statement itself
+ * and gives the connection back, ready for the next query. Nothing wakes the
  * worker on the way: it takes a connection back only when it needs it (a
  * job of its own, an expiry, a retirement).
  *
