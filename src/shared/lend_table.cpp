@@ -34,10 +34,18 @@ constexpr uint64 kNoPool = 0, kSeveralPools = ~uint64(0);
 uint64 pool_mark(uint64 key_hash) { return key_hash == kNoPool || key_hash == kSeveralPools ? 1 : key_hash; }
 
 /* after the channels' pools */
-ConditionVariable *channels(void) { return reinterpret_cast<ConditionVariable *>(channel_pools() + proxy_shared->nwait_channels); }
+ConditionVariable *channels(void)
+{
+    return reinterpret_cast<ConditionVariable *>(channel_pools() + proxy_shared->nwait_channels);
+}
 
 /* after the channels, one per worker */
-pg_atomic_uint32 *high_water(void) { return reinterpret_cast<pg_atomic_uint32 *>(channels() + proxy_shared->nwait_channels); }
+pg_atomic_uint32 *high_water(void)
+{
+    return reinterpret_cast<pg_atomic_uint32 *>(channels() + proxy_shared->nwait_channels);
+}
+
+int channel_of(uint64 key_hash) { return int(key_hash % uint64(proxy_shared->nwait_channels)); }
 
 } // namespace
 
@@ -57,11 +65,11 @@ void lend_verdict_set(uint64 statement_hash, bool binary)
     pg_atomic_write_u64(&verdicts()[statement_hash % kVerdicts], v);
 }
 
-ConditionVariable *lend_channel(uint64 key_hash) { return &channels()[key_hash % uint64(proxy_shared->nwait_channels)]; }
+ConditionVariable *lend_channel(uint64 key_hash) { return &channels()[channel_of(key_hash)]; }
 
 void lend_channel_note_waiter(uint64 key_hash)
 {
-    pg_atomic_uint64 *pools = &channel_pools()[key_hash % uint64(proxy_shared->nwait_channels)];
+    pg_atomic_uint64 *pools = &channel_pools()[channel_of(key_hash)];
     uint64 mark = pool_mark(key_hash);
     uint64 seen = pg_atomic_read_u64(pools);
     if (seen == mark || seen == kSeveralPools)
@@ -78,7 +86,7 @@ void lend_channel_signal(uint64 key_hash)
     ConditionVariableSignal(cv);
     /* after the signal's spinlock: a waiter of another pool that was on
      * the list then had marked the channel before it joined */
-    if (pg_atomic_read_u64(&channel_pools()[key_hash % uint64(proxy_shared->nwait_channels)]) == kSeveralPools)
+    if (pg_atomic_read_u64(&channel_pools()[channel_of(key_hash)]) == kSeveralPools)
         ConditionVariableBroadcast(cv);
 }
 
