@@ -248,11 +248,17 @@ int socket_copy(int i, const LendEntry *e, uint64 generation)
 }
 
 /* An idle connection has nothing to say: data or EOF means the remote
- * ended the session (idle_session_timeout, a restart). */
+ * ended the session (idle_session_timeout, a restart). A signal (a
+ * timeout's, a latch's) may interrupt even a poll that does not wait: that
+ * says nothing of the connection, which was then closed for no reason. */
 bool quiet(int fd)
 {
     struct pollfd p = {fd, POLLIN, 0};
-    return poll(&p, 1, 0) == 0;
+    int n;
+    do
+        n = poll(&p, 1, 0);
+    while (n < 0 && errno == EINTR);
+    return n == 0;
 }
 
 /* Each entry a worker may have parked a connection in (below its region's

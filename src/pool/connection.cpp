@@ -625,8 +625,11 @@ bool Connection::fit_for_reuse()
     pfd.fd = PQsocket(pg_);
     pfd.events = POLLIN;
     pfd.revents = 0;
-    int n = poll(&pfd, 1, 0);
-    return n == 0 || (n < 0 && errno == EINTR);
+    int n;
+    do /* a signal says nothing of the connection: ask again */
+        n = poll(&pfd, 1, 0);
+    while (n < 0 && errno == EINTR);
+    return n == 0;
 }
 
 void Connection::disown_socket() noexcept
