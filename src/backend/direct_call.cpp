@@ -249,8 +249,8 @@ int socket_copy(int i, const LendEntry *e, uint64 generation)
 
 /* An idle connection has nothing to say: data or EOF means the remote
  * ended the session (idle_session_timeout, a restart). A signal (a
- * timeout's, a latch's) may interrupt even a poll that does not wait: that
- * says nothing of the connection, which was then closed for no reason. */
+ * timeout's, a latch's) may interrupt even a poll that does not wait; that
+ * says nothing of the connection: ask again. */
 bool quiet(int fd)
 {
     struct pollfd p = {fd, POLLIN, 0};
