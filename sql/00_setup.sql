@@ -2,6 +2,17 @@
 -- same instance, reached by the workers through PGHOST/PGPORT.
 CREATE EXTENSION bgw_proxy;
 SELECT lanname, lanpltrusted FROM pg_language WHERE lanname = 'bgw_proxy';
+-- the workers start with the server: wait (up to 10 s) until each runs
+DO $$
+BEGIN
+    FOR i IN 1..200 LOOP
+        PERFORM pg_stat_clear_snapshot();
+        EXIT WHEN (SELECT count(pid) = count(*) FROM pg_stat_bgw_proxy_workers)
+              AND (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'bgw_proxy worker')
+                  = (SELECT count(*) FROM pg_stat_bgw_proxy_workers);
+        PERFORM pg_sleep(0.05);
+    END LOOP;
+END $$;
 SELECT count(*) AS workers, count(pid) AS running FROM pg_stat_bgw_proxy_workers;
 -- the settings, with the context that says when a change takes effect
 SELECT name, setting, unit, context FROM pg_settings WHERE name LIKE 'bgw_proxy.%' ORDER BY name;

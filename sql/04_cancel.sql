@@ -5,12 +5,14 @@ SET statement_timeout = '300ms';
 SELECT nap(30);
 RESET statement_timeout;
 -- the remote statement was cancelled: nothing of ours is still active there
--- (poll: the cancel request travels asynchronously)
+-- (poll: the cancel request travels asynchronously; pg_stat_activity is
+-- read once per transaction unless its snapshot is cleared)
 DO $$
 BEGIN
     FOR i IN 1..100 LOOP
-        EXIT WHEN NOT EXISTS (SELECT 1 FROM pg_stat_activity WHERE datname = 'bgw_remote'
-                              AND query LIKE '%nap(%' AND state = 'active');
+        PERFORM pg_stat_clear_snapshot();
+        EXIT WHEN NOT EXISTS (SELECT 1 FROM pg_stat_activity WHERE application_name = 'nap_probe'
+                              AND state = 'active');
         PERFORM pg_sleep(0.1);
     END LOOP;
 END $$;

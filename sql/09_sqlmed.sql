@@ -98,13 +98,13 @@ SELECT count(*) AS rows FROM twins_all();
 SELECT count(*) AS twin_connections FROM pg_stat_activity WHERE application_name = 'twins';
 -- connection_lifetime retires a pooled connection (staggered by up to 10%)
 CREATE SERVER shortlived FOREIGN DATA WRAPPER bgw_proxy OPTIONS (
-    connection_lifetime '1', p0 'dbname=bgw_part0 application_name=shortlived');
+    connection_lifetime '5', p0 'dbname=bgw_part0 application_name=shortlived');
 CREATE FUNCTION shortlived_call() RETURNS int AS $$ CLUSTER 'shortlived'; SELECT whoami(); $$ LANGUAGE bgw_proxy;
 SELECT shortlived_call();
 SELECT sum(connects) AS connects_before FROM pg_stat_bgw_proxy_workers \gset
 SELECT shortlived_call();
 SELECT sum(connects) - :connects_before AS reconnects_while_young FROM pg_stat_bgw_proxy_workers;
--- wait for the worker to close it once its lifetime (1 s, +-10%) is over
+-- wait for the worker to close it once its lifetime (5 s, +-10%) is over
 SELECT wait_for($$SELECT disconnects > 0 FROM pg_stat_bgw_proxy WHERE cluster = 'shortlived'$$) AS retired;
 SELECT shortlived_call();
 SELECT sum(connects) - :connects_before AS reconnects_after_lifetime FROM pg_stat_bgw_proxy_workers;

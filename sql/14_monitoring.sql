@@ -187,7 +187,7 @@ SELECT sum(disconnects) AS disconnects FROM pg_stat_bgw_proxy WHERE cluster = 'm
 
 -- connects and disconnects: a connection past its lifetime is closed when idle
 CREATE SERVER mon_short FOREIGN DATA WRAPPER bgw_proxy OPTIONS (
-    p0 'dbname=bgw_part0 application_name=mon_short', connection_lifetime '3');
+    p0 'dbname=bgw_part0 application_name=mon_short', connection_lifetime '5');
 CREATE FUNCTION mon_short() RETURNS int
     AS $$ CLUSTER 'mon_short'; RUN ON 0; SELECT whoami(); $$ LANGUAGE bgw_proxy;
 SELECT mon_short();
@@ -217,6 +217,8 @@ SELECT wait_for($$SELECT calls_waiting > 0 AND longest_wait > 100 FROM pg_stat_b
     AS waiter_waiting;
 SELECT conns_open, conns_active, calls_waiting, longest_wait > 100 AS waited_a_while
 FROM pg_stat_bgw_proxy WHERE cluster = 'mon_one';
+SELECT wait_for($$SELECT count(*) = 2 FROM pg_stat_activity WHERE application_name IN ('mon_holder', 'mon_waiter')
+    AND wait_event_type = 'Extension'$$) AS both_wait;
 SELECT application_name, wait_event_type, wait_event FROM pg_stat_activity
 WHERE application_name IN ('mon_holder', 'mon_waiter') ORDER BY application_name;
 SELECT dblink_exec('locker', 'DO $d$ BEGIN PERFORM pg_advisory_unlock(4242); END $d$');

@@ -264,19 +264,21 @@ bool step_call(Call &c)
         return true;
     }
 
-    bool was_full = !c.tasks.empty() && !c.tasks.front()->can_accept();
-    flush_outbox(c);
-    if (was_full && c.tasks.front()->can_accept())
-        for (auto &t : c.tasks)
-            if (t->job)
-                self->pool.resume(t->job);
-
+    /* the call's end is accounted before its last messages go out: a
+     * backend raises a target's Error as soon as it reads it, and its
+     * session must see the counters and gauges of the ended call */
     if (c.phase == Phase::Running) {
         for (auto &t : c.tasks)
             if (t->route && !t->finished && !t->job)
                 place_on_node(*t);
         finish_if_all_done(c);
     }
+    bool was_full = !c.tasks.empty() && !c.tasks.front()->can_accept();
+    flush_outbox(c);
+    if (was_full && c.tasks.front()->can_accept())
+        for (auto &t : c.tasks)
+            if (t->job)
+                self->pool.resume(t->job);
     if (c.phase == Phase::Finishing && c.outbox.empty() && !c.abandoned) {
         release_slot(c);
         return true;

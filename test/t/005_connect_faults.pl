@@ -45,13 +45,13 @@
 #              the next call succeeds.
 #  4 timeout   partition at a local TCP listener that never accepts and never
 #              answers (the kernel completes the handshake; libpq waits for
-#              the server's first byte forever), cluster connect_timeout '5'
+#              the server's first byte forever), cluster connect_timeout '15'
 #              (seconds, README). While that call is pending (the pool shows
 #              a connecting connection), a call to a healthy cluster served
 #              by the same worker (the only one) completes, and at that
 #              moment the slow call is still waiting: the worker did not
 #              block. The slow call then fails with 08001, DETAIL
-#              "connect_timeout expired", after at least ~5 s. The listener
+#              "connect_timeout expired", after at least ~15 s. The listener
 #              received exactly one connection, and its socket was closed
 #              by the worker (EOF): no attempt repeated, no socket leaked.
 #              Then a caller gives up first (statement_timeout 1 s): it
@@ -175,7 +175,9 @@ my %conn = (
 	healthy => remote_conn('healthy', 'postgres'),
 	dns     => "host=$badhost port=5432 dbname=postgres application_name=bgwproxy_dns",
 	shut    => remote_conn('shut', 'postgres'));
-my %connect_timeout = (slow => 5);
+# slow: long enough that the checks made while its connect hangs (a healthy
+# call, a look at pg_stat_activity) fit in it on a loaded machine
+my %connect_timeout = (slow => 15);
 
 $proxy->safe_psql('postgres', 'CREATE EXTENSION bgw_proxy');
 for my $s (sort keys %conn)
@@ -196,6 +198,9 @@ CREATE FUNCTION who_pw() RETURNS text
     AS $$ CLUSTER 'c_pw'; RUN ON 0; SELECT current_user::text; $$ LANGUAGE bgw_proxy;
 CREATE FUNCTION nap_shut(s float8) RETURNS int
     AS $$ CLUSTER 'c_shut'; RUN ON 0; SELECT 1 FROM pg_sleep($1); $$ LANGUAGE bgw_proxy;
+-- waits on the remote until the test lets go of advisory lock 5 there
+CREATE FUNCTION gate_shut() RETURNS int
+    AS $$ CLUSTER 'c_shut'; RUN ON 0; SELECT 1 FROM pg_advisory_xact_lock_shared(5); $$ LANGUAGE bgw_proxy;
 });
 
 # ---------------------------------------------------------------- helpers
@@ -325,7 +330,7 @@ ok(poll_until($proxy, 'SELECT count(pid) FROM pg_stat_bgw_proxy_workers', '1'),
 		  run_sql($proxy, 'tap_refused', ["SELECT ping_refused($i)"]);
 		check_connect_error("refused call $i", $rc, $err, 'ping_refused', 'postgres',
 			qr/Connection refused/);
-		cmp_ok($secs, '<', 10,
+		cmp_ok($secs, '<', 20,
 			sprintf('refused call %d: failed fast (%.2fs; connect_timeout is 30s)', $i, $secs));
 	}
 	is(pool_row('refused'), "$ncalls|$ncalls|0",
@@ -484,7 +489,7 @@ SKIP:
 		my ($rc, $out, $err, $secs) = run_sql($proxy, 'tap_dns', ["SELECT ping_dns($i)"]);
 		check_connect_error("dns call $i", $rc, $err, 'ping_dns', 'postgres',
 			qr/could not translate host name "\Q$badhost\E" to address/);
-		cmp_ok($secs, '<', 10,
+		cmp_ok($secs, '<', 20,
 			sprintf('dns call %d: failed fast (%.2fs; connect_timeout is 30s)', $i, $secs));
 	}
 	is(pool_row('dns'), "$ncalls|$ncalls|0",
@@ -526,8 +531,25 @@ SKIP:
 	}
 	ok($seen, "shut: control: a killed client leaves \"unexpected EOF\" in the remote's log");
 
-	# three idle connections in the scenario's pool
-	my @h = map { start_call($proxy, "tap_shut_$_", ['SELECT nap_shut(1)']) } 1 .. 3;
+	# three idle connections in the scenario's pool: three calls held on the
+	# remote at once (behind an advisory lock a session of the test holds)
+	my $gate = start_call($remote, 'tap_shut_gate', [ 'SELECT pg_advisory_lock(5)', 'SELECT pg_sleep(3600)' ]);
+	ok( poll_until(
+			$remote,
+			"SELECT count(*) FROM pg_stat_activity WHERE application_name = 'tap_shut_gate' "
+			  . "AND wait_event = 'PgSleep'",
+			'1'),
+		'shut: the test holds the gate');
+	my @h = map { start_call($proxy, "tap_shut_$_", ['SELECT gate_shut()']) } 1 .. 3;
+	ok( poll_until(
+			$remote,
+			"SELECT count(*) FROM pg_stat_activity WHERE application_name = 'bgwproxy_shut' "
+			  . "AND wait_event = 'advisory'",
+			'3'),
+		'shut: three calls wait at the gate, each on its own connection');
+	$remote->safe_psql('postgres',
+		"SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE application_name = 'tap_shut_gate'");
+	finish_call($gate);
 	for my $i (0 .. 2)
 	{
 		my ($rc, $out, $err) = finish_call($h[$i]);

@@ -77,10 +77,12 @@ for my $i (1 .. $callers)
 
 my $waiting = poll_until('SELECT depth FROM pg_stat_bgw_proxy_queue', "$callers");
 ok($waiting, "all $callers calls are queued (depth $callers)");
-is( $proxy->safe_psql('postgres',
+# (polled: a caller takes a moment between queueing and sleeping, and
+# looks at its worker once a second)
+ok( poll_until(
 		"SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE 'waiter_%' "
-		  . "AND wait_event_type = 'Extension' AND state = 'active'"),
-	"$callers",
+		  . "AND wait_event_type = 'Extension' AND state = 'active'",
+		"$callers"),
 	'every caller waits with wait_event_type Extension');
 usleep(500_000);
 is($proxy->safe_psql('postgres', 'SELECT depth FROM pg_stat_bgw_proxy_queue'),

@@ -1,10 +1,13 @@
 # 007_worker_spread.pl — every worker serves every pool.
 #
 # One cluster, one role, 8 sessions calling at once (each call holds its
-# remote connection for 0.2 s, so the calls overlap whatever the machine's
-# speed): the pool's home worker takes calls while it has at most one, the
-# others go to the least loaded worker. Asserted: every call works, both
-# workers served calls of this one cluster, the partition never had more
+# remote connection for 0.2 s; the first ones wait at an advisory lock the
+# test holds until four of them wait there at once, so the calls overlap
+# whatever the machine's speed): the pool's home worker takes calls while
+# it has at most one, the others go to the least loaded worker. Asserted:
+# every call works, the partition's four connections (2 workers x 2) were
+# busy at once, both workers served calls of this one cluster, the
+# partition never had more
 # connections from the proxy than workers x max_pool_connections (sampled
 # while the calls run), the view shows one row for the pool with every call
 # counted, and nothing is left in flight.
@@ -15,13 +18,20 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 use IPC::Run;
+use File::Basename qw(dirname);
+use lib dirname(__FILE__) . '/../lib';
+use BgwPsql;
+
+$BgwPsql::poll_secs = 60;    # states reached on a busy 2-core machine
 
 my $remote = PostgreSQL::Test::Cluster->new('remote7');
 $remote->init;
 $remote->start;
 $remote->safe_psql('postgres', "CREATE DATABASE p0");
+# a call waits at advisory lock 7 while the test holds it (the gate below)
 $remote->safe_psql('p0',
-	"CREATE FUNCTION nap(s float8) RETURNS int LANGUAGE sql AS \$\$ SELECT 1 FROM pg_sleep(s) \$\$");
+	"CREATE FUNCTION nap(s float8) RETURNS int LANGUAGE sql "
+	  . "AS \$\$ SELECT pg_advisory_xact_lock_shared(7); SELECT 1 FROM pg_sleep(s) \$\$");
 
 my $proxy = PostgreSQL::Test::Cluster->new('proxy7');
 $proxy->init;
@@ -65,6 +75,14 @@ my $sampler = IPC::Run::start(
 	[ 'psql', '-X', '-d', $remote->connstr('postgres'), '-c', $sampler_sql ],
 	'>', \$sout, '2>', \$serr, IPC::Run::timeout(60));
 
+# the gate: a session of the test holds advisory lock 7 on the partition
+my $gate = IPC::Run::start(
+	[ 'psql', '-X', '-d', $remote->connstr('p0') . ' application_name=spread_gate',
+	  '-c', 'SELECT pg_advisory_lock(7)', '-c', 'SELECT pg_sleep(3600)' ],
+	'>', \my $go, '2>', \my $ge, IPC::Run::timeout(120));
+ok(poll_until($remote, "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'spread_gate' "
+		  . "AND wait_event = 'PgSleep'", '1'), 'the test holds the gate');
+
 my $sessions = 8;
 my $calls = 5;
 my @runs;
@@ -78,6 +96,12 @@ for my $i (1 .. $sessions)
 		'>', \$out, '2>', \$err, IPC::Run::timeout(60));
 	push @runs, [ $h, \$out, \$err ];
 }
+# the partition's four connections (2 workers x 2) all wait at the gate at
+# once: a worker holds at most two, so both workers serve the cluster
+ok(poll_until($remote, "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'spread' "
+		  . "AND wait_event = 'advisory'", '4'), 'four calls wait at the gate at once, on four connections');
+$remote->safe_psql('p0', "SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE application_name = 'spread_gate'");
+eval { $gate->finish; };
 my $ok = 0;
 for my $r (@runs)
 {
@@ -98,7 +122,7 @@ $stopper->finish;
 my ($peak) = $serr =~ /peak (\d+)/;
 ok(defined $peak, 'the sampler ran') or diag($serr);
 cmp_ok($peak // 99, '<=', 4, 'the partition had at most workers x max_pool_connections connections');
-cmp_ok($peak // 0, '>=', 2, 'the calls ran on more than one connection at once');
+cmp_ok($peak // 0, '>=', 2, 'the sampler saw calls on more than one connection at once');
 
 my @after = split /,/, $proxy->safe_psql('postgres', $served_sql);
 my @delta = map { $after[$_] - $before[$_] } 0 .. $#after;

@@ -19,7 +19,7 @@
 #     waiting;
 #   - pgbench exited 0: no client aborted, no failed transaction;
 #   - the longest call took less than the pause (pause called to resume
-#     returned) + 1 s;
+#     returned) + 10 s (a call the resume did not release);
 #   - no write reached the old part1 after the pause (the trigger's count is
 #     0; a direct insert afterwards shows the trigger counts);
 #   - the calls went on after the resume, on the new instance; the old
@@ -216,7 +216,10 @@ for my $log (glob("$dir/move.*"))
 	}
 }
 is($logged, $clients * $per_client, 'every transaction is in the logs');
-cmp_ok($longest / 1e6, '<', $pause_secs + 1, sprintf('the longest call (%.3f s) < the pause (%.3f s) + 1 s',
+# A call waits out the pause, then for a new connection (the resume
+# retires the old ones): seconds on a loaded machine. The bound is there to
+# catch a call the resume did not release, not to time the machine.
+cmp_ok($longest / 1e6, '<', $pause_secs + 10, sprintf('the longest call (%.3f s) < the pause (%.3f s) + 10 s',
 		$longest / 1e6, $pause_secs));
 
 is($old->safe_psql('part1', 'SELECT late_writes FROM guard'), '0', 'no write reached the old partition after the pause');
