@@ -122,40 +122,99 @@ void forget_copy(int entry)
 
 void count_call(const Borrowed &b, const RemoteMessage *error, bool cancelled = false);
 
+/* A remote statement to cancel: its session's socket and cancel key. */
+struct CancelTarget {
+    int fd;
+    uint32 pid, key;
+};
+
 /*
- * Ending a remote session ourselves, when no worker will: we exit in the
- * middle of a statement, or the worker that lent the connection is gone.
- * The statement (if one may run) gets a CancelRequest we send to the
- * address our socket is connected to, bounded by a second; the session a
- * Terminate message, as libpq's PQfinish would send. Never raises.
+ * CancelRequests to several remote sessions' statements at once, each sent
+ * to the address its session's socket is connected to, and a second in
+ * all to see them handled (the postmaster closes a request's connection
+ * once it acted): a backend ending calls to frozen partitions waits one
+ * second, not one per partition. Never raises.
+ */
+void send_cancels(const CancelTarget *t, int n)
+{
+    struct pollfd pfd[kDirectTargets];
+    bool sent[kDirectTargets];
+    int pending = 0;
+    n = Min(n, kDirectTargets);
+    for (int i = 0; i < n; i++) {
+        pfd[i] = {-1, 0, 0};
+        sent[i] = false;
+        sockaddr_storage peer;
+        socklen_t len = sizeof(peer);
+        if (getpeername(t[i].fd, reinterpret_cast<sockaddr *>(&peer), &len) != 0)
+            continue;
+        int s = socket(peer.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+        if (s < 0)
+            continue;
+        if (connect(s, reinterpret_cast<sockaddr *>(&peer), len) != 0 && errno != EINPROGRESS) {
+            close(s);
+            continue;
+        }
+        pfd[i] = {s, POLLOUT, 0};
+        pending++;
+    }
+    TimestampTz deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), 1000);
+    while (pending > 0) {
+        long left = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), deadline);
+        if (left <= 0)
+            break;
+        int r = poll(pfd, nfds_t(n), int(left));
+        if (r < 0 && errno != EINTR)
+            break;
+        for (int i = 0; r > 0 && i < n; i++) {
+            if (pfd[i].fd < 0 || pfd[i].revents == 0)
+                continue;
+            if (!sent[i]) {
+                /* connected (or failed): the request fits any socket buffer */
+                int err = 0;
+                socklen_t l = sizeof(err);
+                char request[16];
+                pgwire::put_u32(request, 16);
+                pgwire::put_u32(request + 4, 80877102); /* the protocol's cancel request code */
+                pgwire::put_u32(request + 8, t[i].pid);
+                pgwire::put_u32(request + 12, t[i].key);
+                if (getsockopt(pfd[i].fd, SOL_SOCKET, SO_ERROR, &err, &l) == 0 && err == 0 &&
+                    send(pfd[i].fd, request, sizeof(request), MSG_NOSIGNAL) == ssize_t(sizeof(request))) {
+                    sent[i] = true;
+                    pfd[i].events = POLLIN;
+                    continue;
+                }
+            }
+            /* closed by the postmaster (it acted), or the request failed */
+            close(pfd[i].fd);
+            pfd[i].fd = -1;
+            pending--;
+        }
+    }
+    for (int i = 0; i < n; i++)
+        if (pfd[i].fd >= 0)
+            close(pfd[i].fd);
+}
+
+/* A session's Terminate message, as libpq's PQfinish sends; never blocks. */
+void send_terminate(int fd)
+{
+    static const char terminate[5] = {'X', 0, 0, 0, 4};
+    (void) send(fd, terminate, sizeof(terminate), MSG_NOSIGNAL | MSG_DONTWAIT);
+}
+
+/*
+ * Ending a remote session ourselves, when no worker will: the worker that
+ * lent the connection is gone. The statement (if one may run) is cancelled
+ * (send_cancels), the session gets a Terminate. Never raises.
  */
 void end_remote_session(const Borrowed &b, int fd, bool statement_may_run)
 {
     if (statement_may_run && b.cancel_known) {
-        sockaddr_storage peer;
-        socklen_t len = sizeof(peer);
-        if (getpeername(fd, reinterpret_cast<sockaddr *>(&peer), &len) == 0) {
-            int s = socket(peer.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-            if (s >= 0) {
-                struct timeval second = {1, 0};
-                (void) setsockopt(s, SOL_SOCKET, SO_SNDTIMEO, &second, sizeof(second));
-                (void) setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &second, sizeof(second));
-                char request[16];
-                pgwire::put_u32(request, 16);
-                pgwire::put_u32(request + 4, 80877102); /* the protocol's cancel request code */
-                pgwire::put_u32(request + 8, b.cancel_pid);
-                pgwire::put_u32(request + 12, b.cancel_key);
-                if (connect(s, reinterpret_cast<sockaddr *>(&peer), len) == 0 &&
-                    send(s, request, sizeof(request), MSG_NOSIGNAL) == ssize_t(sizeof(request))) {
-                    char byte;
-                    (void) recv(s, &byte, 1, 0); /* the postmaster closes it once it acted */
-                }
-                close(s);
-            }
-        }
+        CancelTarget t = {fd, b.cancel_pid, b.cancel_key};
+        send_cancels(&t, 1);
     }
-    static const char terminate[5] = {'X', 0, 0, 0, 4};
-    (void) send(fd, terminate, sizeof(terminate), MSG_NOSIGNAL | MSG_DONTWAIT);
+    send_terminate(fd);
 }
 
 /* Give the borrowed connection back: idle (ready for the next query) or
@@ -919,6 +978,27 @@ void direct_call_abandon(void)
     if (!proxy_shared)
         return;
     stop_waiting();
+    /* exiting (a terminated session, a server shutting down, when the
+     * workers may be gone already): we end what we started, every
+     * target's statement cancelled at once */
+    CancelTarget ending[kDirectTargets];
+    bool over[kDirectTargets];
+    int nending = 0;
+    for (int i = 0; i < nheld; i++) {
+        Borrowed &b = held[i];
+        over[i] = true;
+        if (b.entry < 0 || !b.sending)
+            continue;
+        count_call(b, nullptr, true);
+        LendEntry *e = lend_entry(b.entry);
+        e->drain = drain_point(b, e, &over[i]);
+        if (proc_exit_inprogress && !over[i] && b.fd >= 0) {
+            if (b.cancel_known)
+                ending[nending++] = {b.fd, b.cancel_pid, b.cancel_key};
+            e->drain = false;
+        }
+    }
+    send_cancels(ending, nending);
     for (int i = 0; i < nheld; i++) {
         Borrowed &b = held[i];
         if (b.entry < 0)
@@ -927,18 +1007,11 @@ void direct_call_abandon(void)
             give_back(b, true); /* nothing went out: as it was borrowed */
             continue;
         }
-        count_call(b, nullptr, true);
-        LendEntry *e = lend_entry(b.entry);
-        bool over;
-        e->drain = drain_point(b, e, &over);
-        if (proc_exit_inprogress && !over && b.fd >= 0) {
-            /* exiting (a terminated session, a server shutting down, when
-             * the workers may be gone already): we end what we started */
-            end_remote_session(b, b.fd, true);
+        if (proc_exit_inprogress && !over[i] && b.fd >= 0) {
+            send_terminate(b.fd);
             b.fd = -1; /* done: give_back need not */
-            e->drain = false;
         }
-        give_back(b, over);
+        give_back(b, over[i]);
     }
     nheld = 0;
 }
