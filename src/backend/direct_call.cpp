@@ -137,63 +137,89 @@ struct CancelTarget {
  */
 void send_cancels(const CancelTarget *t, int n)
 {
-    struct pollfd pfd[kDirectTargets];
-    bool sent[kDirectTargets];
+    enum Step : uint8 { kEnded, kRetry, kConnecting, kSent };
+    struct pollfd pfd[kDirectTargets]; /* fd -1 while not polled */
+    int sock[kDirectTargets];
+    Step step[kDirectTargets];
+    sockaddr_storage peer[kDirectTargets];
+    socklen_t peer_len[kDirectTargets];
     int pending = 0;
     n = Min(n, kDirectTargets);
+
+    auto end = [&](int i) {
+        close(sock[i]);
+        pfd[i].fd = -1;
+        step[i] = kEnded;
+        pending--;
+    };
+    auto send_request = [&](int i) {
+        char request[16];
+        pgwire::put_u32(request, 16);
+        pgwire::put_u32(request + 4, 80877102); /* the protocol's cancel request code */
+        pgwire::put_u32(request + 8, t[i].pid);
+        pgwire::put_u32(request + 12, t[i].key);
+        /* a new connection's buffer takes it whole, or it failed */
+        if (send(sock[i], request, sizeof(request), MSG_NOSIGNAL) != ssize_t(sizeof(request)))
+            return end(i);
+        step[i] = kSent;
+        pfd[i] = {sock[i], POLLIN, 0};
+    };
+    auto connect_step = [&](int i) {
+        if (connect(sock[i], reinterpret_cast<sockaddr *>(&peer[i]), peer_len[i]) == 0)
+            return send_request(i);
+        if (errno == EINPROGRESS) {
+            step[i] = kConnecting;
+            pfd[i] = {sock[i], POLLOUT, 0};
+        } else if (errno == EAGAIN) {
+            step[i] = kRetry; /* a Unix socket's full backlog: try again shortly */
+            pfd[i].fd = -1;
+        } else {
+            end(i);
+        }
+    };
+
     for (int i = 0; i < n; i++) {
         pfd[i] = {-1, 0, 0};
-        sent[i] = false;
-        sockaddr_storage peer;
-        socklen_t len = sizeof(peer);
-        if (getpeername(t[i].fd, reinterpret_cast<sockaddr *>(&peer), &len) != 0)
+        step[i] = kEnded;
+        peer_len[i] = sizeof(peer[i]);
+        if (getpeername(t[i].fd, reinterpret_cast<sockaddr *>(&peer[i]), &peer_len[i]) != 0)
             continue;
-        int s = socket(peer.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-        if (s < 0)
+        sock[i] = socket(peer[i].ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+        if (sock[i] < 0)
             continue;
-        if (connect(s, reinterpret_cast<sockaddr *>(&peer), len) != 0 && errno != EINPROGRESS) {
-            close(s);
-            continue;
-        }
-        pfd[i] = {s, POLLOUT, 0};
         pending++;
+        connect_step(i);
     }
     TimestampTz deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), 1000);
     while (pending > 0) {
         long left = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), deadline);
         if (left <= 0)
             break;
-        int r = poll(pfd, nfds_t(n), int(left));
+        bool retrying = false;
+        for (int i = 0; i < n; i++)
+            retrying |= step[i] == kRetry;
+        int r = poll(pfd, nfds_t(n), int(retrying ? Min(left, 10) : left));
         if (r < 0 && errno != EINTR)
             break;
-        for (int i = 0; r > 0 && i < n; i++) {
-            if (pfd[i].fd < 0 || pfd[i].revents == 0)
+        for (int i = 0; i < n; i++) {
+            if (step[i] == kRetry) {
+                connect_step(i);
                 continue;
-            if (!sent[i]) {
-                /* connected (or failed): the request fits any socket buffer */
-                int err = 0;
-                socklen_t l = sizeof(err);
-                char request[16];
-                pgwire::put_u32(request, 16);
-                pgwire::put_u32(request + 4, 80877102); /* the protocol's cancel request code */
-                pgwire::put_u32(request + 8, t[i].pid);
-                pgwire::put_u32(request + 12, t[i].key);
-                if (getsockopt(pfd[i].fd, SOL_SOCKET, SO_ERROR, &err, &l) == 0 && err == 0 &&
-                    send(pfd[i].fd, request, sizeof(request), MSG_NOSIGNAL) == ssize_t(sizeof(request))) {
-                    sent[i] = true;
-                    pfd[i].events = POLLIN;
-                    continue;
-                }
             }
-            /* closed by the postmaster (it acted), or the request failed */
-            close(pfd[i].fd);
-            pfd[i].fd = -1;
-            pending--;
+            if (r <= 0 || pfd[i].fd < 0 || pfd[i].revents == 0)
+                continue;
+            int err = 0;
+            socklen_t len = sizeof(err);
+            if (step[i] == kConnecting &&
+                getsockopt(sock[i], SOL_SOCKET, SO_ERROR, &err, &len) == 0 && err == 0)
+                send_request(i);
+            else
+                end(i); /* closed by the postmaster (it acted), or the connect failed */
         }
     }
     for (int i = 0; i < n; i++)
-        if (pfd[i].fd >= 0)
-            close(pfd[i].fd);
+        if (step[i] != kEnded)
+            close(sock[i]);
 }
 
 /* A session's Terminate message, as libpq's PQfinish sends; never blocks. */

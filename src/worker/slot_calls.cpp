@@ -264,9 +264,11 @@ bool step_call(Call &c)
         return true;
     }
 
-    /* the call's end is accounted before its last messages go out: a
-     * backend raises a target's Error as soon as it reads it, and its
-     * session must see the counters and gauges of the ended call */
+    /* a call whose targets have all ended is accounted (and its gauges
+     * published) before its last messages go out: a backend raises an
+     * Error as soon as it reads it, and its session then sees the ended
+     * call in the views (an Error while other targets still run goes out
+     * at once; that call is accounted when it is given up) */
     if (c.phase == Phase::Running) {
         for (auto &t : c.tasks)
             if (t->route && !t->finished && !t->job)

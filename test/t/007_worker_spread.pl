@@ -39,6 +39,8 @@ $proxy->append_conf('postgresql.conf', qq{
 shared_preload_libraries = 'bgw_proxy'
 bgw_proxy.workers = 2
 bgw_proxy.max_pool_connections = 2
+# the calls beyond the four at the gate wait for a connection until it opens
+bgw_proxy.pool_wait_timeout = '120s'
 });
 $proxy->start;
 my ($host, $port) = ($remote->host, $remote->port);
@@ -60,7 +62,7 @@ my $sampler_sql = q{
 DO $$
 DECLARE peak int := 0; n int;
 BEGIN
-    FOR i IN 1 .. 400 LOOP
+    FOR i IN 1 .. 4000 LOOP  -- until spread_done (a bound for a broken test)
         PERFORM pg_stat_clear_snapshot();  -- a fresh pg_stat_activity each time
         SELECT count(*) INTO n FROM pg_stat_activity WHERE application_name = 'spread';
         peak := greatest(peak, n);
@@ -73,13 +75,13 @@ END $$;
 my ($sout, $serr) = ('', '');
 my $sampler = IPC::Run::start(
 	[ 'psql', '-X', '-d', $remote->connstr('postgres'), '-c', $sampler_sql ],
-	'>', \$sout, '2>', \$serr, IPC::Run::timeout(60));
+	'>', \$sout, '2>', \$serr, IPC::Run::timeout(300));
 
 # the gate: a session of the test holds advisory lock 7 on the partition
 my $gate = IPC::Run::start(
 	[ 'psql', '-X', '-d', $remote->connstr('p0') . ' application_name=spread_gate',
 	  '-c', 'SELECT pg_advisory_lock(7)', '-c', 'SELECT pg_sleep(3600)' ],
-	'>', \my $go, '2>', \my $ge, IPC::Run::timeout(120));
+	'>', \my $go, '2>', \my $ge, IPC::Run::timeout(300));
 ok(poll_until($remote, "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'spread_gate' "
 		  . "AND wait_event = 'PgSleep'", '1'), 'the test holds the gate');
 
@@ -91,9 +93,9 @@ for my $i (1 .. $sessions)
 	my ($out, $err) = ('', '');
 	my $h = IPC::Run::start(
 		[ 'psql', '-X', '-A', '-t', '-v', 'ON_ERROR_STOP=1',
-		  '-d', $proxy->connstr('postgres') . " options='-c statement_timeout=30s'",
+		  '-d', $proxy->connstr('postgres') . " options='-c statement_timeout=120s'",
 		  '-c', "SELECT sum(nap(0.2)) FROM generate_series(1, $calls)" ],
-		'>', \$out, '2>', \$err, IPC::Run::timeout(60));
+		'>', \$out, '2>', \$err, IPC::Run::timeout(180));
 	push @runs, [ $h, \$out, \$err ];
 }
 # the partition's four connections (2 workers x 2) all wait at the gate at

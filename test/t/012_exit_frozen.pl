@@ -11,12 +11,14 @@
 # Setup: two remote instances, two databases on each; cluster "ex" has the
 # four as partitions (two per instance). A RUN ON ALL call runs pg_sleep on
 # all four, direct (the workers' queue sees none of it). Both postmasters
-# are stopped (SIGSTOP; their backends run on), and the calling session is
-# terminated.
+# are stopped (SIGSTOP; their backends run on), and so are the proxy's
+# workers (what happens is the backend's doing alone); then the calling
+# session is terminated.
 #
-# Asserted: the calling backend exits; once the postmasters continue, none
-# of the call's four statements runs any more (each was cancelled) and no
-# session of the call is left on either instance. How long the exit took
+# Asserted: the calling backend exits; once the postmasters continue (the
+# workers still stopped), none of the call's four statements runs any more
+# (each was cancelled) and no session of the call is left on either
+# instance. How long the exit took
 # is noted (one second here, four with one cancel after the other), not
 # asserted: a bound in seconds would test the machine.
 use strict;
@@ -31,8 +33,9 @@ use BgwPsql;
 use Time::HiRes qw(time);
 
 $BgwPsql::poll_secs = 60;    # states reached on a busy 2-core machine
+$BgwPsql::psql_secs = 300;   # the call's psql lives through several polls
 
-# postmasters stopped by the test: continued at exit whatever happens
+# processes stopped by the test: continued at exit whatever happens
 my @stopped;
 END { kill 'CONT', @stopped if @stopped; }
 
@@ -95,7 +98,17 @@ for my $node (@remotes)
 	kill 'STOP', $pm or die "SIGSTOP $pm: $!";
 	push @stopped, $pm;
 }
-note("postmasters stopped: @stopped");
+my @postmasters = @stopped;
+# and the workers, so that what the remotes see is the backend's own doing
+# (a worker given a connection back broken would cancel its statement too)
+my @workers = split /\n/, $proxy->safe_psql('postgres', 'SELECT pid FROM pg_stat_bgw_proxy_workers');
+is(scalar(@workers), 2, 'the two workers');
+for my $w (@workers)
+{
+	kill 'STOP', $w or die "SIGSTOP $w: $!";
+	push @stopped, $w;
+}
+note("postmasters stopped: @postmasters; workers stopped: @workers");
 my $t0 = time();
 is($proxy->safe_psql('postgres', "SELECT pg_terminate_backend($pid)"), 't', 'the calling session is terminated');
 ok(poll_until($proxy, "SELECT count(*) FROM pg_stat_activity WHERE pid = $pid", '0'),
@@ -104,8 +117,7 @@ note(sprintf('the backend was gone %.2f s after the terminate (a poll every 0.1 
 my ($rc, $out, $err) = finish_call($call);
 like($err, qr/57P01|terminating connection/, 'the caller sees its session terminated');
 
-kill 'CONT', @stopped;
-@stopped = ();
+kill 'CONT', @postmasters;
 for my $i (0 .. $#remotes)
 {
 	my $node = $remotes[$i];
@@ -113,6 +125,8 @@ for my $i (0 .. $#remotes)
 	ok(poll_until($node, "SELECT count(*) FROM pg_stat_activity WHERE pid IN ($call_pids[$i])", '0'),
 		'no session of the call is left on ' . $node->name);
 }
+kill 'CONT', @workers;
+@stopped = ();
 is($proxy->safe_psql('postgres', 'SELECT count(*) FROM nap(0)'), '4', 'the cluster answers afterwards');
 unlike(slurp_file($proxy->logfile), qr/terminated by signal|was terminated by/, 'no crash in the proxy log');
 
