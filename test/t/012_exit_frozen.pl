@@ -18,9 +18,9 @@
 # Asserted: the calling backend exits; once the postmasters continue (the
 # workers still stopped), none of the call's four statements runs any more
 # (each was cancelled) and no session of the call is left on either
-# instance. How long the exit took
-# is noted (one second here, four with one cancel after the other), not
-# asserted: a bound in seconds would test the machine.
+# instance. How long the exit took is noted (one second here, four with
+# one cancel after the other), not asserted: a bound in seconds would test
+# the machine.
 use strict;
 use warnings;
 
