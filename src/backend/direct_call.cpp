@@ -21,6 +21,7 @@
  */
 #include "common/pg_wire.hpp"
 #include "common/pool_key.hpp"
+#include "common/socket_quiet.hpp"
 #include "shared/binary_types.hpp"
 #include "backend/direct_call.h"
 #include "backend/string_info_buf.h"
@@ -133,7 +134,9 @@ struct CancelTarget {
  * to the address its session's socket is connected to, and a second in
  * all to see them handled (the postmaster closes a request's connection
  * once it acted): a backend ending calls to frozen partitions waits one
- * second, not one per partition. Never raises.
+ * second, not one per partition. Never raises; runs while a call is given
+ * up or the backend exits, so the second is its only way out (no
+ * CHECK_FOR_INTERRUPTS there).
  */
 void send_cancels(const CancelTarget *t, int n)
 {
@@ -332,19 +335,6 @@ int socket_copy(int i, const LendEntry *e, uint64 generation)
     return fd;
 }
 
-/* An idle connection has nothing to say: data or EOF means the remote
- * ended the session (idle_session_timeout, a restart). A signal (a
- * timeout's, a latch's) may interrupt even a poll that does not wait; that
- * says nothing of the connection: ask again. */
-bool quiet(int fd)
-{
-    struct pollfd p = {fd, POLLIN, 0};
-    int n;
-    do
-        n = poll(&p, 1, 0);
-    while (n < 0 && errno == EINTR);
-    return n == 0;
-}
 
 /* Each entry a worker may have parked a connection in (below its region's
  * high-water mark, lend_table.h), our own worker's region first, so the
@@ -395,7 +385,7 @@ int borrow(Borrowed &b, const char *key, uint32 len, uint64 hash, int64 version,
             give_back(b, true);
             return copying_refused; /* then none will do */
         }
-        if (!quiet(*fd)) {
+        if (!socket_quiet(*fd)) {
             e->drain = false;
             give_back(b, false); /* its worker closes it */
             return false;

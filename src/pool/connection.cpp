@@ -4,12 +4,12 @@
  * state change, close and socket change goes through the pool (host_).
  */
 #include "pool/connection.hpp"
+#include "common/socket_quiet.hpp"
 
 #include <algorithm>
 #include <cstring>
 
 #include <fcntl.h>
-#include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -621,15 +621,7 @@ bool Connection::fit_for_reuse()
 {
     if (PQstatus(pg_) != CONNECTION_OK)
         return false;
-    struct pollfd pfd;
-    pfd.fd = PQsocket(pg_);
-    pfd.events = POLLIN;
-    pfd.revents = 0;
-    int n;
-    do /* a signal says nothing of the connection: ask again */
-        n = poll(&pfd, 1, 0);
-    while (n < 0 && errno == EINTR);
-    return n == 0;
+    return socket_quiet(PQsocket(pg_));
 }
 
 void Connection::disown_socket() noexcept
